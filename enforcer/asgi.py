@@ -1,0 +1,177 @@
+"""Pure ASGI middleware for FastAPI/Starlette, and a decorator for per-route limits."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.routing import Match, Mount
+
+from .decision import Decision
+from .engine import Enforcer
+from .headers import rate_limit_headers
+from .identity import bearer_token
+from .plan import UNMATCHED_ROUTE, RouteLimits
+from .policy import Rule
+from .problem import problem_body, problem_status
+
+__all__ = ["RatewardenMiddleware", "limit", "RouteResolver"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_LIMITS_ATTR = "__ratewarden_limits__"
+_MAX_CACHED_PATHS = 10_000
+_PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
+
+
+def limit(*rules: Rule | dict[str, Any], cost: int | None = None, exempt: bool = False) -> Callable:
+    """Attach rules, a cost or an exemption to one route's endpoint function::
+
+        @app.post("/v1/login")
+        @limit({"name": "login", "limit": 5, "period": "15m", "scope": ["ip"]})
+        async def login(...): ...
+
+    The middleware evaluates them in the same script call as the policy's rules.
+    """
+    parsed = tuple(r if isinstance(r, Rule) else Rule.model_validate(r) for r in rules)
+
+    def decorate(endpoint: Callable) -> Callable:
+        setattr(endpoint, _LIMITS_ATTR, RouteLimits(parsed, cost, exempt))
+        return endpoint
+
+    return decorate
+
+
+class RouteResolver:
+    """Finds the route template (``GET /v1/items/{item_id}``) a request will be routed to."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[str, RouteLimits | None]] = {}
+
+    def resolve(self, scope: Scope) -> tuple[str, RouteLimits | None]:
+        method, path = scope["method"], scope["path"]
+        found = self._cache.get((method, path))
+        if found is None:
+            app = scope.get("app")
+            routes = getattr(getattr(app, "router", app), "routes", ())
+            found = _match(routes, scope, "") or (UNMATCHED_ROUTE, None)
+            if len(self._cache) >= _MAX_CACHED_PATHS:
+                self._cache.clear()
+            self._cache[(method, path)] = found
+        return found
+
+
+def _match(routes: Any, scope: Scope, prefix: str) -> tuple[str, RouteLimits | None] | None:
+    partial = None
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, Mount):
+            inner = _match(route.routes, {**scope, **child}, prefix + route.path)
+            if inner is not None:
+                return inner
+            continue
+        found = (f"{scope['method']} {prefix}{route.path}", getattr(getattr(route, "endpoint", None), _LIMITS_ATTR, None))
+        if match is Match.FULL:
+            return found
+        partial = partial or found
+    return partial
+
+
+class RatewardenMiddleware:
+    """Decides every HTTP request before the app sees it; adds rate-limit headers;
+    answers 429 (or 503 for a fail-closed outage) with a problem+json body.
+
+    ``user_resolver(scope)`` may return the authenticated user id, if an earlier
+    middleware established one. Starts and stops the enforcer with the app's lifespan.
+    """
+
+    def __init__(self, app: ASGIApp, enforcer: Enforcer, *,
+                 user_resolver: Callable[[Scope], str | None] | None = None) -> None:
+        self.app = app
+        self.enforcer = enforcer
+        self.user_resolver = user_resolver
+        self.routes = RouteResolver()
+        settings = enforcer.settings
+        self._draft, self._legacy = settings.draft_headers, settings.legacy_headers
+        header = settings.api_key_header.lower()
+        self._bearer = header == "authorization"
+        self._key_header = header.encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.app(scope, self._lifespan_receive(receive), send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.enforcer.start()
+            elif message["type"] == "lifespan.shutdown":
+                await self.enforcer.aclose()
+            return message
+
+        return wrapped
+
+    def _caller(self, scope: Scope) -> tuple[str, str | None]:
+        """(client IP, API key) from the socket and the headers."""
+        api_key = xff = forwarded = None
+        for name, value in scope["headers"]:
+            if name == self._key_header:
+                api_key = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                xff = value.decode("latin-1")
+            elif name == b"forwarded":
+                forwarded = value.decode("latin-1")
+        if api_key is not None and self._bearer:
+            api_key = bearer_token(api_key)
+        client = scope.get("client")
+        ip = self.enforcer.ips.resolve(client[0] if client else None, xff, forwarded)
+        return ip, api_key or None
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        enforcer = self.enforcer
+        if not enforcer.started:
+            await enforcer.start()
+        route, route_limits = self.routes.resolve(scope)
+        if route_limits is not None and route_limits.exempt:
+            await self.app(scope, receive, send)
+            return
+        ip, api_key = self._caller(scope)
+        user = self.user_resolver(scope) if self.user_resolver else None
+        identity = await enforcer.identify(ip=ip, api_key=api_key, user=user)
+        decision = await enforcer.decide(identity, route, route_limits)
+        scope.setdefault("state", {})["ratewarden"] = decision
+        if not decision.allowed:
+            await self._deny(decision, send)
+            return
+        extra = rate_limit_headers(decision, draft=self._draft, legacy=self._legacy)
+        if not extra and not decision.leases:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            enforcer.release(decision)
+
+    async def _deny(self, decision: Decision, send: Send) -> None:
+        body = problem_body(decision)
+        headers = [*_PROBLEM_HEADERS, (b"content-length", str(len(body)).encode()),
+                   *rate_limit_headers(decision, draft=self._draft, legacy=self._legacy)]
+        await send({"type": "http.response.start", "status": problem_status(decision), "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,13 @@
+"""How enforcers learn of run-time changes (overrides, API keys) within a second.
+
+Writers bump ``rw:version`` and publish on ``rw:changes`` (``override <client>``
+or ``apikey <hash>``). Each enforcer applies messages as they arrive and also
+polls the version: if it moved while no message came (a dropped subscription),
+it reloads everything.
+"""
+
+from __future__ import annotations
+
+CHANGES_CHANNEL = "rw:changes"
+VERSION_KEY = "rw:version"
+POLL_INTERVAL_S = 0.5

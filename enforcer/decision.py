@@ -1,0 +1,42 @@
+"""The outcome of deciding one request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Decision", "DenialKind"]
+
+DenialKind = Literal["rate", "quota", "concurrency", "blocked", "unavailable"]
+
+
+@dataclass(slots=True)
+class Decision:
+    """Allow or deny, and why.
+
+    ``rule``/``limit``/``remaining``/``reset_s`` describe the deciding rule when
+    denied and the rule closest to exhaustion when allowed (what the RateLimit
+    header reports). ``degraded`` means Redis was not consulted.
+    """
+
+    allowed: bool
+    tier: str
+    route: str
+    client_id: str
+    cost: int = 1
+    rule: str | None = None
+    kind: DenialKind | None = None
+    limit: int = 0
+    remaining: int = 0
+    reset_s: float = 0.0
+    retry_after_s: float = 0.0
+    policy_header: str = ""
+    now_us: int = 0
+    degraded: bool = False
+    local: bool = False
+    leases: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def limited(self) -> bool:
+        """True if any rule applied (so rate-limit headers belong on the response)."""
+        return bool(self.policy_header)

@@ -1,0 +1,257 @@
+"""The enforcer: identify the caller, then decide a request with one script call."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+
+import redis
+import redis.asyncio as aioredis
+import structlog
+
+from . import metrics
+from .decision import Decision
+from .fallback import FallbackLimiter
+from .identity import ClientIPResolver, Identity, bounded
+from .live import LiveState
+from .overrides import Override
+from .plan import Plan, RouteLimits, compile_plan
+from .policy import Policy
+from .scripts import script
+from .settings import EnforcerSettings
+from .transport import AsyncScriptRunner
+
+__all__ = ["Enforcer"]
+
+log = structlog.get_logger("ratewarden.enforcer")
+
+_REDIS_ERRORS = (redis.RedisError, OSError, TimeoutError, ConnectionError)
+_MIN_LOCAL_DENY_S = 0.05
+_MAX_LOCAL_DENIALS = 50_000
+
+
+class Enforcer:
+    """Decides requests for one process against the shared Redis.
+
+    ``await start()`` before use (the middleware does it); ``await aclose()`` at the end.
+    Set ``clock_offset_s`` only in tests, to move the scripts' clock forward.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        settings: EnforcerSettings | None = None,
+        *,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        self.policy = policy
+        self.settings = settings = settings or EnforcerSettings()
+        self.client = client or aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, max_connections=64
+        )
+        self.runner = AsyncScriptRunner(self.client, timeout_s=settings.redis_budget_ms / 1000)
+        secret = settings.api_key_secret.get_secret_value().encode() if settings.api_key_secret else None
+        self.live = LiveState(self.client, secret)
+        self.ips = ClientIPResolver(settings.trusted_proxies, settings.ipv6_prefix)
+        self.fallback = FallbackLimiter(settings.fallback_share)
+        self._script = script("decide")
+        self._plans: dict[tuple[object, ...], Plan] = {}
+        self._denied: dict[str, tuple[float, int]] = {}
+        self._generation = -1
+        self._redis_down_until = 0.0
+        self._rid_prefix = secrets.token_hex(4) + ":"
+        self._rids = itertools.count()
+        self._offset_arg = b"0"
+        self.started = False
+
+    @classmethod
+    def from_settings(cls, settings: EnforcerSettings | None = None) -> Enforcer:
+        """An enforcer for ``settings.policy_file`` (required) and ``settings.redis_url``."""
+        from .loader import load_policy
+
+        settings = settings or EnforcerSettings()
+        if settings.policy_file is None:
+            raise ValueError("no policy: set RATEWARDEN_POLICY_FILE or pass a Policy to Enforcer()")
+        return cls(load_policy(settings.policy_file), settings)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load scripts and run-time state; follow changes. Tolerates Redis being down."""
+        if self.started:
+            return
+        self.started = True
+        try:
+            await self.client.script_load(self._script.source)
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+        try:
+            await self.live.start()
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)  # the change feed keeps trying and loads state once Redis answers
+
+    async def aclose(self) -> None:
+        await self.live.aclose()
+        await self.runner.aclose()
+        await self.client.aclose()
+        self.started = False
+
+    @property
+    def clock_offset_s(self) -> float:
+        return int(self._offset_arg) / 1_000_000
+
+    @clock_offset_s.setter
+    def clock_offset_s(self, seconds: float) -> None:
+        self._offset_arg = str(int(seconds * 1_000_000)).encode()
+        self._denied.clear()
+
+    # -- identity ----------------------------------------------------------
+
+    async def identify(self, *, ip: str, api_key: str | None = None, user: str | None = None) -> Identity:
+        """The caller: its API key's record if the key is live, else its user, else its IP."""
+        policy = self.policy
+        identity = None
+        if api_key:
+            try:
+                record = await self.live.api_key(api_key)
+            except _REDIS_ERRORS:
+                record = None  # an unverifiable key counts as anonymous, never as unlimited
+            if record is not None:
+                tier = record.tier if record.tier in policy.tiers else policy.default_tier
+                identity = Identity(f"k:{record.id}", tier, ip, key_id=record.id, owner=record.owner)
+        if identity is None and user:
+            user = bounded(user)
+            identity = Identity(f"u:{user}", policy.default_tier, ip, user=user)
+        if identity is None:
+            identity = Identity(f"ip:{ip}", policy.anonymous_tier, ip)
+        override = self.live.override(identity.client_id)
+        if override is not None and override.tier in policy.tiers:
+            identity.tier = override.tier
+        return identity
+
+    # -- deciding ----------------------------------------------------------
+
+    def plan(self, tier: str, route: str, route_limits: RouteLimits | None = None,
+             override: Override | None = None) -> Plan:
+        """The (cached) plan for a tier on a route, with a client's custom limits if any."""
+        custom = override.custom_tier(self.policy.tiers[tier]) if override is not None else None
+        cache_key = (tier, route, id(route_limits), id(override) if custom else None)
+        plan = self._plans.get(cache_key)
+        if plan is None:
+            plan = compile_plan(self.policy, tier, route, route_limits, custom)
+            self._plans[cache_key] = plan
+        return plan
+
+    async def decide(self, identity: Identity, route: str, route_limits: RouteLimits | None = None) -> Decision:
+        """Allow or deny one request of ``identity`` on ``route`` (a route template)."""
+        live = self.live
+        if live.generation != self._generation:  # overrides changed: forget what they may have changed
+            self._generation = live.generation
+            self._denied.clear()
+            self._plans = {k: v for k, v in self._plans.items() if k[3] is None}
+        override = live.override(identity.client_id) if live.overrides else None
+        if override is not None:
+            if override.allow:
+                return Decision(True, identity.tier, route, identity.client_id)
+            if override.block:
+                return self._blocked(identity, route, override)
+        plan = self.plan(identity.tier, route, route_limits, override)
+        if not plan.rules:
+            return Decision(True, identity.tier, route, identity.client_id, cost=plan.cost)
+        keys = plan.keys(identity)
+        sent_at = time.monotonic()
+        if self._denied:
+            denial = self._denied_locally(plan, keys, identity, sent_at)
+            if denial is not None:
+                return denial
+        if sent_at < self._redis_down_until:
+            return self._degraded(plan, keys, identity)
+        rid = self._rid_prefix + str(next(self._rids))
+        now_arg = str(int(time.time() * 1_000_000)) if self.settings.time_source == "app" else ""
+        try:
+            reply = await self.runner.call(
+                self._script, keys, (now_arg, self._offset_arg, plan.cost, rid, *plan.script_args)
+            )
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            return self._degraded(plan, keys, identity)
+        if self._redis_down_until:
+            self._redis_down_until = 0.0
+            log.info("redis_recovered")
+        return self._from_reply(reply, plan, keys, identity, rid, sent_at)
+
+    def _from_reply(self, reply: list[int], plan: Plan, keys: list[str], identity: Identity, rid: str,
+                    sent_at: float) -> Decision:
+        allowed, decider, now_us, retry_us, head, remaining, reset_us = reply
+        if allowed:
+            metrics.ALLOWED.inc()
+            rule = plan.rules[head - 1]
+            leases = tuple((keys[i], rid) for i in plan.lease_indices)
+            return Decision(True, identity.tier, plan.route, identity.client_id, plan.cost, rule.name, None,
+                            rule.limit, remaining, reset_us / 1e6, 0.0, plan.policy_header, now_us, leases=leases)
+        metrics.DENIED.inc()
+        rule = plan.rules[decider - 1]
+        retry_s = retry_us / 1e6
+        if self.settings.local_deny_cache and rule.kind != "concurrency" and retry_s >= _MIN_LOCAL_DENY_S:
+            if len(self._denied) >= _MAX_LOCAL_DENIALS:
+                self._denied.clear()
+            # Redis decided at or after sent_at, so it admits nothing of this cost before sent_at + retry
+            self._denied[keys[decider - 1]] = (sent_at + retry_s, plan.cost)
+        return Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, rule.name, rule.kind,
+                        rule.limit, 0, retry_s, retry_s, plan.policy_header, now_us)
+
+    def _denied_locally(self, plan: Plan, keys: list[str], identity: Identity, now: float) -> Decision | None:
+        for i, key in enumerate(keys):
+            entry = self._denied.get(key)
+            if entry is None:
+                continue
+            until, cost = entry
+            if until <= now:
+                del self._denied[key]
+            elif plan.cost >= cost:
+                metrics.DENIED_LOCALLY.inc()
+                rule = plan.rules[i]
+                wait = until - now
+                return Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, rule.name,
+                                rule.kind, rule.limit, 0, wait, wait, plan.policy_header,
+                                int(time.time() * 1e6), local=True)
+        return None
+
+    def _blocked(self, identity: Identity, route: str, override: Override) -> Decision:
+        metrics.DENIED.inc()
+        wait = max(1.0, override.expires_at - time.time()) if override.expires_at else 3600.0
+        return Decision(False, identity.tier, route, identity.client_id, rule=f"override:{override.source}",
+                        kind="blocked", retry_after_s=wait, reset_s=wait, now_us=int(time.time() * 1e6))
+
+    def _degraded(self, plan: Plan, keys: list[str], identity: Identity) -> Decision:
+        metrics.DEGRADED.inc()
+        now_us = int(time.time() * 1e6)
+        if plan.fail_mode == "closed":
+            wait = self.settings.redis_retry_after_s
+            return Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, None, "unavailable",
+                            0, 0, wait, wait, plan.policy_header, now_us, degraded=True)
+        allowed, index, wait = self.fallback.decide(plan, keys)
+        rule = plan.rules[index] if index >= 0 else None
+        if allowed:
+            leases = tuple((keys[i], "") for i in plan.lease_indices)
+            return Decision(True, identity.tier, plan.route, identity.client_id, plan.cost,
+                            policy_header=plan.policy_header, now_us=now_us, degraded=True, leases=leases)
+        assert rule is not None
+        return Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, rule.name, rule.kind,
+                        rule.limit, 0, wait, wait, plan.policy_header, now_us, degraded=True)
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        metrics.REDIS_FAILURES.inc()
+        if not self._redis_down_until:
+            log.warning("redis_unavailable", error=type(exc).__name__,
+                        retry_in_s=self.settings.redis_retry_after_s)
+        self._redis_down_until = time.monotonic() + self.settings.redis_retry_after_s
+
+    def release(self, decision: Decision) -> None:
+        """Free the concurrency slots ``decision`` holds (call when the response has ended)."""
+        for key, rid in decision.leases:
+            if rid:
+                self.runner.command("ZREM", key, rid)
+            else:
+                self.fallback.release(key)

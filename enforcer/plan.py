@@ -1,0 +1,165 @@
+"""Compile a policy into per-(tier, route) plans: the rules, cost and script arguments
+a request on that route needs, computed once and reused for every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .identity import Identity
+from .policy import Algorithm, Endpoint, Policy, Quotas, Rule, Scope, Tier
+
+__all__ = ["CompiledRule", "Plan", "RouteLimits", "compile_plan", "UNMATCHED_ROUTE"]
+
+UNMATCHED_ROUTE = "* (unmatched)"
+
+ALGORITHM_CODES = {
+    Algorithm.fixed_window: 1,
+    Algorithm.sliding_window_counter: 2,
+    Algorithm.sliding_window_log: 3,
+    Algorithm.token_bucket: 4,
+    Algorithm.gcra: 5,
+    Algorithm.concurrency: 6,
+}
+QUOTA_DAILY, QUOTA_MONTHLY = 7, 8
+_KEY_SUFFIX = {1: "fw", 2: "swc", 3: "swl", 4: "tb", 5: "gcra", 6: "conc", 7: "qd", 8: "qm"}
+_MONTH_S = 31 * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLimits:
+    """Limits an application attaches to one route (see ``enforcer.asgi.limit``)."""
+
+    rules: tuple[Rule, ...] = ()
+    cost: int | None = None
+    exempt: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A rule ready to run: its script code and how to name its Redis key."""
+
+    name: str
+    code: int
+    limit: int
+    period_s: float
+    capacity: int
+    scope: tuple[Scope, ...]
+    kind: str  # "rate", "quota" or "concurrency"
+    policy_member: str
+
+    def key(self, identity: Identity, route: str) -> str:
+        """The Redis key of this rule's counter for a caller; tagged by its first dimension."""
+        values = [_dimension(dim, identity, route) for dim in self.scope]
+        rest = "".join(":" + value for value in values[1:])
+        return f"rw:{{{values[0]}}}:{self.name}:{_KEY_SUFFIX[self.code]}{rest}"
+
+
+def _dimension(dim: Scope, identity: Identity, route: str) -> str:
+    # a missing identity falls back to the client (ultimately its IP), never to "not counted"
+    if dim is Scope.client:
+        return identity.client_id
+    if dim is Scope.key:
+        return f"k:{identity.key_id}" if identity.key_id else identity.client_id
+    if dim is Scope.user:
+        return f"u:{identity.user}" if identity.user else identity.client_id
+    if dim is Scope.ip:
+        return f"ip:{identity.ip}"
+    return f"e:{route}"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What deciding a request of one tier on one route takes."""
+
+    tier: str
+    route: str
+    cost: int
+    exempt: bool
+    fail_mode: str
+    rules: tuple[CompiledRule, ...]
+    script_args: tuple[bytes, ...] = field(repr=False)
+    policy_header: str = ""
+    lease_indices: tuple[int, ...] = ()
+
+    def keys(self, identity: Identity) -> list[str]:
+        return [rule.key(identity, self.route) for rule in self.rules]
+
+
+def _policy_member(name: str, quota: int, window_s: float, unit: str | None = None) -> str:
+    member = f'"{name}";q={quota};w={max(1, round(window_s))}'
+    return member + (f';qu="{unit}"' if unit else "")
+
+
+def _compile_rule(rule: Rule) -> CompiledRule:
+    code = ALGORITHM_CODES[rule.algorithm]
+    concurrency = rule.algorithm is Algorithm.concurrency
+    return CompiledRule(
+        name=rule.name,
+        code=code,
+        limit=rule.limit,
+        period_s=rule.period,
+        capacity=rule.burst or 0,
+        scope=tuple(rule.scope),
+        kind="concurrency" if concurrency else "rate",
+        policy_member=_policy_member(rule.name, rule.limit, rule.period, "concurrent-requests" if concurrency else None),
+    )
+
+
+def _quota_rules(quotas: Quotas) -> list[CompiledRule]:
+    rules = []
+    if quotas.daily:
+        rules.append(
+            CompiledRule("daily", QUOTA_DAILY, quotas.daily, 86400.0, 0, (Scope.client,), "quota",
+                         _policy_member("daily", quotas.daily, 86400))
+        )
+    if quotas.monthly:
+        rules.append(
+            CompiledRule("monthly", QUOTA_MONTHLY, quotas.monthly, _MONTH_S, quotas.billing_anchor_day or 0,
+                         (Scope.client,), "quota", _policy_member("monthly", quotas.monthly, _MONTH_S))
+        )
+    return rules
+
+
+def compile_plan(
+    policy: Policy,
+    tier_name: str,
+    route: str,
+    route_limits: RouteLimits | None = None,
+    tier: Tier | None = None,
+) -> Plan:
+    """The plan for ``tier_name`` on ``route`` (``"GET /v1/items/{item_id}"``).
+
+    ``tier`` replaces the policy's tier of that name (a per-client override).
+    """
+    tier = tier or policy.tiers[tier_name]
+    endpoint: Endpoint | None = policy.endpoint_for(route)
+    route_limits = route_limits or RouteLimits()
+    rules = [r for r in tier.rules if r.applies_to(route)]
+    if endpoint:
+        rules += endpoint.rules
+    rules += route_limits.rules
+    cost = route_limits.cost or (endpoint.cost if endpoint else 1)
+    exempt = route_limits.exempt or bool(endpoint and endpoint.exempt)
+    compiled = [] if exempt else [_compile_rule(r) for r in rules] + _quota_rules(tier.quotas)
+    for rule in compiled:
+        capacity = rule.capacity or rule.limit
+        if rule.kind != "concurrency" and cost > capacity:
+            raise ValueError(
+                f"route {route!r} costs {cost} but rule {rule.name!r} of tier {tier_name!r} "
+                f"admits at most {capacity} per request: no request could ever pass"
+            )
+    args: list[bytes] = [str(len(compiled)).encode()]
+    for rule in compiled:
+        args += [str(rule.code).encode(), str(rule.limit).encode(),
+                 str(int(rule.period_s * 1_000_000)).encode(), str(rule.capacity).encode()]
+    return Plan(
+        tier=tier_name,
+        route=route,
+        cost=cost,
+        exempt=exempt,
+        fail_mode=tier.fail_mode,
+        rules=tuple(compiled),
+        script_args=tuple(args),
+        policy_header=", ".join(rule.policy_member for rule in compiled),
+        lease_indices=tuple(i for i, rule in enumerate(compiled) if rule.kind == "concurrency"),
+    )

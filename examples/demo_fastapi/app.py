@@ -1,0 +1,85 @@
+"""The demo API behind ratewarden's enforcer.
+
+Run from the repository root::
+
+    uvicorn examples.demo_fastapi.app:app
+
+It reads ``examples/policy.yaml`` (or ``RATEWARDEN_POLICY_FILE``) and the other
+``RATEWARDEN_*`` settings. Without ``RATEWARDEN_REDIS_URL`` it starts a local
+Valkey server for itself, so it works on a bare machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel
+
+from enforcer import Enforcer, EnforcerSettings, load_policy
+from enforcer.asgi import RatewardenMiddleware
+
+POLICY_FILE = Path(__file__).resolve().parent.parent / "policy.yaml"
+MAX_ITEM_ID = 1000
+
+
+class Credentials(BaseModel):
+    username: str
+    password: str
+
+
+def create_app(enforcer: Enforcer | None = None) -> FastAPI:
+    """The demo app; with no ``enforcer``, one built from the environment."""
+    if enforcer is None:
+        enforcer = _enforcer_from_environment()
+    app = FastAPI(title="ratewarden demo API")
+    app.add_middleware(RatewardenMiddleware, enforcer=enforcer)
+    app.state.enforcer = enforcer
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/items")
+    async def list_items(limit: int = 20) -> dict[str, list[dict[str, object]]]:
+        return {"items": [{"id": i, "name": f"item {i}"} for i in range(1, min(max(limit, 1), 100) + 1)]}
+
+    @app.get("/v1/items/{item_id}")
+    async def get_item(item_id: int) -> dict[str, object]:
+        if not 1 <= item_id <= MAX_ITEM_ID:
+            raise HTTPException(status_code=404, detail="no such item")
+        return {"id": item_id, "name": f"item {item_id}"}
+
+    @app.get("/v1/search")
+    async def search(q: str = "") -> dict[str, object]:
+        return {"query": q, "results": [{"id": i} for i in range(1, 6)]}
+
+    @app.post("/v1/login")
+    async def login(credentials: Credentials) -> dict[str, str]:
+        if credentials.password != "correct-horse":
+            raise HTTPException(status_code=401, detail="wrong username or password")
+        return {"token": f"session-for-{credentials.username}"}
+
+    return app
+
+
+def _enforcer_from_environment() -> Enforcer:
+    settings = EnforcerSettings()
+    if settings.policy_file is None:
+        settings.policy_file = POLICY_FILE
+    if "RATEWARDEN_REDIS_URL" not in os.environ:
+        from ratewarden.local import RedisServer
+
+        server = RedisServer().start()
+        settings.redis_url = server.url
+        print(f"demo: no RATEWARDEN_REDIS_URL, started a local server at {server.url}")
+    return Enforcer(load_policy(settings.policy_file), settings)
+
+
+def __getattr__(name: str) -> FastAPI:
+    # built on first access, so importing this module for create_app() starts nothing
+    if name == "app":
+        globals()["app"] = application = create_app()
+        return application
+    raise AttributeError(name)

