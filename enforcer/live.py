@@ -32,6 +32,7 @@ class LiveState:
         self._keys: dict[str, tuple[ApiKeyRecord | None, float]] = {}
         self._version: bytes | None = None
         self._task: asyncio.Task | None = None
+        self._closing = False
 
     def override(self, client_id: str) -> Override | None:
         found = self.overrides.get(client_id)
@@ -63,9 +64,11 @@ class LiveState:
         await self.reload()
 
     async def aclose(self) -> None:
+        # a flag as well as cancel(): redis-py's read timeouts can swallow a cancellation
+        self._closing = True
         if self._task:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait([self._task], timeout=2 * POLL_INTERVAL_S)
             self._task = None
 
     async def reload(self) -> None:
@@ -98,7 +101,7 @@ class LiveState:
         self.generation += 1
 
     async def _follow(self) -> None:
-        while True:
+        while not self._closing:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANGES_CHANNEL)
@@ -107,6 +110,8 @@ class LiveState:
             except asyncio.CancelledError:
                 raise
             except (redis.RedisError, OSError, ValueError) as exc:
+                if self._closing:
+                    return
                 log.warning("change_feed_interrupted", error=type(exc).__name__)
                 await asyncio.sleep(POLL_INTERVAL_S)
             finally:
@@ -118,7 +123,7 @@ class LiveState:
     async def _listen(self, pubsub: aioredis.client.PubSub) -> None:
         next_poll = time.monotonic() + POLL_INTERVAL_S
         heard = False
-        while True:
+        while not self._closing:
             message = await pubsub.get_message(timeout=POLL_INTERVAL_S)
             if message is not None and message["type"] == "message":
                 await self._apply(message["data"])

@@ -193,10 +193,15 @@ for i = 1, n do
     local capacity = extra > 0 and extra or limit
     local interval = period / limit
     local tau = interval * capacity
-    local tat = tonumber(redis.call('GET', key)) or now
+    local h = redis.call('HMGET', key, 't', 'i')
+    local tat = tonumber(h[1]) or now
     if tat < now then tat = now end
-    -- a lowered interval (raised limit) must not keep an old, far-off arrival time
-    if tat > now + tau then tat = now + tau end
+    -- the limit changed: re-express the outstanding debt at the new rate, so a raised
+    -- limit takes effect at once instead of after the old arrival time
+    local stored_interval = tonumber(h[2])
+    if stored_interval and stored_interval ~= interval then
+      tat = now + (tat - now) * interval / stored_interval
+    end
     local new_tat = tat + interval * cost
     local allow_at = new_tat - tau
     ok = now >= allow_at
@@ -204,7 +209,8 @@ for i = 1, n do
     reset = tat - now
     wait = allow_at - now
     commit = function()
-      redis.call('SET', key, num(new_tat), 'PX', ttl_ms(new_tat - now) + 1000)
+      redis.call('HSET', key, 't', num(new_tat), 'i', num(interval))
+      redis.call('PEXPIRE', key, ttl_ms(new_tat - now) + 1000)
     end
 
   elseif algo == CONCURRENCY then

@@ -1,0 +1,70 @@
+"""The ``ratewarden`` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from enforcer.loader import PolicyError, load_policy
+from enforcer.plan import compile_plan
+
+app = typer.Typer(help="ratewarden: distributed rate limiting, usage analytics and abuse detection.",
+                  no_args_is_help=True)
+policy_app = typer.Typer(help="Work with policy files.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+@policy_app.command("check")
+def policy_check(
+    file: Path = typer.Argument(..., help="policy file (.yaml, .yml or .toml)"),
+    route: list[str] = typer.Option([], "--route", "-r", help="also show the effective plan on this route, e.g. 'GET /v1/search'"),
+) -> None:
+    """Validate FILE and print the effective policy as a table."""
+    try:
+        policy = load_policy(file)
+        plans = [(tier, r, compile_plan(policy, tier, r)) for r in route for tier in policy.tiers]
+    except (PolicyError, ValueError) as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+    table = Table(title=f"{file}: tiers (anonymous: {policy.anonymous_tier}, default: {policy.default_tier})")
+    for column in ("tier", "rule", "algorithm", "limit", "period", "burst", "scope", "routes", "fail mode"):
+        table.add_column(column)
+    for name, tier in policy.tiers.items():
+        for rule in tier.rules:
+            table.add_row(name, rule.name, rule.algorithm.value, str(rule.limit), f"{rule.period:g}s",
+                          str(rule.burst or ""), "+".join(rule.scope), ", ".join(rule.endpoints or ["all"]),
+                          tier.fail_mode)
+        quotas = tier.quotas
+        for label, value in (("daily", quotas.daily), ("monthly", quotas.monthly)):
+            if value:
+                anchor = f" (anchor day {quotas.billing_anchor_day})" if label == "monthly" and quotas.billing_anchor_day else ""
+                table.add_row(name, label + anchor, "quota (UTC calendar)", str(value), label, "", "client", "all",
+                              tier.fail_mode)
+    console.print(table)
+
+    if policy.endpoints:
+        endpoints = Table(title="endpoints")
+        for column in ("route", "cost", "exempt", "extra rules"):
+            endpoints.add_column(column)
+        for endpoint in policy.endpoints:
+            extra = ", ".join(f"{r.name} {r.limit}/{r.period:g}s {r.algorithm.value} by {'+'.join(r.scope)}"
+                              for r in endpoint.rules)
+            endpoints.add_row(endpoint.route, str(endpoint.cost), "yes" if endpoint.exempt else "", extra)
+        console.print(endpoints)
+
+    for tier, r, plan in plans:
+        rules = ", ".join(f"{rule.name}({rule.limit}/{rule.period_s:g}s)" for rule in plan.rules) or "none"
+        console.print(f"[bold]{tier}[/bold] on [cyan]{r}[/cyan]: cost {plan.cost}, "
+                      f"{'exempt' if plan.exempt else 'rules ' + rules}")
+    console.print(f"[green]OK[/green]: {file} is valid ({len(policy.tiers)} tiers, {len(policy.endpoints)} endpoint entries)")
+
+
+if __name__ == "__main__":
+    app()
