@@ -1,0 +1,109 @@
+"""Server-side command counts: one script call per request, and none for a client denied locally."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from enforcer import ApiKeyStore
+from enforcer.asgi import RatewardenMiddleware
+
+from .helpers import command_counts, make_enforcer
+
+
+class ClientCommands:
+    """Commands clients send (not those scripts run inside), seen through MONITOR."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.client = redis.Redis.from_url(redis_url)
+        self.lines: list[str] = []
+
+    def __enter__(self) -> "ClientCommands":
+        self.monitor = self.client.monitor().__enter__()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        time.sleep(0.05)
+        return self
+
+    def _read(self) -> None:
+        try:
+            for event in self.monitor.listen():
+                if event.get("client_type") != "lua":
+                    self.lines.append(event["command"])
+                if event["command"] == "ECHO rw-monitor-stop":
+                    return
+        except (redis.RedisError, OSError):
+            return
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.echo("rw-monitor-stop")
+        self.thread.join(5)
+        self.monitor.__exit__(*exc)
+        self.client.close()
+
+    def counts(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for line in self.lines:
+            name = line.split(" ", 1)[0].lower()
+            if name != "echo":
+                found[name] = found.get(name, 0) + 1
+        return found
+
+SECRET = "test-secret-0123456789abcdef"
+# the change feed polls the version about twice a second; nothing else may run besides the scripts
+BACKGROUND = {"get", "info", "config", "ping", "subscribe", "client", "hello"}
+
+
+def test_one_script_call_per_request_with_four_rules_and_quotas(redis_sync: redis.Redis, redis_url: str) -> None:
+    enforcer = make_enforcer(redis_url, {"tiers": {"anonymous": {}, "paid": {
+        "rules": [
+            {"name": "per-key", "algorithm": "sliding_window_counter", "limit": 1000, "period": "1m", "scope": ["key"]},
+            {"name": "per-ip", "algorithm": "fixed_window", "limit": 1000, "period": "1m", "scope": ["ip"]},
+            {"name": "per-key-endpoint", "algorithm": "token_bucket", "limit": 1000, "period": "1s",
+             "scope": ["key", "endpoint"]},
+            {"name": "in-flight", "algorithm": "gcra", "limit": 1000, "period": "1s", "scope": ["key"]},
+        ],
+        "quotas": {"daily": 10_000, "monthly": 100_000}}}, "default_tier": "paid"}, api_key_secret=SECRET)
+    app = FastAPI()
+    app.add_middleware(RatewardenMiddleware, enforcer=enforcer)
+    app.get("/v1/items/{item_id}")(lambda item_id: {"id": item_id})
+    api_key, _ = ApiKeyStore(redis_sync, SECRET.encode()).create(owner="acme", tier="paid")
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with TestClient(app) as client:
+        client.get("/v1/items/0", headers=headers)  # warm: the key's record is cached from now on
+        with ClientCommands(redis_url) as sent:
+            responses = [client.get(f"/v1/items/{i}", headers=headers) for i in range(1, 101)]
+    assert all(r.status_code == 200 for r in responses)
+    assert responses[-1].headers["ratelimit-policy"].count(";q=") == 6  # 4 rules + 2 quotas applied
+    counts = sent.counts()
+    assert counts.get("evalsha") == 100, counts
+    others = {name: n for name, n in counts.items() if name not in BACKGROUND and name != "evalsha"}
+    assert others == {}, others
+    assert counts.get("get", 0) <= 10  # version polls only, not one per request
+
+
+def test_a_denied_client_is_answered_locally_until_its_retry_after(redis_sync: redis.Redis, redis_url: str) -> None:
+    enforcer = make_enforcer(redis_url, {"tiers": {"free": {}, "anonymous": {"rules": [
+        {"name": "r", "algorithm": "fixed_window", "limit": 5, "period": "2s", "scope": ["ip"]}]}}})
+    app = FastAPI()
+    app.add_middleware(RatewardenMiddleware, enforcer=enforcer)
+    app.get("/x")(lambda: {"ok": True})
+    with TestClient(app, client=("192.0.2.1", 1)) as client:
+        redis_sync.config_resetstat()
+        statuses = [client.get("/x").status_code for _ in range(5)]
+        while (first_denial := client.get("/x")).status_code == 200:  # a window boundary may pass: keep going
+            statuses.append(200)
+        retry_after = int(first_denial.headers["retry-after"])
+        scripts_so_far = command_counts(redis_sync)["evalsha"]
+        hammered = [client.get("/x") for _ in range(200)]
+        scripts_after = command_counts(redis_sync)["evalsha"]
+        assert all(r.status_code == 429 for r in hammered)
+        assert all(int(r.headers["retry-after"]) <= retry_after for r in hammered)
+        assert scripts_after == scripts_so_far  # 200 denials, no Redis command
+        time.sleep(2.05)  # past the window (and the local denial): Redis decides again, and admits
+        assert client.get("/x").status_code == 200
+        assert command_counts(redis_sync)["evalsha"] == scripts_after + 1
