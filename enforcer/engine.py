@@ -47,12 +47,12 @@ class Enforcer:
     ) -> None:
         self.policy = policy
         self.settings = settings = settings or EnforcerSettings()
-        self.client = client or aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, max_connections=64
-        )
-        self.runner = AsyncScriptRunner(self.client, timeout_s=settings.redis_budget_ms / 1000)
+        self.client = client or aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, max_connections=32, timeout=1.0
+        ))
+        self.runner = AsyncScriptRunner(settings.redis_url, timeout_s=settings.redis_budget_ms / 1000)
         secret = settings.api_key_secret.get_secret_value().encode() if settings.api_key_secret else None
-        self.live = LiveState(self.client, secret)
+        self.live = LiveState(self.client, self.runner, secret)
         self.ips = ClientIPResolver(settings.trusted_proxies, settings.ipv6_prefix)
         self.fallback = FallbackLimiter(settings.fallback_share)
         self._script = script("decide")
@@ -82,10 +82,6 @@ class Enforcer:
         if self.started:
             return
         self.started = True
-        try:
-            await self.client.script_load(self._script.source)
-        except _REDIS_ERRORS as exc:
-            self._redis_failed(exc)
         try:
             await self.live.start()
         except _REDIS_ERRORS as exc:

@@ -13,6 +13,7 @@ import structlog
 from .apikeys import KEYS_HASH, ApiKeyRecord, decode_record, hash_api_key
 from .changes import CHANGES_CHANNEL, POLL_INTERVAL_S, VERSION_KEY
 from .overrides import OVERRIDES_HASH, Override
+from .transport import AsyncScriptRunner
 
 __all__ = ["LiveState"]
 
@@ -24,8 +25,9 @@ _KEY_TTL_S, _UNKNOWN_KEY_TTL_S, _MAX_CACHED_KEYS = 60.0, 10.0, 100_000
 class LiveState:
     """Overrides and API key records for one enforcer, updated within a second of a change."""
 
-    def __init__(self, client: aioredis.Redis, api_key_secret: bytes | None) -> None:
+    def __init__(self, client: aioredis.Redis, runner: AsyncScriptRunner, api_key_secret: bytes | None) -> None:
         self.client = client
+        self.runner = runner
         self.secret = api_key_secret
         self.overrides: dict[str, Override] = {}
         self.generation = 0  # bumped on every applied change
@@ -49,7 +51,7 @@ class LiveState:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
-        raw = await self.client.hget(KEYS_HASH, digest)
+        raw = await self.runner.execute("HGET", KEYS_HASH, digest)
         record = decode_record(raw) if raw else None
         if record is not None and record.revoked_at is not None:
             record = None

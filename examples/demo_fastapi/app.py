@@ -29,13 +29,16 @@ class Credentials(BaseModel):
     password: str
 
 
-def create_app(enforcer: Enforcer | None = None) -> FastAPI:
-    """The demo app; with no ``enforcer``, one built from the environment."""
-    if enforcer is None:
-        enforcer = _enforcer_from_environment()
+def create_app(enforcer: Enforcer | None = None, *, protected: bool = True) -> FastAPI:
+    """The demo app; with no ``enforcer``, one built from the environment.
+
+    ``protected=False`` gives the same app with no enforcer at all (the benchmarks' baseline).
+    """
     app = FastAPI(title="ratewarden demo API")
-    app.add_middleware(RatewardenMiddleware, enforcer=enforcer)
-    app.state.enforcer = enforcer
+    if protected:
+        enforcer = enforcer or _enforcer_from_environment()
+        app.add_middleware(RatewardenMiddleware, enforcer=enforcer)
+        app.state.enforcer = enforcer
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -62,6 +65,11 @@ def create_app(enforcer: Enforcer | None = None) -> FastAPI:
         return {"token": f"session-for-{credentials.username}"}
 
     return app
+
+
+def unprotected_app() -> FastAPI:
+    """The demo app without ratewarden (``uvicorn --factory examples.demo_fastapi.app:unprotected_app``)."""
+    return create_app(protected=False)
 
 
 def _enforcer_from_environment() -> Enforcer:
