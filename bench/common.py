@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,13 +67,51 @@ class Uvicorn:
                 self.proc.kill()
 
 
+_WRK_SCRIPT = """
+local headers, n = {}, 0
+for line in io.lines(os.getenv("BENCH_HEADER_FILE")) do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  headers[#headers + 1] = {name, value}
+end
+request = function()
+  n = n + 1
+  local h = headers[(n % #headers) + 1]
+  return wrk.format(nil, nil, {[h[1]] = h[2]})
+end
+"""
+
+
+def load_generator() -> str:
+    """'wrk' if installed (C, leaves the CPU to the server under test), else the Python one."""
+    return "wrk" if shutil.which("wrk") else "python"
+
+
 def load(port: int, seconds: float, connections: int, path: str, header_file: Path | None) -> dict:
-    """Run bench.loadgen in its own process against ``port``."""
+    """Drive ``port`` with wrk (if installed) or bench.loadgen, in another process."""
     import json
 
+    if load_generator() == "wrk":
+        return _wrk(port, seconds, connections, path, header_file)
     args = [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--seconds", str(seconds),
             "--connections", str(connections), "--path", path]
     if header_file:
         args += ["--header-file", str(header_file)]
     out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _wrk(port: int, seconds: float, connections: int, path: str, header_file: Path | None) -> dict:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(_WRK_SCRIPT)
+    try:
+        args = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--latency"]
+        if header_file:
+            args += ["-s", str(script)]
+        out = subprocess.run([*args, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True,
+                             env={**os.environ, "BENCH_HEADER_FILE": str(header_file or "")}).stdout
+    finally:
+        script.unlink()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    statuses = {"200": "all"} if not non_2xx else {"non-2xx": int(non_2xx.group(1))}
+    return {"rps": rps, "statuses": statuses}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 __all__ = ["Identity", "ClientIPResolver", "bearer_token", "bounded"]
 
 MAX_IDENTITY_LENGTH = 128
+_MAX_CACHED_PEERS = 50_000
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -79,6 +80,7 @@ class ClientIPResolver:
     def __init__(self, trusted_proxies: Iterable[str] = (), ipv6_prefix: int = 64) -> None:
         self.trusted: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
         self.ipv6_prefix = ipv6_prefix
+        self._peers: dict[str, str] = {}  # socket peer -> client IP, when no proxy is trusted
 
     def _is_trusted(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(ip in net for net in self.trusted)
@@ -92,6 +94,14 @@ class ClientIPResolver:
 
     def resolve(self, peer: str | None, x_forwarded_for: str | None = None, forwarded: str | None = None) -> str:
         """The client IP for a request from ``peer`` carrying these headers. Never raises."""
+        if not self.trusted and peer:
+            client = self._peers.get(peer)
+            if client is None:
+                if len(self._peers) >= _MAX_CACHED_PEERS:
+                    self._peers.clear()
+                parsed = _parse_ip(peer)
+                client = self._peers[peer] = self.normalise(parsed) if parsed else "unknown"
+            return client
         peer_ip = _parse_ip(peer) if peer else None
         if peer_ip is None:
             return "unknown"

@@ -23,6 +23,7 @@ ALGORITHM_CODES = {
 QUOTA_DAILY, QUOTA_MONTHLY = 7, 8
 _KEY_SUFFIX = {1: "fw", 2: "swc", 3: "swl", 4: "tb", 5: "gcra", 6: "conc", 7: "qd", 8: "qm"}
 _MONTH_S = 31 * 86400
+_MAX_CACHED_CALLERS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ def _dimension(dim: Scope, identity: Identity, route: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What deciding a request of one tier on one route takes."""
+    """What deciding a request of one tier on one route takes (keys cached per caller)."""
 
     tier: str
     route: str
@@ -80,9 +81,16 @@ class Plan:
     script_args: tuple[bytes, ...] = field(repr=False)
     policy_header: str = ""
     lease_indices: tuple[int, ...] = ()
+    _keys: dict[tuple[str, str, str | None], list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def keys(self, identity: Identity) -> list[str]:
-        return [rule.key(identity, self.route) for rule in self.rules]
+        caller = (identity.client_id, identity.ip, identity.user)
+        keys = self._keys.get(caller)
+        if keys is None:
+            if len(self._keys) >= _MAX_CACHED_CALLERS:
+                self._keys.clear()
+            keys = self._keys[caller] = [rule.key(identity, self.route) for rule in self.rules]
+        return keys
 
 
 def _policy_member(name: str, quota: int, window_s: float, unit: str | None = None) -> str:
