@@ -66,5 +66,16 @@ def policy_check(
     console.print(f"[green]OK[/green]: {file} is valid ({len(policy.tiers)} tiers, {len(policy.endpoints)} endpoint entries)")
 
 
+@app.command()
+def demo(
+    duration: float = typer.Option(20.0, "--duration", "-d", help="seconds of traffic"),
+    report: Path | None = typer.Option(None, "--report", help="write the results as JSON to this file"),
+) -> None:
+    """Serve the demo API behind the enforcer and drive labelled traffic through it."""
+    from .demo import run_demo
+
+    run_demo(duration, report, console)
+
+
 if __name__ == "__main__":
     app()
