@@ -1,9 +1,14 @@
-"""The enforcer: identify the caller, then decide a request with one script call."""
+"""The enforcer: identify the caller, then decide a request with one script call.
+
+``EnforcerCore`` holds everything but I/O; ``Enforcer`` runs it on asyncio (ASGI)
+and ``SyncEnforcer`` on threads (WSGI), with the same script and the same answers.
+"""
 
 from __future__ import annotations
 
 import itertools
 import secrets
+import threading
 import time
 
 import redis
@@ -11,18 +16,19 @@ import redis.asyncio as aioredis
 import structlog
 
 from . import metrics
+from .apikeys import ApiKeyRecord
 from .decision import Decision
 from .fallback import FallbackLimiter
 from .identity import ClientIPResolver, Identity, bounded
-from .live import LiveState
+from .live import LiveCache, LiveState, SyncLiveState
 from .overrides import Override
 from .plan import Plan, RouteLimits, compile_plan
 from .policy import Policy
 from .scripts import script
 from .settings import EnforcerSettings
-from .transport import AsyncScriptRunner
+from .transport import AsyncScriptRunner, SyncScriptRunner
 
-__all__ = ["Enforcer"]
+__all__ = ["Enforcer", "EnforcerCore", "SyncEnforcer"]
 
 log = structlog.get_logger("ratewarden.enforcer")
 
@@ -31,30 +37,20 @@ _MIN_LOCAL_DENY_S = 0.05
 _MAX_LOCAL_DENIALS = 50_000
 
 
-class Enforcer:
-    """Decides requests for one process against the shared Redis.
+class EnforcerCore:
+    """Plans, local denials, fallback and decisions from script replies: no I/O.
 
-    ``await start()`` before use (the middleware does it); ``await aclose()`` at the end.
     Set ``clock_offset_s`` only in tests, to move the scripts' clock forward.
     """
 
-    def __init__(
-        self,
-        policy: Policy,
-        settings: EnforcerSettings | None = None,
-        *,
-        client: aioredis.Redis | None = None,
-    ) -> None:
+    live: LiveCache
+
+    def __init__(self, policy: Policy, settings: EnforcerSettings | None = None) -> None:
         self.policy = policy
         self.settings = settings = settings or EnforcerSettings()
-        self.client = client or aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, max_connections=32, timeout=1.0
-        ))
-        self.runner = AsyncScriptRunner(settings.redis_url, timeout_s=settings.redis_budget_ms / 1000)
-        secret = settings.api_key_secret.get_secret_value().encode() if settings.api_key_secret else None
-        self.live = LiveState(self.client, self.runner, secret)
         self.ips = ClientIPResolver(settings.trusted_proxies, settings.ipv6_prefix)
         self.fallback = FallbackLimiter(settings.fallback_share)
+        self._secret = settings.api_key_secret.get_secret_value().encode() if settings.api_key_secret else None
         self._script = script("decide")
         self._plans: dict[tuple[object, ...], Plan] = {}
         self._denied: dict[str, tuple[float, int]] = {}
@@ -66,7 +62,7 @@ class Enforcer:
         self.started = False
 
     @classmethod
-    def from_settings(cls, settings: EnforcerSettings | None = None) -> Enforcer:
+    def from_settings(cls, settings: EnforcerSettings | None = None):  # type: ignore[no-untyped-def]
         """An enforcer for ``settings.policy_file`` (required) and ``settings.redis_url``."""
         from .loader import load_policy
 
@@ -74,24 +70,6 @@ class Enforcer:
         if settings.policy_file is None:
             raise ValueError("no policy: set RATEWARDEN_POLICY_FILE or pass a Policy to Enforcer()")
         return cls(load_policy(settings.policy_file), settings)
-
-    # -- lifecycle ---------------------------------------------------------
-
-    async def start(self) -> None:
-        """Load scripts and run-time state; follow changes. Tolerates Redis being down."""
-        if self.started:
-            return
-        self.started = True
-        try:
-            await self.live.start()
-        except _REDIS_ERRORS as exc:
-            self._redis_failed(exc)  # the change feed keeps trying and loads state once Redis answers
-
-    async def aclose(self) -> None:
-        await self.live.aclose()
-        await self.runner.aclose()
-        await self.client.aclose()
-        self.started = False
 
     @property
     def clock_offset_s(self) -> float:
@@ -104,22 +82,16 @@ class Enforcer:
 
     # -- identity ----------------------------------------------------------
 
-    async def identify(self, *, ip: str, api_key: str | None = None, user: str | None = None) -> Identity:
+    def _identity(self, ip: str, record: ApiKeyRecord | None, user: str | None) -> Identity:
         """The caller: its API key's record if the key is live, else its user, else its IP."""
         policy = self.policy
-        identity = None
-        if api_key:
-            try:
-                record = await self.live.api_key(api_key)
-            except _REDIS_ERRORS:
-                record = None  # an unverifiable key counts as anonymous, never as unlimited
-            if record is not None:
-                tier = record.tier if record.tier in policy.tiers else policy.default_tier
-                identity = Identity(f"k:{record.id}", tier, ip, key_id=record.id, owner=record.owner)
-        if identity is None and user:
+        if record is not None:
+            tier = record.tier if record.tier in policy.tiers else policy.default_tier
+            identity = Identity(f"k:{record.id}", tier, ip, key_id=record.id, owner=record.owner)
+        elif user:
             user = bounded(user)
             identity = Identity(f"u:{user}", policy.default_tier, ip, user=user)
-        if identity is None:
+        else:
             identity = Identity(f"ip:{ip}", policy.anonymous_tier, ip)
         override = self.live.override(identity.client_id)
         if override is not None and override.tier in policy.tiers:
@@ -139,8 +111,9 @@ class Enforcer:
             self._plans[cache_key] = plan
         return plan
 
-    async def decide(self, identity: Identity, route: str, route_limits: RouteLimits | None = None) -> Decision:
-        """Allow or deny one request of ``identity`` on ``route`` (a route template)."""
+    def _prepare(self, identity: Identity, route: str,
+                 route_limits: RouteLimits | None) -> Decision | tuple[Plan, list[str], float]:
+        """A decision made without Redis, or what to ask Redis: (plan, keys, time sent)."""
         live = self.live
         if live.generation != self._generation:  # overrides changed: forget what they may have changed
             self._generation = live.generation
@@ -163,15 +136,14 @@ class Enforcer:
                 return denial
         if sent_at < self._redis_down_until:
             return self._degraded(plan, keys, identity)
-        rid = self._rid_prefix + str(next(self._rids))
+        return plan, keys, sent_at
+
+    def _script_args(self, plan: Plan, rid: str) -> tuple[object, ...]:
         now_arg = str(int(time.time() * 1_000_000)) if self.settings.time_source == "app" else ""
-        try:
-            reply = await self.runner.call(
-                self._script, keys, (now_arg, self._offset_arg, plan.cost, rid, *plan.script_args)
-            )
-        except _REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            return self._degraded(plan, keys, identity)
+        return (now_arg, self._offset_arg, plan.cost, rid, *plan.script_args)
+
+    def _answered(self, reply: list[int], plan: Plan, keys: list[str], identity: Identity, rid: str,
+                  sent_at: float) -> Decision:
         if self._redis_down_until:
             self._redis_down_until = 0.0
             log.info("redis_recovered")
@@ -244,10 +216,131 @@ class Enforcer:
                         retry_in_s=self.settings.redis_retry_after_s)
         self._redis_down_until = time.monotonic() + self.settings.redis_retry_after_s
 
-    def release(self, decision: Decision) -> None:
-        """Free the concurrency slots ``decision`` holds (call when the response has ended)."""
+    def _release(self, decision: Decision, send: object) -> None:
         for key, rid in decision.leases:
             if rid:
-                self.runner.command("ZREM", key, rid)
+                send("ZREM", key, rid)  # type: ignore[operator]
             else:
                 self.fallback.release(key)
+
+
+class Enforcer(EnforcerCore):
+    """Decides requests for one asyncio process against the shared Redis.
+
+    ``await start()`` before use (the middleware does it); ``await aclose()`` at the end.
+    """
+
+    def __init__(self, policy: Policy, settings: EnforcerSettings | None = None, *,
+                 client: aioredis.Redis | None = None) -> None:
+        super().__init__(policy, settings)
+        settings = self.settings
+        self.client = client or aioredis.Redis.from_url(settings.redis_url, socket_timeout=1.0,
+                                                        socket_connect_timeout=1.0)
+        self.runner = AsyncScriptRunner(settings.redis_url, timeout_s=settings.redis_budget_ms / 1000)
+        self.live = LiveState(self.client, self.runner, self._secret)
+
+    async def start(self) -> None:
+        """Load run-time state and follow changes. Tolerates Redis being down."""
+        if self.started:
+            return
+        self.started = True
+        try:
+            await self.live.start()
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)  # the change feed keeps trying and loads state once Redis answers
+
+    async def aclose(self) -> None:
+        await self.live.aclose()
+        await self.runner.aclose()
+        await self.client.aclose()
+        self.started = False
+
+    async def identify(self, *, ip: str, api_key: str | None = None, user: str | None = None) -> Identity:
+        """The caller: its API key's record if the key is live, else its user, else its IP."""
+        record = None
+        if api_key:
+            try:
+                record = await self.live.api_key(api_key)
+            except _REDIS_ERRORS:
+                record = None  # an unverifiable key counts as anonymous, never as unlimited
+        return self._identity(ip, record, user)
+
+    async def decide(self, identity: Identity, route: str, route_limits: RouteLimits | None = None) -> Decision:
+        """Allow or deny one request of ``identity`` on ``route`` (a route template)."""
+        prepared = self._prepare(identity, route, route_limits)
+        if isinstance(prepared, Decision):
+            return prepared
+        plan, keys, sent_at = prepared
+        rid = self._rid_prefix + str(next(self._rids))
+        try:
+            reply = await self.runner.call(self._script, keys, self._script_args(plan, rid))
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            return self._degraded(plan, keys, identity)
+        return self._answered(reply, plan, keys, identity, rid, sent_at)
+
+    def release(self, decision: Decision) -> None:
+        """Free the concurrency slots ``decision`` holds (call when the response has ended)."""
+        self._release(decision, self.runner.command)
+
+
+class SyncEnforcer(EnforcerCore):
+    """Decides requests from threads (WSGI) with a pooled sync client; same script, same answers.
+
+    ``start()`` before use; ``close()`` at the end. Safe to share between threads.
+    """
+
+    def __init__(self, policy: Policy, settings: EnforcerSettings | None = None, *,
+                 client: redis.Redis | None = None) -> None:
+        super().__init__(policy, settings)
+        settings = self.settings
+        budget = settings.redis_budget_ms / 1000
+        self.client = client or redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=64, timeout=budget, socket_timeout=max(budget, 0.05),
+            socket_connect_timeout=max(budget, 0.05)))
+        self.runner = SyncScriptRunner(self.client)
+        feed_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self.live = SyncLiveState(feed_client, self._secret)
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self.started:
+                return
+            self.started = True
+            try:
+                self.live.start()
+            except _REDIS_ERRORS as exc:
+                self._redis_failed(exc)
+
+    def close(self) -> None:
+        self.live.close()
+        self.client.close()
+        self.started = False
+
+    def identify(self, *, ip: str, api_key: str | None = None, user: str | None = None) -> Identity:
+        """The caller: its API key's record if the key is live, else its user, else its IP."""
+        record = None
+        if api_key:
+            try:
+                record = self.live.api_key(api_key)
+            except _REDIS_ERRORS:
+                record = None
+        return self._identity(ip, record, user)
+
+    def decide(self, identity: Identity, route: str, route_limits: RouteLimits | None = None) -> Decision:
+        """Allow or deny one request of ``identity`` on ``route`` (a route template)."""
+        prepared = self._prepare(identity, route, route_limits)
+        if isinstance(prepared, Decision):
+            return prepared
+        plan, keys, sent_at = prepared
+        rid = self._rid_prefix + str(next(self._rids))
+        try:
+            reply = self.runner.call(self._script, keys, self._script_args(plan, rid))
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            return self._degraded(plan, keys, identity)
+        return self._answered(reply, plan, keys, identity, rid, sent_at)
+
+    def release(self, decision: Decision) -> None:
+        self._release(decision, self.runner.command)

@@ -1,9 +1,14 @@
 """What an enforcer keeps in memory of run-time state: overrides and API keys,
-kept fresh by the change feed (see ``enforcer.changes``)."""
+kept fresh by the change feed (see ``enforcer.changes``).
+
+``LiveCache`` holds the state and the rules for changing it; ``LiveState``
+(asyncio) and ``SyncLiveState`` (a daemon thread, for WSGI) do the I/O.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import redis
@@ -15,25 +20,23 @@ from .changes import CHANGES_CHANNEL, POLL_INTERVAL_S, VERSION_KEY
 from .overrides import OVERRIDES_HASH, Override
 from .transport import AsyncScriptRunner
 
-__all__ = ["LiveState"]
+__all__ = ["LiveCache", "LiveState", "SyncLiveState"]
 
 log = structlog.get_logger("ratewarden.enforcer")
 
 _KEY_TTL_S, _UNKNOWN_KEY_TTL_S, _MAX_CACHED_KEYS = 60.0, 10.0, 100_000
+_FEED_ERRORS = (redis.RedisError, OSError, ValueError)
 
 
-class LiveState:
-    """Overrides and API key records for one enforcer, updated within a second of a change."""
+class LiveCache:
+    """Overrides and API key records of one enforcer, and how changes apply to them."""
 
-    def __init__(self, client: aioredis.Redis, runner: AsyncScriptRunner, api_key_secret: bytes | None) -> None:
-        self.client = client
-        self.runner = runner
+    def __init__(self, api_key_secret: bytes | None) -> None:
         self.secret = api_key_secret
         self.overrides: dict[str, Override] = {}
         self.generation = 0  # bumped on every applied change
         self._keys: dict[str, tuple[ApiKeyRecord | None, float]] = {}
         self._version: bytes | None = None
-        self._task: asyncio.Task | None = None
         self._closing = False
 
     def override(self, client_id: str) -> Override | None:
@@ -42,23 +45,72 @@ class LiveState:
             return None
         return found
 
-    async def api_key(self, api_key: str) -> ApiKeyRecord | None:
-        """The live record of ``api_key``, or None if unknown or revoked (cached; one HGET on a miss)."""
-        if self.secret is None:
-            return None
-        digest = hash_api_key(self.secret, api_key)
+    def digest(self, api_key: str) -> str | None:
+        return hash_api_key(self.secret, api_key) if self.secret is not None else None
+
+    def cached_key(self, digest: str) -> tuple[bool, ApiKeyRecord | None]:
+        """(found in cache, record) for a key's digest."""
         cached = self._keys.get(digest)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        raw = await self.runner.execute("HGET", KEYS_HASH, digest)
+        if cached is not None and cached[1] > time.monotonic():
+            return True, cached[0]
+        return False, None
+
+    def remember_key(self, digest: str, raw: bytes | None) -> ApiKeyRecord | None:
         record = decode_record(raw) if raw else None
         if record is not None and record.revoked_at is not None:
             record = None
         if len(self._keys) >= _MAX_CACHED_KEYS:
             self._keys.clear()
-        self._keys[digest] = (record, now + (_KEY_TTL_S if record else _UNKNOWN_KEY_TTL_S))
+        self._keys[digest] = (record, time.monotonic() + (_KEY_TTL_S if record else _UNKNOWN_KEY_TTL_S))
         return record
+
+    def load(self, version: bytes | None, raw: dict[bytes, bytes]) -> None:
+        """Replace every override (from HGETALL) and forget cached keys."""
+        overrides = {}
+        for client_id, value in raw.items():
+            try:
+                overrides[client_id.decode()] = Override.model_validate_json(value)
+            except ValueError:
+                log.warning("override_unreadable", client_id=client_id.decode(errors="replace"))
+        self.overrides = overrides
+        self._keys.clear()
+        self._version = version
+        self.generation += 1
+
+    def parse(self, message: bytes) -> tuple[str, str]:
+        kind, _, subject = message.decode(errors="replace").partition(" ")
+        return kind, subject
+
+    def set_override(self, client_id: str, raw: bytes | None) -> None:
+        if raw is None:
+            self.overrides.pop(client_id, None)
+        else:
+            self.overrides[client_id] = Override.model_validate_json(raw)
+        self.generation += 1
+
+    def forget_key(self, digest: str) -> None:
+        self._keys.pop(digest, None)
+        self.generation += 1
+
+
+class LiveState(LiveCache):
+    """The cache, followed with an asyncio task."""
+
+    def __init__(self, client: aioredis.Redis, runner: AsyncScriptRunner, api_key_secret: bytes | None) -> None:
+        super().__init__(api_key_secret)
+        self.client = client
+        self.runner = runner
+        self._task: asyncio.Task | None = None
+
+    async def api_key(self, api_key: str) -> ApiKeyRecord | None:
+        """The live record of ``api_key``, or None if unknown or revoked (cached; one HGET on a miss)."""
+        digest = self.digest(api_key)
+        if digest is None:
+            return None
+        hit, record = self.cached_key(digest)
+        if hit:
+            return record
+        return self.remember_key(digest, await self.runner.execute("HGET", KEYS_HASH, digest))
 
     async def start(self) -> None:
         """Follow changes from now on, and load the current state (raises if Redis is down)."""
@@ -74,33 +126,17 @@ class LiveState:
             self._task = None
 
     async def reload(self) -> None:
-        """Load every override and forget cached keys."""
         pipe = self.client.pipeline(transaction=True)
         pipe.get(VERSION_KEY)
         pipe.hgetall(OVERRIDES_HASH)
-        version, raw = await pipe.execute()
-        overrides = {}
-        for client_id, value in raw.items():
-            try:
-                overrides[client_id.decode()] = Override.model_validate_json(value)
-            except ValueError:
-                log.warning("override_unreadable", client_id=client_id.decode(errors="replace"))
-        self.overrides = overrides
-        self._keys.clear()
-        self._version = version
-        self.generation += 1
+        self.load(*await pipe.execute())
 
     async def _apply(self, message: bytes) -> None:
-        kind, _, subject = message.decode(errors="replace").partition(" ")
+        kind, subject = self.parse(message)
         if kind == "override":
-            raw = await self.client.hget(OVERRIDES_HASH, subject)
-            if raw is None:
-                self.overrides.pop(subject, None)
-            else:
-                self.overrides[subject] = Override.model_validate_json(raw)
+            self.set_override(subject, await self.client.hget(OVERRIDES_HASH, subject))
         elif kind == "apikey":
-            self._keys.pop(subject, None)
-        self.generation += 1
+            self.forget_key(subject)
 
     async def _follow(self) -> None:
         while not self._closing:
@@ -111,7 +147,7 @@ class LiveState:
                 await self._listen(pubsub)
             except asyncio.CancelledError:
                 raise
-            except (redis.RedisError, OSError, ValueError) as exc:
+            except _FEED_ERRORS as exc:
                 if self._closing:
                     return
                 log.warning("change_feed_interrupted", error=type(exc).__name__)
@@ -138,3 +174,74 @@ class LiveState:
                     self._version = version
                 heard = False
                 next_poll = time.monotonic() + POLL_INTERVAL_S
+
+
+class SyncLiveState(LiveCache):
+    """The cache, followed by a daemon thread (for WSGI processes)."""
+
+    def __init__(self, client: redis.Redis, api_key_secret: bytes | None) -> None:
+        super().__init__(api_key_secret)
+        self.client = client
+        self._thread: threading.Thread | None = None
+
+    def api_key(self, api_key: str) -> ApiKeyRecord | None:
+        digest = self.digest(api_key)
+        if digest is None:
+            return None
+        hit, record = self.cached_key(digest)
+        if hit:
+            return record
+        return self.remember_key(digest, self.client.hget(KEYS_HASH, digest))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._follow, name="ratewarden-changes", daemon=True)
+        self._thread.start()
+        self.reload()
+
+    def close(self) -> None:
+        self._closing = True
+        if self._thread is not None:
+            self._thread.join(2 * POLL_INTERVAL_S + 1)
+            self._thread = None
+
+    def reload(self) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(VERSION_KEY)
+        pipe.hgetall(OVERRIDES_HASH)
+        self.load(*pipe.execute())
+
+    def _follow(self) -> None:
+        while not self._closing:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(CHANGES_CHANNEL)
+                self.reload()
+                next_poll = time.monotonic() + POLL_INTERVAL_S
+                heard = False
+                while not self._closing:
+                    message = pubsub.get_message(timeout=POLL_INTERVAL_S)
+                    if message is not None and message["type"] == "message":
+                        kind, subject = self.parse(message["data"])
+                        if kind == "override":
+                            self.set_override(subject, self.client.hget(OVERRIDES_HASH, subject))
+                        elif kind == "apikey":
+                            self.forget_key(subject)
+                        heard = True
+                    if time.monotonic() >= next_poll:
+                        version = self.client.get(VERSION_KEY)
+                        if version != self._version:
+                            if not heard:
+                                self.reload()
+                            self._version = version
+                        heard = False
+                        next_poll = time.monotonic() + POLL_INTERVAL_S
+            except _FEED_ERRORS as exc:
+                if self._closing:
+                    return
+                log.warning("change_feed_interrupted", error=type(exc).__name__)
+                time.sleep(POLL_INTERVAL_S)
+            finally:
+                try:
+                    pubsub.close()
+                except (redis.RedisError, OSError):
+                    pass
