@@ -33,6 +33,7 @@ class RouteLimits:
     rules: tuple[Rule, ...] = ()
     cost: int | None = None
     exempt: bool = False
+    standalone: bool = False  # only these rules: not the tier's rules, endpoint rules or quotas
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +143,15 @@ def compile_plan(
     tier = tier or policy.tiers[tier_name]
     endpoint: Endpoint | None = policy.endpoint_for(route)
     route_limits = route_limits or RouteLimits()
-    rules = [r for r in tier.rules if r.applies_to(route)]
-    if endpoint:
-        rules += endpoint.rules
-    rules += route_limits.rules
+    if route_limits.standalone:
+        rules, quotas = list(route_limits.rules), Quotas()
+    else:
+        rules = [r for r in tier.rules if r.applies_to(route)] + (endpoint.rules if endpoint else [])
+        rules += route_limits.rules
+        quotas = tier.quotas
     cost = route_limits.cost or (endpoint.cost if endpoint else 1)
     exempt = route_limits.exempt or bool(endpoint and endpoint.exempt)
-    compiled = [] if exempt else [_compile_rule(r) for r in rules] + _quota_rules(tier.quotas)
+    compiled = [] if exempt else [_compile_rule(r) for r in rules] + _quota_rules(quotas)
     for rule in compiled:
         capacity = rule.capacity or rule.limit
         if rule.kind != "concurrency" and cost > capacity:

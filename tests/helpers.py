@@ -62,3 +62,59 @@ def hammer_one_key(redis_url: str, policy: dict[str, Any], offset_s: float, call
     except BaseException as exc:  # the parent reports it
         results.put(repr(exc))
         raise
+
+
+def hammer_django(redis_url: str, path: str, threads: int, attempts: int, go: Any, ready: Any, results: Any,
+                  overrides: dict[str, Any] | None = None) -> None:
+    """In a child process: Django with the test URLs; ``threads`` threads each GET ``path``
+    ``attempts`` times as one client once ``go`` is set; puts the number of 200s on ``results``."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "drfdemo.settings"
+    os.environ["RATEWARDEN_REDIS_URL"] = redis_url
+    try:
+        import django
+        from django.conf import settings
+
+        django.setup()
+        settings.ROOT_URLCONF = "tests.django_urls"
+        for name, value in (overrides or {}).items():
+            setattr(settings, name, value)
+        from django.test import Client
+
+        def caller() -> int:
+            client = Client(REMOTE_ADDR="192.0.2.99")
+            return sum(client.get(path).status_code == 200 for _ in range(attempts))
+
+        Client(REMOTE_ADDR="192.0.2.1").get("/healthz")  # warm up imports and connections
+        ready.release()
+        go.wait()
+        with ThreadPoolExecutor(threads) as pool:
+            results.put(sum(pool.map(lambda _: caller(), range(threads))))
+    except BaseException as exc:
+        results.put(repr(exc))
+        raise
+
+
+def run_processes(target: Any, args: tuple[Any, ...], processes: int) -> list[Any]:
+    """Start ``processes`` spawned children of ``target(*args, go, ready, results)``, release
+    them together, and return what each put on ``results``."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    go, ready, results = context.Event(), context.Semaphore(0), context.Queue()
+    workers = [context.Process(target=target, args=(*args, go, ready, results)) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(processes):
+            if not ready.acquire(timeout=90):
+                raise RuntimeError("a worker process did not start")
+        go.set()
+        return [results.get(timeout=180) for _ in range(processes)]
+    finally:
+        for worker in workers:
+            worker.join(10)
+            if worker.is_alive():
+                worker.kill()

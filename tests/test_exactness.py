@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 import time
 
 import pytest
 import redis
 
-from .helpers import hammer_one_key, one_rule_policy
+from .helpers import hammer_django, hammer_one_key, one_rule_policy, run_processes
 
 PROCESSES, CALLERS, ATTEMPTS, LIMIT = 4, 8, 12, 100  # 384 attempts for 100 places
 
@@ -31,23 +30,15 @@ def test_exactly_the_limit_is_admitted(redis_sync: redis.Redis, redis_url: str, 
     # start 10 s into an hour (UTC) so no window boundary falls inside the run
     start = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=10, microsecond=0) + dt.timedelta(hours=1)
     offset_s = start.timestamp() - time.time()
-    context = multiprocessing.get_context("spawn")
-    go, ready, results = context.Event(), context.Semaphore(0), context.Queue()
-    workers = [context.Process(target=hammer_one_key,
-                               args=(redis_url, policy, offset_s, CALLERS, ATTEMPTS, go, ready, results))
-               for _ in range(PROCESSES)]
-    for worker in workers:
-        worker.start()
-    try:
-        for _ in range(PROCESSES):
-            assert ready.acquire(timeout=60), "a worker process did not start"
-        go.set()  # all processes start hammering together
-        admitted = [results.get(timeout=120) for _ in range(PROCESSES)]
-    finally:
-        for worker in workers:
-            worker.join(10)
-            if worker.is_alive():
-                worker.kill()
+    admitted = run_processes(hammer_one_key, (redis_url, policy, offset_s, CALLERS, ATTEMPTS), PROCESSES)
     assert all(isinstance(n, int) for n in admitted), admitted
     assert sum(admitted) == LIMIT, admitted
     assert sum(1 for n in admitted if n) > 1  # the places were really contended across processes
+
+
+def test_exactly_the_limit_through_the_drf_throttle(redis_sync: redis.Redis, redis_url: str) -> None:
+    # the "exact" scope is "100/hour" (sliding window log): 4 processes x 8 threads x 12 tries
+    admitted = run_processes(hammer_django, (redis_url, "/exact", CALLERS, ATTEMPTS), PROCESSES)
+    assert all(isinstance(n, int) for n in admitted), admitted
+    assert sum(admitted) == LIMIT, admitted
+    assert sum(1 for n in admitted if n) > 1

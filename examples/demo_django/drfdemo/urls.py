@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("healthz", views.healthz),
+    path("v1/items", views.Items.as_view()),
+    path("v1/items/<int:item_id>", views.Item.as_view()),
+    path("v1/search", views.Search.as_view()),
+    path("v1/login", views.Login.as_view()),
+]
