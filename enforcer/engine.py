@@ -295,9 +295,8 @@ class SyncEnforcer(EnforcerCore):
         super().__init__(policy, settings)
         settings = self.settings
         budget = settings.redis_budget_ms / 1000
-        self.client = client or redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=64, timeout=budget, socket_timeout=max(budget, 0.05),
-            socket_connect_timeout=max(budget, 0.05)))
+        self.client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=max(budget, 0.05),
+                                                     socket_connect_timeout=max(budget, 0.05))
         self.runner = SyncScriptRunner(self.client)
         feed_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.live = SyncLiveState(feed_client, self._secret)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -215,20 +216,39 @@ def _expire(waiters: list[_Waiter]) -> None:
 
 
 class SyncScriptRunner:
-    """One EVALSHA per call on a thread-safe connection pool (WSGI, threads)."""
+    """One EVALSHA per call from threads (WSGI), packed by hiredis.
+
+    Each thread keeps its own connection (WSGI threads are few and long-lived), so a call
+    takes no pool lock and no health poll; a connection that fails is dropped and made again.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self._kwargs = client.connection_pool.connection_kwargs
+        self._connection_class = client.connection_pool.connection_class
+        self._local = threading.local()
+
+    def _round_trip(self, packed: bytes) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connection_class(**self._kwargs)
+        try:
+            connection.send_packed_command([packed], check_health=False)
+            return connection.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            connection.disconnect()
+            self._local.connection = None
+            raise
 
     def call(self, lua: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        tail = (len(keys), *keys, *args)
         try:
-            return self.client.execute_command("EVALSHA", lua.sha, len(keys), *keys, *args)
+            return self._round_trip(_pack(("EVALSHA", lua.sha, *tail)))
         except NoScriptError:
-            self.client.script_load(lua.source)
-            return self.client.execute_command("EVALSHA", lua.sha, len(keys), *keys, *args)
+            return self._round_trip(_pack(("EVAL", lua.source, *tail)))
 
     def command(self, *args: Any) -> None:
         try:
-            self.client.execute_command(*args)
+            self._round_trip(_pack(args))
         except (redis.RedisError, OSError):
-            pass
+            pass  # leases expire by themselves

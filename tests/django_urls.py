@@ -5,6 +5,8 @@ from django.urls import include, path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from rest_framework.throttling import ScopedRateThrottle as DrfScopedRateThrottle
+
 from enforcer.django.throttling import AnonRateThrottle, ScopedRateThrottle, UserRateThrottle
 
 
@@ -18,6 +20,16 @@ class Uploads(APIView):
 
 class Exact(APIView):
     throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "exact"
+
+    def get(self, request):
+        return Response({"ok": True})
+
+
+class ExactWithDrfBuiltin(APIView):
+    """The same scope and rate on DRF's own throttle (read-then-write on the cache), for the benchmark."""
+
+    throttle_classes = [DrfScopedRateThrottle]
     throttle_scope = "exact"
 
     def get(self, request):
@@ -46,6 +58,7 @@ urlpatterns = [
     path("", include("drfdemo.urls")),
     path("uploads", Uploads.as_view()),
     path("exact", Exact.as_view()),
+    path("exact-drf-builtin", ExactWithDrfBuiltin.as_view()),
     path("unscoped", Unscoped.as_view()),
     path("per-user", PerUser.as_view()),
     path("plain/<slug:name>", plain),

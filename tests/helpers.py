@@ -64,8 +64,8 @@ def hammer_one_key(redis_url: str, policy: dict[str, Any], offset_s: float, call
         raise
 
 
-def hammer_django(redis_url: str, path: str, threads: int, attempts: int, go: Any, ready: Any, results: Any,
-                  overrides: dict[str, Any] | None = None) -> None:
+def hammer_django(redis_url: str, path: str, threads: int, attempts: int, overrides: dict[str, Any] | None,
+                  go: Any, ready: Any, results: Any) -> None:
     """In a child process: Django with the test URLs; ``threads`` threads each GET ``path``
     ``attempts`` times as one client once ``go`` is set; puts the number of 200s on ``results``."""
     import os

@@ -38,7 +38,7 @@ def test_exactly_the_limit_is_admitted(redis_sync: redis.Redis, redis_url: str, 
 
 def test_exactly_the_limit_through_the_drf_throttle(redis_sync: redis.Redis, redis_url: str) -> None:
     # the "exact" scope is "100/hour" (sliding window log): 4 processes x 8 threads x 12 tries
-    admitted = run_processes(hammer_django, (redis_url, "/exact", CALLERS, ATTEMPTS), PROCESSES)
+    admitted = run_processes(hammer_django, (redis_url, "/exact", CALLERS, ATTEMPTS, None), PROCESSES)
     assert all(isinstance(n, int) for n in admitted), admitted
     assert sum(admitted) == LIMIT, admitted
     assert sum(1 for n in admitted if n) > 1

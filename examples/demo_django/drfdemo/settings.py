@@ -27,3 +27,21 @@ REST_FRAMEWORK = {
 
 # everything else comes from RATEWARDEN_* environment variables
 RATEWARDEN = {"POLICY_FILE": os.environ.get("RATEWARDEN_POLICY_FILE", str(BASE_DIR.parent / "policy.yaml"))}
+
+# For bench/drf.py: DRFDEMO_THROTTLE=none (no limits), drf (DRF's own UserRateThrottle on
+# Django's Redis cache), user (ratewarden's UserRateThrottle), default: the policy throttle.
+# DRFDEMO_USER_RATE sets the "user" rate; DRFDEMO_NUM_PROXIES trusts X-Forwarded-For like DRF does.
+_throttle = os.environ.get("DRFDEMO_THROTTLE", "policy")
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["user"] = os.environ.get("DRFDEMO_USER_RATE", "1000/hour")
+if os.environ.get("DRFDEMO_NUM_PROXIES"):
+    REST_FRAMEWORK["NUM_PROXIES"] = int(os.environ["DRFDEMO_NUM_PROXIES"])
+if _throttle == "none":
+    REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = []
+    MIDDLEWARE = []
+elif _throttle == "drf":
+    REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["rest_framework.throttling.UserRateThrottle"]
+    MIDDLEWARE = []
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": os.environ.get("RATEWARDEN_REDIS_URL", "redis://127.0.0.1:6379/0")}}
+elif _throttle == "user":
+    REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["enforcer.django.throttling.UserRateThrottle"]
