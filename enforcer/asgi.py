@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+import structlog
 
 from starlette.routing import Match, Mount
 
 from .decision import Decision
 from .engine import Enforcer
+from .events import make_event
 from .headers import rate_limit_headers
 from .identity import bearer_token
+from .publisher import EventPublisher
 from .plan import UNMATCHED_ROUTE, RouteLimits
 from .policy import Rule
 from .problem import problem_body, problem_status
@@ -23,6 +28,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+log = structlog.get_logger("ratewarden.enforcer")
 _LIMITS_ATTR = "__ratewarden_limits__"
 _MAX_CACHED_PATHS = 10_000
 _PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
@@ -88,16 +94,25 @@ class RatewardenMiddleware:
     answers 429 (or 503 for a fail-closed outage) with a problem+json body.
 
     ``user_resolver(scope)`` may return the authenticated user id, if an earlier
-    middleware established one. Starts and stops the enforcer with the app's lifespan.
+    middleware established one. With a ``publisher`` (or ``RATEWARDEN_KAFKA_BOOTSTRAP``
+    set) every decided request becomes one event after its response; exempt routes
+    produce none. Starts and stops the enforcer and publisher with the app's lifespan.
     """
 
     def __init__(self, app: ASGIApp, enforcer: Enforcer, *,
-                 user_resolver: Callable[[Scope], str | None] | None = None) -> None:
+                 user_resolver: Callable[[Scope], str | None] | None = None,
+                 publisher: EventPublisher | None = None) -> None:
         self.app = app
         self.enforcer = enforcer
         self.user_resolver = user_resolver
         self.routes = RouteResolver()
         settings = enforcer.settings
+        if publisher is None and settings.kafka_bootstrap:
+            publisher = EventPublisher(settings)
+        if publisher is None:
+            log.info("events_off", reason="no Kafka bootstrap configured (RATEWARDEN_KAFKA_BOOTSTRAP)")
+        self.publisher = publisher
+        self._service, self._instance = settings.service_name, settings.instance_id
         self._draft, self._legacy = settings.draft_headers, settings.legacy_headers
         header = settings.api_key_header.lower()
         self._bearer = header == "authorization"
@@ -115,16 +130,23 @@ class RatewardenMiddleware:
         async def wrapped() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self.enforcer.start()
+                await self._start()
             elif message["type"] == "lifespan.shutdown":
                 await self.enforcer.aclose()
+                if self.publisher is not None:
+                    await self.publisher.aclose()
             return message
 
         return wrapped
 
-    def _caller(self, scope: Scope) -> tuple[str, str | None]:
-        """(client IP, API key) from the socket and the headers."""
-        api_key = xff = forwarded = None
+    async def _start(self) -> None:
+        await self.enforcer.start()
+        if self.publisher is not None:
+            await self.publisher.start()
+
+    def _caller(self, scope: Scope) -> tuple[str, str | None, str | None]:
+        """(client IP, API key, user agent) from the socket and the headers."""
+        api_key = xff = forwarded = user_agent = None
         for name, value in scope["headers"]:
             if name == self._key_header:
                 api_key = value.decode("latin-1")
@@ -132,35 +154,42 @@ class RatewardenMiddleware:
                 xff = value.decode("latin-1")
             elif name == b"forwarded":
                 forwarded = value.decode("latin-1")
+            elif name == b"user-agent":
+                user_agent = value.decode("latin-1")
         if api_key is not None and self._bearer:
             api_key = bearer_token(api_key)
         client = scope.get("client")
         ip = self.enforcer.ips.resolve(client[0] if client else None, xff, forwarded)
-        return ip, api_key or None
+        return ip, api_key or None, user_agent
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         enforcer = self.enforcer
         if not enforcer.started:
-            await enforcer.start()
+            await self._start()
+        started = time.perf_counter()
         route, route_limits = self.routes.resolve(scope)
         if route_limits is not None and route_limits.exempt:
             await self.app(scope, receive, send)
             return
-        ip, api_key = self._caller(scope)
+        ip, api_key, user_agent = self._caller(scope)
         user = self.user_resolver(scope) if self.user_resolver else None
         identity = await enforcer.identify(ip=ip, api_key=api_key, user=user)
         decision = await enforcer.decide(identity, route, route_limits)
         scope.setdefault("state", {})["ratewarden"] = decision
         if not decision.allowed:
             await self._deny(decision, send)
+            self._publish(decision, scope, user_agent, problem_status(decision), started)
             return
         extra = rate_limit_headers(decision, draft=self._draft, legacy=self._legacy)
-        if not extra and not decision.leases:
+        if not extra and not decision.leases and self.publisher is None:
             await self.app(scope, receive, send)
             return
+        status = 500  # if the app fails before answering
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
@@ -168,6 +197,15 @@ class RatewardenMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             enforcer.release(decision)
+            self._publish(decision, scope, user_agent, status, started)
+
+    def _publish(self, decision: Decision, scope: Scope, user_agent: str | None, status: int, started: float) -> None:
+        if self.publisher is None or decision.identity is None or decision.exempt:
+            return
+        self.publisher.publish(make_event(
+            decision, decision.identity, method=scope["method"], path=scope["path"], user_agent=user_agent,
+            status=status, latency_ms=(time.perf_counter() - started) * 1000, service=self._service,
+            instance=self._instance))
 
     async def _deny(self, decision: Decision, send: Send) -> None:
         body = problem_body(decision)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .identity import Identity
 
 __all__ = ["Decision", "DenialKind"]
 
@@ -35,6 +38,8 @@ class Decision:
     degraded: bool = False
     local: bool = False
     leases: tuple[tuple[str, str], ...] = ()
+    exempt: bool = False  # the route is exempt: nothing was decided (no headers, no event)
+    identity: Identity | None = None  # the caller it was made for (set by the enforcer)
 
     @property
     def limited(self) -> bool:

@@ -127,7 +127,7 @@ class EnforcerCore:
                 return self._blocked(identity, route, override)
         plan = self.plan(identity.tier, route, route_limits, override)
         if not plan.rules:
-            return Decision(True, identity.tier, route, identity.client_id, cost=plan.cost)
+            return Decision(True, identity.tier, route, identity.client_id, cost=plan.cost, exempt=plan.exempt)
         keys = plan.keys(identity)
         sent_at = time.monotonic()
         if self._denied:
@@ -269,15 +269,18 @@ class Enforcer(EnforcerCore):
         """Allow or deny one request of ``identity`` on ``route`` (a route template)."""
         prepared = self._prepare(identity, route, route_limits)
         if isinstance(prepared, Decision):
-            return prepared
-        plan, keys, sent_at = prepared
-        rid = self._rid_prefix + str(next(self._rids))
-        try:
-            reply = await self.runner.call(self._script, keys, self._script_args(plan, rid))
-        except _REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            return self._degraded(plan, keys, identity)
-        return self._answered(reply, plan, keys, identity, rid, sent_at)
+            decision = prepared
+        else:
+            plan, keys, sent_at = prepared
+            rid = self._rid_prefix + str(next(self._rids))
+            try:
+                reply = await self.runner.call(self._script, keys, self._script_args(plan, rid))
+                decision = self._answered(reply, plan, keys, identity, rid, sent_at)
+            except _REDIS_ERRORS as exc:
+                self._redis_failed(exc)
+                decision = self._degraded(plan, keys, identity)
+        decision.identity = identity
+        return decision
 
     def release(self, decision: Decision) -> None:
         """Free the concurrency slots ``decision`` holds (call when the response has ended)."""
@@ -331,15 +334,18 @@ class SyncEnforcer(EnforcerCore):
         """Allow or deny one request of ``identity`` on ``route`` (a route template)."""
         prepared = self._prepare(identity, route, route_limits)
         if isinstance(prepared, Decision):
-            return prepared
-        plan, keys, sent_at = prepared
-        rid = self._rid_prefix + str(next(self._rids))
-        try:
-            reply = self.runner.call(self._script, keys, self._script_args(plan, rid))
-        except _REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            return self._degraded(plan, keys, identity)
-        return self._answered(reply, plan, keys, identity, rid, sent_at)
+            decision = prepared
+        else:
+            plan, keys, sent_at = prepared
+            rid = self._rid_prefix + str(next(self._rids))
+            try:
+                reply = self.runner.call(self._script, keys, self._script_args(plan, rid))
+                decision = self._answered(reply, plan, keys, identity, rid, sent_at)
+            except _REDIS_ERRORS as exc:
+                self._redis_failed(exc)
+                decision = self._degraded(plan, keys, identity)
+        decision.identity = identity
+        return decision
 
     def release(self, decision: Decision) -> None:
         self._release(decision, self.runner.command)

@@ -41,6 +41,15 @@ class EnforcerSettings(BaseSettings):
     fallback_share: float = Field(
         1.0, gt=0, le=1, description="while Redis is away, each process admits this share of every limit"
     )
+    kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers; unset: no events are published")
+    kafka_topic: str = Field("ratewarden.requests", description="topic request events go to")
+    publish_queue_size: int = Field(10_000, ge=1, description="events held in memory before spilling to disk")
+    publish_linger_ms: float = Field(20.0, ge=0, description="wait this long to fill a batch")
+    publish_max_batch: int = Field(2_000, ge=1, description="events per send")
+    publish_compression: Literal["gzip", "none"] = Field("gzip", description="Kafka batch compression")
+    spill_dir: Path = Field(Path("var/spill"), description="where events wait while Kafka is unreachable")
+    spill_max_bytes: int = Field(256 * 2**20, ge=0, description="past this, events are dropped (and counted)")
+    spill_segment_bytes: int = Field(16 * 2**20, ge=1024, description="spill files rotate at this size")
     service_name: str = Field("api", description="the service name put in events")
     instance_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 

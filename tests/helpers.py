@@ -118,3 +118,36 @@ def run_processes(target: Any, args: tuple[Any, ...], processes: int) -> list[An
             worker.join(10)
             if worker.is_alive():
                 worker.kill()
+
+
+def consume_events(bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0) -> list[Any]:
+    """Every event on ``topic`` (a plain aiokafka consumer), waiting up to ``timeout_s`` for ``expect``."""
+    import asyncio
+    import time as _time
+
+    from aiokafka import AIOKafkaConsumer
+
+    from enforcer.events import decode_event
+
+    async def run() -> list[Any]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                    group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        events: list[Any] = []
+        deadline = _time.monotonic() + timeout_s
+        quiet_until = None
+        try:
+            while _time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=300)
+                for records in batch.values():
+                    events.extend(decode_event(r.value) for r in records)
+                if len(events) >= expect:
+                    # keep reading briefly: more than expected would be a failure too
+                    quiet_until = quiet_until or _time.monotonic() + 1.0
+                    if _time.monotonic() >= quiet_until:
+                        break
+        finally:
+            await consumer.stop()
+        return events
+
+    return asyncio.run(run())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import re
 import threading
 from typing import Any
+
+import structlog
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
@@ -13,13 +16,17 @@ from django.dispatch import receiver
 from pydantic import ValidationError
 
 from ..engine import SyncEnforcer
+from ..publisher import EventPublisher
 from ..identity import Identity, bearer_token
 from ..loader import PolicyError, load_policy
 from ..settings import EnforcerSettings
 
-__all__ = ["get_enforcer", "reset_enforcer", "identify_request", "route_of"]
+__all__ = ["get_enforcer", "get_publisher", "reset_enforcer", "identify_request", "route_of"]
 
+log = structlog.get_logger("ratewarden.enforcer")
 _enforcer: SyncEnforcer | None = None
+_publisher: EventPublisher | None = None
+_publisher_checked = False
 _lock = threading.Lock()
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
@@ -51,13 +58,32 @@ def get_enforcer() -> SyncEnforcer:
     return _enforcer
 
 
+def get_publisher() -> EventPublisher | None:
+    """The event publisher of this process (a sender thread), or None without Kafka settings."""
+    global _publisher, _publisher_checked
+    if not _publisher_checked:
+        with _lock:
+            if not _publisher_checked:
+                settings = get_enforcer().settings
+                if settings.kafka_bootstrap:
+                    _publisher = EventPublisher(settings)
+                    _publisher.start_thread()
+                    atexit.register(_publisher.close)
+                else:
+                    log.info("events_off", reason="no Kafka bootstrap configured (RATEWARDEN_KAFKA_BOOTSTRAP)")
+                _publisher_checked = True
+    return _publisher
+
+
 def reset_enforcer() -> None:
-    """Close the enforcer; the next request builds one from the current settings."""
-    global _enforcer
+    """Close the enforcer and publisher (flushing it); the next request builds new ones."""
+    global _enforcer, _publisher, _publisher_checked
     with _lock:
         if _enforcer is not None:
             _enforcer.close()
-        _enforcer = None
+        if _publisher is not None:
+            _publisher.close()
+        _enforcer, _publisher, _publisher_checked = None, None, False
 
 
 @receiver(setting_changed)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
 from ..decision import Decision
+from ..events import make_event
 from ..headers import rate_limit_headers
 from ..problem import problem_body, problem_status
-from .conf import get_enforcer, identify_request, route_of
+from .conf import get_enforcer, get_publisher, identify_request, route_of
 
 __all__ = ["RatewardenMiddleware"]
 
@@ -52,13 +54,22 @@ class RatewardenMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
         response = self.get_response(request)
         decision: Decision | None = getattr(request, DECISION_ATTR, None)
         if decision is not None:
             enforcer = get_enforcer()
-            add_headers(response, decision, enforcer.settings.draft_headers, enforcer.settings.legacy_headers)
+            settings = enforcer.settings
+            add_headers(response, decision, settings.draft_headers, settings.legacy_headers)
             if decision.leases:
                 enforcer.release(decision)
+            publisher = get_publisher()
+            if publisher is not None and decision.identity is not None and not decision.exempt:
+                publisher.publish(make_event(
+                    decision, decision.identity, method=request.method or "GET", path=request.path,
+                    user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
+                    latency_ms=(time.perf_counter() - started) * 1000, service=settings.service_name,
+                    instance=settings.instance_id))
         return response
 
     def process_view(self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any) -> HttpResponse | None:

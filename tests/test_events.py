@@ -1,0 +1,171 @@
+"""Every decision to Kafka: exact event counts, outages spilled and replayed, drops counted, hostile input."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.test import Client
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from enforcer import Enforcer, EnforcerSettings, load_policy
+from enforcer.asgi import RatewardenMiddleware
+from enforcer.django import reset_enforcer
+from enforcer.events import SCHEMA_FILE, json_schema
+from enforcer.publisher import EventPublisher
+from examples.demo_fastapi.app import POLICY_FILE, create_app
+from ratewarden.local import KafkaServer, create_topics
+
+from .helpers import consume_events, make_enforcer
+
+GENEROUS = {"tiers": {"anonymous": {"rules": [
+    {"name": "per-ip", "algorithm": "sliding_window_counter", "limit": 1_000_000, "period": "1m", "scope": ["ip"]}]},
+    "free": {}}}
+
+
+def _settings(redis_url: str, bootstrap: str, topic: str, tmp_path: Path, **extra: object) -> EnforcerSettings:
+    return EnforcerSettings(redis_url=redis_url, kafka_bootstrap=bootstrap, kafka_topic=topic,
+                            spill_dir=tmp_path / "spill", redis_budget_ms=2000, publish_linger_ms=5, **extra)
+
+
+def _wait_connected(publisher: EventPublisher) -> None:
+    deadline = time.monotonic() + 10
+    while not publisher.connected:
+        assert time.monotonic() < deadline, "publisher did not connect"
+        time.sleep(0.01)
+
+
+def test_fastapi_demo_publishes_exactly_one_event_per_request(redis_sync: redis.Redis, redis_url: str,
+                                                            kafka_bootstrap_url: str, topic: str,
+                                                            tmp_path: Path) -> None:
+    settings = _settings(redis_url, kafka_bootstrap_url, topic, tmp_path)
+    app = create_app(Enforcer(load_policy(POLICY_FILE), settings))
+    with TestClient(app, client=("203.0.113.30", 1)) as client:
+        statuses = [client.get("/v1/items/2000").status_code]
+        statuses += [client.get("/v1/items").status_code for _ in range(64)]  # 59 more pass, 5 are denied
+        statuses.append(client.get("/healthz").status_code)
+    events = consume_events(kafka_bootstrap_url, topic, expect=65)
+    assert statuses.count(200) == 60 and statuses.count(429) == 5 and statuses.count(404) == 1
+    assert len(events) == 65  # /healthz is exempt: no decision, no event
+    assert len({e.event_id for e in events}) == 65
+    allowed = [e for e in events if e.route == "GET /v1/items" and e.allowed]
+    denied = [e for e in events if not e.allowed]
+    assert len(allowed) == 59 and len(denied) == 5
+    assert all(e.status == 429 and e.rule == "per-ip" and e.kind == "rate" and e.retry_after_s > 0 for e in denied)
+    missing = [e for e in events if e.route == "GET /v1/items/{item_id}"]
+    assert [(e.status, e.path, e.tier, e.client_id) for e in missing] == [(404, "/v1/items/2000", "anonymous",
+                                                                             "ip:203.0.113.30")]
+    first = allowed[0]
+    assert first.schema == 1 and first.ip == "203.0.113.30" and first.cost == 1 and first.latency_ms > 0
+    assert first.decided_at_us > 1_700_000_000_000_000 and first.service == "api" and first.method == "GET"
+
+
+def test_django_demo_publishes_exactly_one_event_per_request(settings, redis_sync: redis.Redis, redis_url: str,
+                                                           kafka_bootstrap_url: str, topic: str,
+                                                           tmp_path: Path) -> None:
+    settings.ROOT_URLCONF = "drfdemo.urls"
+    settings.RATEWARDEN = {**settings.RATEWARDEN, "REDIS_URL": redis_url, "KAFKA_BOOTSTRAP": kafka_bootstrap_url,
+                           "KAFKA_TOPIC": topic, "SPILL_DIR": str(tmp_path / "spill"), "REDIS_BUDGET_MS": 2000,
+                           "PUBLISH_LINGER_MS": 5}
+    client = Client(REMOTE_ADDR="203.0.113.31")
+    statuses = [client.get("/v1/items").status_code for _ in range(62)]
+    statuses.append(client.post("/v1/login", {"username": "a", "password": "x"},
+                                content_type="application/json").status_code)
+    reset_enforcer()  # closes the publisher: flushes
+    events = consume_events(kafka_bootstrap_url, topic, expect=63)
+    assert statuses[:60] == [200] * 60 and statuses[60:62] == [429, 429]
+    assert len(events) == 63 and len({e.event_id for e in events}) == 63
+    assert sorted(e.status for e in events) == sorted(statuses)
+    login = [e for e in events if e.route == "POST /v1/login"]
+    assert len(login) == 1 and login[0].status in (401, 429)
+
+
+def test_broker_outage_spills_and_replays_every_event(redis_sync: redis.Redis, redis_url: str,
+                                                       tmp_path: Path) -> None:
+    with KafkaServer() as broker:
+        topic = "ratewarden.requests"
+        create_topics(broker.url, {topic: 4})
+        settings = _settings(redis_url, broker.url, topic, tmp_path, publish_queue_size=500)
+        enforcer = make_enforcer(redis_url, GENEROUS, kafka_bootstrap=broker.url, kafka_topic=topic,
+                                 spill_dir=tmp_path / "spill", publish_queue_size=500, publish_linger_ms=5)
+        publisher = EventPublisher(enforcer.settings)
+        app = FastAPI()
+        app.add_middleware(RatewardenMiddleware, enforcer=enforcer, publisher=publisher)
+        app.get("/x")(lambda: {"ok": True})
+        with TestClient(app) as client:
+            _wait_connected(publisher)
+            broker.kill()
+            statuses = [client.get("/x").status_code for _ in range(5000)]
+            assert statuses == [200] * 5000  # answered normally while Kafka is gone
+            assert publisher.stats().spilled > 0
+            broker.restart()
+            create_topics(broker.url, {topic: 4})  # in-memory broker: it came back empty
+            events = consume_events(broker.url, topic, expect=5000, timeout_s=60)
+        stats = publisher.stats()
+        ids = [e.event_id for e in events]
+        assert len(ids) == len(set(ids)) == 5000, (len(ids), len(set(ids)), stats)
+        assert stats.dropped == 0 and stats.replayed >= stats.spilled - 500
+        latencies = sorted(e.latency_ms for e in events)
+        # the request path never waited on Kafka: server-side latency stays within the Redis budget
+        assert latencies[int(len(latencies) * 0.999)] < settings.redis_budget_ms
+        assert not any((tmp_path / "spill").glob("*.jsonl")) or stats.spilled == stats.replayed
+
+
+def test_past_the_spill_cap_every_lost_event_is_counted(redis_sync: redis.Redis, redis_url: str,
+                                                         tmp_path: Path) -> None:
+    with KafkaServer() as broker:
+        topic = "ratewarden.requests"
+        create_topics(broker.url, {topic: 2})
+        enforcer = make_enforcer(redis_url, GENEROUS, kafka_bootstrap=broker.url, kafka_topic=topic,
+                                 spill_dir=tmp_path / "spill", publish_queue_size=10, spill_max_bytes=20_000,
+                                 spill_segment_bytes=4096, publish_linger_ms=5)
+        publisher = EventPublisher(enforcer.settings)
+        app = FastAPI()
+        app.add_middleware(RatewardenMiddleware, enforcer=enforcer, publisher=publisher)
+        app.get("/x")(lambda: {"ok": True})
+        with TestClient(app) as client:
+            _wait_connected(publisher)
+            broker.kill()
+            assert all(client.get("/x").status_code == 200 for _ in range(300))
+            broker.restart()
+            create_topics(broker.url, {topic: 2})
+            stats = publisher.stats()
+            assert stats.dropped > 0
+            received = consume_events(broker.url, topic, expect=300 - stats.dropped, timeout_s=60)
+        assert len(received) + publisher.stats().dropped == 300
+        assert len({e.event_id for e in received}) == len(received)
+
+
+def test_hostile_fields_never_break_a_request_or_the_publisher(redis_sync: redis.Redis, redis_url: str,
+                                                                kafka_bootstrap_url: str, topic: str,
+                                                                tmp_path: Path) -> None:
+    enforcer = make_enforcer(redis_url, GENEROUS, kafka_bootstrap=kafka_bootstrap_url, kafka_topic=topic,
+                             spill_dir=tmp_path / "spill", publish_linger_ms=5)
+    app = FastAPI()
+    app.add_middleware(RatewardenMiddleware, enforcer=enforcer)
+    app.get("/items/{name}")(lambda name: {"len": len(name)})
+    with TestClient(app) as client:
+        statuses = [
+            client.get("/items/a", headers={"User-Agent": "x" * 10_000}).status_code,
+            client.get("/items/b", headers={"User-Agent": b"\xff\xfe\xfd bad utf-8"}).status_code,
+            client.get("/items/" + "p" * 20_000).status_code,
+            client.get("/items/%FF%FE").status_code,
+            client.get("/items/c", headers={"Authorization": "Bearer \udcff"[:-1] + "x" * 5000}).status_code,
+        ]
+    assert statuses == [200] * 5
+    events = consume_events(kafka_bootstrap_url, topic, expect=5)
+    assert len(events) == 5
+    by_path = {e.path[:9]: e for e in events}
+    assert len(by_path["/items/a"].user_agent) == 256
+    assert by_path["/items/b"].user_agent.endswith("bad utf-8")
+    assert len(by_path["/items/pp"].path) == 512
+    for event in events:
+        event.path.encode("utf-8")  # valid UTF-8 whatever came in
+
+
+def test_json_schema_file_is_current() -> None:
+    assert json.loads(SCHEMA_FILE.read_text()) == json.loads(json.dumps(json_schema()))
