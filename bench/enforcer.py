@@ -93,7 +93,7 @@ async def decisions(redis_url: str, seconds: float, rounds: int) -> dict[str, fl
     return figures
 
 
-def http(redis_url: str, seconds: float, rounds: int) -> dict[str, float]:
+def http(redis_url: str, seconds: float, rounds: int, path: str) -> dict[str, float]:
     store = ApiKeyStore(redis.Redis.from_url(redis_url), SECRET.encode())
     header_file = Path(tempfile.mkstemp(suffix=".txt")[1])
     header_file.write_text("".join(f"Authorization: Bearer {store.create(owner=f'http-{i}', tier='bench')[0]}\n"
@@ -104,11 +104,11 @@ def http(redis_url: str, seconds: float, rounds: int) -> dict[str, float]:
         for name, path in POLICIES.items():
             servers[name] = Uvicorn("examples.demo_fastapi.app:app", {**env, "RATEWARDEN_POLICY_FILE": str(path)})
         for server in servers.values():  # warm up
-            load(server.port, 1.0, 64, "/v1/items/7", header_file)
+            load(server.port, 1.0, 64, path, header_file)
         rates: dict[str, list[float]] = {name: [] for name in servers}
         for _ in range(rounds):  # interleaved, same load generator and settings for all
             for name, server in servers.items():
-                result = load(server.port, seconds, 64, "/v1/items/7", header_file)
+                result = load(server.port, seconds, 64, path, header_file)
                 rates[name].append(result["rps"])
                 if set(result["statuses"]) != {"200"}:  # a benchmark of denials would mislead
                     console.print(f"[red]{name} answered {result['statuses']}[/red]")
@@ -122,6 +122,8 @@ def http(redis_url: str, seconds: float, rounds: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
+    parser.add_argument("--path", default="/v1/items/7",
+                        help="demo endpoint to load (default: the lightest one, the worst case for the ratio)")
     args = parser.parse_args()
     seconds, rounds, http_seconds = (1.5, 2, 3.0) if args.quick else (5.0, 3, 10.0)
     redis_url, server = redis_for_bench()
@@ -130,7 +132,7 @@ def main() -> None:
     try:
         uvloop.install()
         figures = asyncio.run(decisions(redis_url, seconds, rounds))
-        figures.update(http(redis_url, http_seconds, rounds))
+        figures.update(http(redis_url, http_seconds, rounds, args.path))
     finally:
         if server:
             server.stop()
@@ -146,8 +148,8 @@ def main() -> None:
             table.add_row(label, str(concurrency), f"{figures[key + '_per_s']:,.0f}", f"{ratio:.2f}",
                           f"{figures[key + '_p50_us']:.0f}", f"{figures[key + '_p99_us']:.0f}")
     console.print(table)
-    http_table = Table(title=f"demo app over HTTP (one uvicorn worker, 64 keep-alive connections, "
-                             f"load from {load_generator()})")
+    http_table = Table(title=f"demo app over HTTP: GET {args.path} (one uvicorn worker, 64 keep-alive "
+                             f"connections, load from {load_generator()})")
     for column in ("app", "requests/s", "× bare"):
         http_table.add_column(column, justify="right")
     for name, label in (("bare", "no middleware"), ("single", "ratewarden, 1 rule"),

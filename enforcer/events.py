@@ -25,8 +25,12 @@ MAX_PATH, MAX_USER_AGENT = 512, 256
 SCHEMA_FILE = Path(__file__).parent / "schema" / "request_event.schema.json"
 
 
-class RequestEvent(msgspec.Struct, kw_only=True, frozen=True):
-    """What happened to one request: who, where, what the enforcer decided, how it ended."""
+class RequestEvent(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """What happened to one request: who, where, what the enforcer decided, how it ended.
+
+    Not tracked by the garbage collector (``gc=False``: scalars only, no cycles), so
+    thousands of events waiting for a batch add no collection work.
+    """
 
     schema: int = SCHEMA_VERSION
     event_id: str  # unique; downstream deduplicates by it

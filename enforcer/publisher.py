@@ -69,6 +69,8 @@ class EventPublisher:
         self.spill = Spill(settings.spill_dir, settings.spill_max_bytes, settings.spill_segment_bytes)
         self.published = self.replayed = 0
         self._producer: Any = None
+        self._partition_of: dict[bytes, int] = {}  # key -> partition, for the current partition count
+        self._partition_count = 0
         self._healthy = False
         self._reported_down = False
         self._closing = False
@@ -223,10 +225,15 @@ class EventPublisher:
         producer = self._producer
         try:
             partitions = sorted(await asyncio.wait_for(producer.partitions_for(self.topic), _SEND_TIMEOUT_S))
+            if len(partitions) != self._partition_count or len(self._partition_of) > 100_000:
+                self._partition_of, self._partition_count = {}, len(partitions)
+            partition_of = self._partition_of
             by_partition: dict[int, Any] = {}
             waits = []
             for key, value in records:
-                partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+                partition = partition_of.get(key)
+                if partition is None:  # Kafka's default partitioner (murmur2), computed once per client
+                    partition = partition_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
                 batch = by_partition.get(partition)
                 if batch is None:
                     batch = by_partition[partition] = producer.create_batch()
