@@ -36,26 +36,22 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-class Uvicorn:
-    """A uvicorn server for ``target`` in a child process, one worker, fixed settings."""
+class ServerProcess:
+    """An HTTP server under test in a child process, ready once ``/healthz`` answers 200."""
 
-    def __init__(self, target: str, env: dict[str, str], factory: bool = False) -> None:
-        self.port = free_port()
-        args = [sys.executable, "-m", "uvicorn", target, "--port", str(self.port), "--log-level", "warning",
-                "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--workers", "1"]
-        if factory:
-            args.append("--factory")
+    def __init__(self, args: list[str], env: dict[str, str], port: int, name: str) -> None:
+        self.port = port
         self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env})
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    break
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"uvicorn {target} did not start")
+                raise RuntimeError(f"{name} did not start")
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -65,6 +61,14 @@ class Uvicorn:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def uvicorn_server(target: str, env: dict[str, str], factory: bool = False) -> ServerProcess:
+    """``target`` under uvicorn: one worker, uvloop, httptools, no access log (the same for every run)."""
+    port = free_port()
+    args = [sys.executable, "-m", "uvicorn", target, "--port", str(port), "--log-level", "warning",
+            "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--workers", "1"]
+    return ServerProcess(args + (["--factory"] if factory else []), env, port, f"uvicorn {target}")
 
 
 _WRK_SCRIPT = """

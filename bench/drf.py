@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "examples" / "demo_django"))
 
-import httpx
 import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import ROOT, load, load_generator, median, redis_for_bench
+from bench.common import ROOT, ServerProcess, load, load_generator, median, redis_for_bench
 from ratewarden.local import free_port
 from tests.helpers import hammer_django, run_processes
 
@@ -34,40 +30,21 @@ console = Console()
 LIMIT, PROCESSES, THREADS, ATTEMPTS = 100, 4, 8, 12
 
 
-class Gunicorn:
+def gunicorn(throttle: str, redis_url: str) -> ServerProcess:
     """The demo project under gunicorn: one worker, 8 threads, the given throttle."""
-
-    def __init__(self, throttle: str, redis_url: str) -> None:
-        self.port = free_port()
-        env = {**os.environ, "DRFDEMO_THROTTLE": throttle, "RATEWARDEN_REDIS_URL": redis_url,
-               "DRFDEMO_USER_RATE": "100000000/min", "DRFDEMO_NUM_PROXIES": "1",
-               "RATEWARDEN_TRUSTED_PROXIES": "127.0.0.1/32"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "drfdemo.wsgi", "--chdir", str(ROOT / "examples" / "demo_django"),
-             "--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--threads", "8", "--worker-class", "gthread",
-             "--log-level", "warning"], env=env)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"gunicorn ({throttle}) did not start")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+    port = free_port()
+    env = {"DRFDEMO_THROTTLE": throttle, "RATEWARDEN_REDIS_URL": redis_url, "DRFDEMO_USER_RATE": "100000000/min",
+           "DRFDEMO_NUM_PROXIES": "1", "RATEWARDEN_TRUSTED_PROXIES": "127.0.0.1/32"}
+    args = [sys.executable, "-m", "gunicorn", "drfdemo.wsgi", "--chdir", str(ROOT / "examples" / "demo_django"),
+            "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8", "--worker-class", "gthread",
+            "--log-level", "warning"]
+    return ServerProcess(args, env, port, f"gunicorn ({throttle})")
 
 
 def throughput(redis_url: str, seconds: float, rounds: int) -> dict[str, float]:
     header_file = Path(tempfile.mkstemp(suffix=".txt")[1])
     header_file.write_text("".join(f"X-Forwarded-For: 10.9.{i // 250}.{i % 250}\n" for i in range(1000)))
-    servers = {name: Gunicorn(name, redis_url) for name in ("none", "drf", "user")}
+    servers = {name: gunicorn(name, redis_url) for name in ("none", "drf", "user")}
     rates: dict[str, list[float]] = {name: [] for name in servers}
     try:
         for server in servers.values():

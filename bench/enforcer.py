@@ -24,7 +24,7 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import ROOT, Uvicorn, load, load_generator, median, percentile, redis_for_bench
+from bench.common import ROOT, uvicorn_server, load, load_generator, median, percentile, redis_for_bench
 from enforcer import ApiKeyStore, Enforcer, EnforcerSettings, load_policy
 
 SECRET = "bench-secret-0123456789abcdef"
@@ -99,10 +99,10 @@ def http(redis_url: str, seconds: float, rounds: int, path: str) -> dict[str, fl
     header_file.write_text("".join(f"Authorization: Bearer {store.create(owner=f'http-{i}', tier='bench')[0]}\n"
                                    for i in range(64)))
     env = {"RATEWARDEN_REDIS_URL": redis_url, "RATEWARDEN_API_KEY_SECRET": SECRET}
-    servers = {"bare": Uvicorn("examples.demo_fastapi.app:unprotected_app", env, factory=True)}
+    servers = {"bare": uvicorn_server("examples.demo_fastapi.app:unprotected_app", env, factory=True)}
     try:
         for name, path in POLICIES.items():
-            servers[name] = Uvicorn("examples.demo_fastapi.app:app", {**env, "RATEWARDEN_POLICY_FILE": str(path)})
+            servers[name] = uvicorn_server("examples.demo_fastapi.app:app", {**env, "RATEWARDEN_POLICY_FILE": str(path)})
         for server in servers.values():  # warm up
             load(server.port, 1.0, 64, path, header_file)
         rates: dict[str, list[float]] = {name: [] for name in servers}

@@ -23,7 +23,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import ROOT, Uvicorn, load, load_generator, median, redis_for_bench
+from bench.common import ROOT, uvicorn_server, load, load_generator, median, redis_for_bench
 from enforcer import ApiKeyStore, EnforcerSettings
 from enforcer.decision import Decision
 from enforcer.events import make_event
@@ -44,8 +44,8 @@ def http(redis_url: str, bootstrap: str, seconds: float, rounds: int) -> dict[st
     spill = tempfile.mkdtemp(prefix="bench-spill-")
     env = {"RATEWARDEN_REDIS_URL": redis_url, "RATEWARDEN_API_KEY_SECRET": SECRET,
            "RATEWARDEN_POLICY_FILE": str(ROOT / "bench" / "policy_single.yaml"), "RATEWARDEN_SPILL_DIR": spill}
-    servers = {"off": Uvicorn("examples.demo_fastapi.app:app", env),
-               "on": Uvicorn("examples.demo_fastapi.app:app", {**env, "RATEWARDEN_KAFKA_BOOTSTRAP": bootstrap})}
+    servers = {"off": uvicorn_server("examples.demo_fastapi.app:app", env),
+               "on": uvicorn_server("examples.demo_fastapi.app:app", {**env, "RATEWARDEN_KAFKA_BOOTSTRAP": bootstrap})}
     rates: dict[str, list[float]] = {name: [] for name in servers}
     try:
         for server in servers.values():

@@ -45,15 +45,15 @@ class LiveCache:
             return None
         return found
 
-    def digest(self, api_key: str) -> str | None:
-        return hash_api_key(self.secret, api_key) if self.secret is not None else None
-
-    def cached_key(self, digest: str) -> tuple[bool, ApiKeyRecord | None]:
-        """(found in cache, record) for a key's digest."""
+    def known(self, api_key: str) -> tuple[str | None, ApiKeyRecord | None]:
+        """(None, record) when the cache answers (or keys are off); (digest, None) when Redis must."""
+        if self.secret is None:
+            return None, None
+        digest = hash_api_key(self.secret, api_key)
         cached = self._keys.get(digest)
         if cached is not None and cached[1] > time.monotonic():
-            return True, cached[0]
-        return False, None
+            return None, cached[0]
+        return digest, None
 
     def remember_key(self, digest: str, raw: bytes | None) -> ApiKeyRecord | None:
         record = decode_record(raw) if raw else None
@@ -104,11 +104,8 @@ class LiveState(LiveCache):
 
     async def api_key(self, api_key: str) -> ApiKeyRecord | None:
         """The live record of ``api_key``, or None if unknown or revoked (cached; one HGET on a miss)."""
-        digest = self.digest(api_key)
+        digest, record = self.known(api_key)
         if digest is None:
-            return None
-        hit, record = self.cached_key(digest)
-        if hit:
             return record
         return self.remember_key(digest, await self.runner.execute("HGET", KEYS_HASH, digest))
 
@@ -185,11 +182,8 @@ class SyncLiveState(LiveCache):
         self._thread: threading.Thread | None = None
 
     def api_key(self, api_key: str) -> ApiKeyRecord | None:
-        digest = self.digest(api_key)
+        digest, record = self.known(api_key)
         if digest is None:
-            return None
-        hit, record = self.cached_key(digest)
-        if hit:
             return record
         return self.remember_key(digest, self.client.hget(KEYS_HASH, digest))
 
