@@ -153,6 +153,7 @@ def run_demo(duration_s: float, report: Path | None, console: Console) -> dict[s
                     for c in clients},
     }
     limited = [c.name for c in clients if c.statuses[429]]
+    console.print()
     console.print(f"[bold]summary[/bold]: {result['requests_sent']} requests, by status {result['responses_by_status']}")
     console.print(f"clients that met a limit: {', '.join(limited) or 'none'}")
     if report:
