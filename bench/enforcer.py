@@ -101,8 +101,9 @@ def http(redis_url: str, seconds: float, rounds: int, path: str) -> dict[str, fl
     env = {"RATEWARDEN_REDIS_URL": redis_url, "RATEWARDEN_API_KEY_SECRET": SECRET}
     servers = {"bare": uvicorn_server("examples.demo_fastapi.app:unprotected_app", env, factory=True)}
     try:
-        for name, path in POLICIES.items():
-            servers[name] = uvicorn_server("examples.demo_fastapi.app:app", {**env, "RATEWARDEN_POLICY_FILE": str(path)})
+        for name, policy_file in POLICIES.items():
+            servers[name] = uvicorn_server("examples.demo_fastapi.app:app",
+                                           {**env, "RATEWARDEN_POLICY_FILE": str(policy_file)})
         for server in servers.values():  # warm up
             load(server.port, 1.0, 64, path, header_file)
         rates: dict[str, list[float]] = {name: [] for name in servers}
