@@ -66,6 +66,30 @@ def policy_check(
     console.print(f"[green]OK[/green]: {file} is valid ({len(policy.tiers)} tiers, {len(policy.endpoints)} endpoint entries)")
 
 
+db_app = typer.Typer(help="The ClickHouse schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate(
+    url: str | None = typer.Option(None, help="ClickHouse URL (http://host:8123 or chdb:///dir); "
+                                              "default RATEWARDEN_CLICKHOUSE_URL, else chdb under var/clickhouse"),
+    ttl_days: int = typer.Option(30, help="days per-minute aggregates are kept"),
+    rollup_ttl_days: int = typer.Option(400, help="days hourly/daily rollups, alerts and penalties are kept"),
+) -> None:
+    """Create or update the ClickHouse schema (idempotent)."""
+    from analytics.client import connect
+    from analytics.migrations import migrate
+
+    applied = migrate(connect(url), ttl_days=ttl_days, rollup_ttl_days=rollup_ttl_days)
+    if applied:
+        for migration in applied:
+            console.print(f"applied {migration.version:03d} {migration.name}")
+        console.print(f"[green]applied {len(applied)} migrations[/green]")
+    else:
+        console.print("schema is up to date")
+
+
 @app.command()
 def demo(
     duration: float = typer.Option(20.0, "--duration", "-d", help="seconds of traffic"),

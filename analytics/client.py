@@ -1,0 +1,30 @@
+"""ClickHouse clients: a server over HTTP (``http://host:8123``) or embedded chDB (``chdb:///abs/dir``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+__all__ = ["connect", "default_url"]
+
+DEFAULT_CHDB_DIR = Path("var/clickhouse")
+
+
+def default_url() -> str:
+    """``RATEWARDEN_CLICKHOUSE_URL`` if set, else embedded chDB under ``var/clickhouse``.
+
+    chDB allows one engine and one data directory per process: a second process on the
+    same directory fails with "Cannot lock file".
+    """
+    return os.environ.get("RATEWARDEN_CLICKHOUSE_URL") or f"chdb://{DEFAULT_CHDB_DIR.resolve()}"
+
+
+def connect(url: str | None = None) -> Client:
+    """A clickhouse-connect client for ``url`` (same API for HTTP servers and chDB)."""
+    url = url or default_url()
+    if url.startswith("chdb://"):
+        Path(url.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
+    return clickhouse_connect.get_client(dsn=url)
