@@ -1,0 +1,155 @@
+"""Abuse detectors: small pure classes over window summaries, each with documented,
+configurable thresholds and its evidence in the alert it raises.
+
+Thresholds default to values that leave legitimate heavy users alone: a paid client at
+steady high volume is not denied most of the time, does not fail logins, does not walk
+sequential ids into 404s and does not come from dozens of networks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .windows import ClientWindow, EndpointWindow
+
+__all__ = [
+    "Alert", "RetryStormDetector", "CredentialStuffingDetector", "ScrapingDetector", "KeySharingDetector",
+    "SpikeDetector", "EndpointStuffingDetector", "default_detectors",
+]
+
+
+@dataclass
+class Alert:
+    """One finding about one client (or one endpoint) in one window."""
+
+    alert_type: str
+    severity: str  # info | warning | critical
+    client_id: str
+    window_start: float
+    evidence: dict[str, Any]
+    suggested_action: str
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.alert_type}:{self.client_id}"
+
+
+@dataclass
+class RetryStormDetector:
+    """Retry storm / limit abuse: denied most of the time and retrying before Retry-After."""
+
+    min_requests: int = 30
+    min_denied_ratio: float = 0.7
+    min_early_retry_ratio: float = 0.5
+    alert_type: str = "retry_storm"
+
+    def check(self, w: ClientWindow) -> Alert | None:
+        if w.requests < self.min_requests or w.denied_ratio < self.min_denied_ratio:
+            return None
+        early = w.early_retries / w.requests
+        if early < self.min_early_retry_ratio:
+            return None
+        return Alert(self.alert_type, "warning", w.client_id, w.window_start,
+                     {"requests": w.requests, "denied": w.denied, "denied_ratio": round(w.denied_ratio, 3),
+                      "early_retries": w.early_retries}, "throttle to the penalty tier; contact the client")
+
+
+@dataclass
+class CredentialStuffingDetector:
+    """Brute force from one client: many failed logins on auth routes, few successes."""
+
+    min_failures: int = 10
+    min_failure_ratio: float = 0.8
+    alert_type: str = "credential_stuffing"
+
+    def check(self, w: ClientWindow) -> Alert | None:
+        if w.auth_failures < self.min_failures or w.auth_attempts == 0:
+            return None
+        ratio = w.auth_failures / w.auth_attempts
+        if ratio < self.min_failure_ratio:
+            return None
+        return Alert(self.alert_type, "critical", w.client_id, w.window_start,
+                     {"auth_failures": w.auth_failures, "auth_attempts": w.auth_attempts,
+                      "failure_ratio": round(ratio, 3)}, "block the client for a while")
+
+
+@dataclass
+class EndpointStuffingDetector:
+    """Distributed credential stuffing: failures on one auth route from many IPs, each slow."""
+
+    min_failures: int = 50
+    min_ips: int = 20
+    alert_type: str = "credential_stuffing_distributed"
+
+    def check(self, e: EndpointWindow) -> Alert | None:
+        if e.failures < self.min_failures or len(e.ips) < self.min_ips:
+            return None
+        return Alert(self.alert_type, "critical", f"route:{e.route}", e.window_start,
+                     {"failures": e.failures, "distinct_ips": len(e.ips)},
+                     "require a captcha or step-up auth on this route")
+
+
+@dataclass
+class ScrapingDetector:
+    """Scraping / enumeration: many distinct resources, and mostly misses or sequential ids."""
+
+    min_distinct_paths: int = 40
+    min_not_found_ratio: float = 0.3
+    min_sequential_ratio: float = 0.6
+    alert_type: str = "scraping"
+
+    def check(self, w: ClientWindow) -> Alert | None:
+        if len(w.paths) < self.min_distinct_paths:
+            return None
+        if w.not_found_ratio < self.min_not_found_ratio and w.sequential_ratio < self.min_sequential_ratio:
+            return None
+        return Alert(self.alert_type, "warning", w.client_id, w.window_start,
+                     {"distinct_paths": len(w.paths), "not_found_ratio": round(w.not_found_ratio, 3),
+                      "sequential_ratio": round(w.sequential_ratio, 3)}, "throttle to the penalty tier")
+
+
+@dataclass
+class KeySharingDetector:
+    """A shared or leaked API key: one key used from many IPs or networks."""
+
+    min_ips: int = 20
+    min_networks: int = 8
+    alert_type: str = "key_sharing"
+
+    def check(self, w: ClientWindow) -> Alert | None:
+        if not w.client_id.startswith("k:"):
+            return None
+        if len(w.ips) < self.min_ips and len(w.networks) < self.min_networks:
+            return None
+        return Alert(self.alert_type, "warning", w.client_id, w.window_start,
+                     {"distinct_ips": len(w.ips), "distinct_networks": len(w.networks)},
+                     "rotate the key and tell its owner")
+
+
+@dataclass
+class SpikeDetector:
+    """A client far above its own baseline (EWMA of requests per window), above an absolute floor."""
+
+    factor: float = 5.0
+    floor: int = 300  # requests per window below which nobody is flagged
+    alpha: float = 0.3
+    min_history: int = 3
+    alert_type: str = "traffic_spike"
+    _baseline: dict[str, tuple[float, int]] = field(default_factory=dict, repr=False)
+
+    def check(self, w: ClientWindow) -> Alert | None:
+        baseline, seen = self._baseline.get(w.client_id, (0.0, 0))
+        alert = None
+        if seen >= self.min_history and w.requests >= self.floor and w.requests > self.factor * max(baseline, 1.0):
+            alert = Alert(self.alert_type, "info", w.client_id, w.window_start,
+                          {"requests": w.requests, "baseline": round(baseline, 1), "factor": self.factor},
+                          "check with the client; raise its tier if legitimate")
+        updated = w.requests if seen == 0 else self.alpha * w.requests + (1 - self.alpha) * baseline
+        self._baseline[w.client_id] = (updated, seen + 1)
+        return alert
+
+
+def default_detectors() -> list[Any]:
+    return [RetryStormDetector(), CredentialStuffingDetector(), ScrapingDetector(), KeySharingDetector(),
+            SpikeDetector()]
