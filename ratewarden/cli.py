@@ -91,6 +91,36 @@ def db_migrate(
 
 
 @app.command()
+def simulate(
+    bootstrap: str | None = typer.Option(None, envvar="RATEWARDEN_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers"),
+    topic: str = typer.Option("ratewarden.requests", help="topic to write request events to"),
+    minutes: int = typer.Option(5, help="simulated minutes of traffic"),
+    legit: int = typer.Option(200, help="legitimate clients (spread over tiers and patterns)"),
+    per_abuse: int = typer.Option(3, help="clients of each abuse pattern"),
+    rate: float | None = typer.Option(None, help="events per second (default: as fast as possible)"),
+    seed: int = typer.Option(7, help="random seed: the same seed gives the same events"),
+    labels: Path | None = typer.Option(None, help="write the ground truth (client -> pattern) as JSON here"),
+) -> None:
+    """Write labelled synthetic request events straight into Kafka."""
+    import asyncio
+    import json
+    import time
+
+    from stream.simulate import events, publish, scenario
+
+    if not bootstrap:
+        errors.print("[red]set --bootstrap or RATEWARDEN_KAFKA_BOOTSTRAP[/red]")
+        raise typer.Exit(2)
+    clients = scenario(legit, per_abuse, seed)
+    start_us = int(time.time() // 60 * 60 * 1_000_000) - minutes * 60_000_000
+    sent = asyncio.run(publish(bootstrap, topic, events(clients, minutes, start_us, seed), rate))
+    if labels:
+        labels.write_text(json.dumps({c.client_id: c.label for c in clients}, indent=2))
+    abusive = sum(1 for c in clients if c.label != "legit")
+    console.print(f"sent {sent} events for {len(clients)} clients ({abusive} abusive) to {topic}")
+
+
+@app.command()
 def demo(
     duration: float = typer.Option(20.0, "--duration", "-d", help="seconds of traffic"),
     report: Path | None = typer.Option(None, "--report", help="write the results as JSON to this file"),

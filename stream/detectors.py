@@ -92,20 +92,23 @@ class EndpointStuffingDetector:
 
 @dataclass
 class ScrapingDetector:
-    """Scraping / enumeration: many distinct resources, and mostly misses or sequential ids."""
+    """Scraping / enumeration: many distinct resources each fetched about once (a sweep, where
+    a heavy user revisits), and mostly misses or sequential ids."""
 
     min_distinct_paths: int = 40
+    min_unique_ratio: float = 0.5  # distinct paths / requests
     min_not_found_ratio: float = 0.3
     min_sequential_ratio: float = 0.6
     alert_type: str = "scraping"
 
     def check(self, w: ClientWindow) -> Alert | None:
-        if len(w.paths) < self.min_distinct_paths:
+        if len(w.paths) < self.min_distinct_paths or len(w.paths) < self.min_unique_ratio * w.requests:
             return None
         if w.not_found_ratio < self.min_not_found_ratio and w.sequential_ratio < self.min_sequential_ratio:
             return None
         return Alert(self.alert_type, "warning", w.client_id, w.window_start,
-                     {"distinct_paths": len(w.paths), "not_found_ratio": round(w.not_found_ratio, 3),
+                     {"distinct_paths": len(w.paths), "requests": w.requests,
+                      "not_found_ratio": round(w.not_found_ratio, 3),
                       "sequential_ratio": round(w.sequential_ratio, 3)}, "throttle to the penalty tier")
 
 

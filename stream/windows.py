@@ -49,8 +49,9 @@ class ClientWindow:
     paths: set[str] = field(default_factory=set)
     ips: set[str] = field(default_factory=set)
     networks: set[str] = field(default_factory=set)
-    numeric_ids: set[int] = field(default_factory=set)
-    retry_allowed_at_us: int = 0
+    id_requests: int = 0  # requests whose path ends in a numeric id
+    sequential_steps: int = 0  # of those, how many asked for the previous id + 1
+    last_id: int | None = None
 
     @property
     def denied_ratio(self) -> float:
@@ -62,11 +63,9 @@ class ClientWindow:
 
     @property
     def sequential_ratio(self) -> float:
-        """Share of numeric ids seen whose predecessor was also seen (1.0 for 1, 2, 3, ...)."""
-        ids = self.numeric_ids
-        if len(ids) < 2:
-            return 0.0
-        return sum(1 for i in ids if i - 1 in ids) / (len(ids) - 1)
+        """Share of id requests that asked for the previous id + 1 (1.0 when walking 1, 2, 3, ...;
+        about 1/N for random access over N ids)."""
+        return self.sequential_steps / (self.id_requests - 1) if self.id_requests > 1 else 0.0
 
 
 @dataclass
@@ -120,7 +119,11 @@ class WindowAccumulator:
         _add(window.networks, network_of(event.ip))
         match = _TRAILING_ID.search(event.path)
         if match:
-            _add(window.numeric_ids, int(match.group(1)))
+            item = int(match.group(1))
+            if window.last_id is not None and item == window.last_id + 1:
+                window.sequential_steps += 1
+            window.last_id = item
+            window.id_requests += 1
         if event.route in self.auth_routes and event.allowed:
             window.auth_attempts += 1
             if event.status in (401, 403):
