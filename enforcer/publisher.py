@@ -35,7 +35,8 @@ _SPILLED = Counter("ratewarden_events_spilled", "Events written to the spill whi
 _REPLAYED = Counter("ratewarden_events_replayed", "Spilled events delivered later")
 _DROPPED = Counter("ratewarden_events_dropped", "Events lost past the spill cap")
 _QUEUE = Gauge("ratewarden_events_queue_depth", "Events waiting in memory")
-_SEND_TIMEOUT_S = 10.0
+_KAFKA_REQUEST_TIMEOUT_S = 5.0  # aiokafka expires an undelivered batch after this...
+_SEND_TIMEOUT_S = 3 * _KAFKA_REQUEST_TIMEOUT_S  # ...well before we stop waiting, so no batch is in doubt
 _MAX_BACKOFF_S = 5.0
 
 
@@ -201,7 +202,7 @@ class EventPublisher:
         # acks=all, and no idempotent producer: Tansu refuses InitProducerId; duplicates go by event id
         self._producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
                                           enable_idempotence=False, compression_type=compression,
-                                          request_timeout_ms=int(_SEND_TIMEOUT_S * 1000))
+                                          request_timeout_ms=int(_KAFKA_REQUEST_TIMEOUT_S * 1000))
         try:
             await asyncio.wait_for(self._producer.start(), _SEND_TIMEOUT_S)
             partitions = await asyncio.wait_for(self._producer.partitions_for(self.topic), _SEND_TIMEOUT_S)
