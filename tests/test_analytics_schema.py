@@ -64,3 +64,34 @@ def test_db_migrate_command(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert "applied 2 migrations" in first.stdout
     assert second.returncode == 0 and "up to date" in second.stdout
+
+
+def test_sink_totals_are_exact_with_duplicate_events_and_rewritten_batches(clickhouse) -> None:
+    from stream.simulate import events, scenario
+    from stream.sink import MinuteAggregator, write_usage
+
+    migrate(clickhouse, db="rw_sink")
+    clients = scenario(legit=30, per_abuse=1)
+    start_us = 1_900_000_020_000_000
+    simulated = list(events(clients, 3, start_us))
+    aggregator = MinuteAggregator()
+    for event in simulated + simulated[:500]:  # 500 redelivered events
+        aggregator.add(event)
+    first_minute = start_us // 60_000_000
+    batches = aggregator.flush_before(first_minute + 3)
+    assert sorted(batches) == [first_minute, first_minute + 1, first_minute + 2]
+    for minute, rows in batches.items():
+        write_usage(clickhouse, rows, token=f"{minute}|p0|demo", db="rw_sink")
+    for minute, rows in batches.items():  # a killed worker writes the same batches again
+        write_usage(clickhouse, rows, token=f"{minute}|p0|demo", db="rw_sink")
+    total = clickhouse.query("SELECT sum(requests), sum(cost) FROM rw_sink.usage_minute").result_rows[0]
+    assert total == (len(simulated), sum(e.cost for e in simulated))
+    denied = sum(1 for e in simulated if not e.allowed)
+    assert clickhouse.query("SELECT sum(requests) FROM rw_sink.usage_day WHERE decision = 'denied'"
+                            ).result_rows == [(denied,)]
+    per_client = dict(clickhouse.query("SELECT client_id, sum(requests) FROM rw_sink.usage_hour GROUP BY client_id"
+                                       ).result_rows)
+    expected: dict[str, int] = {}
+    for e in simulated:
+        expected[e.client_id] = expected.get(e.client_id, 0) + 1
+    assert per_client == expected
