@@ -88,22 +88,27 @@ def test_one_script_call_per_request_with_four_rules_and_quotas(redis_sync: redi
 
 def test_a_denied_client_is_answered_locally_until_its_retry_after(redis_sync: redis.Redis, redis_url: str) -> None:
     enforcer = make_enforcer(redis_url, {"tiers": {"free": {}, "anonymous": {"rules": [
-        {"name": "r", "algorithm": "fixed_window", "limit": 5, "period": "2s", "scope": ["ip"]}]}}})
+        {"name": "r", "algorithm": "fixed_window", "limit": 5, "period": "3s", "scope": ["ip"]}]}}})
+    # the script clock starts 0.1 s into a window, so no window ends while the test hammers
+    now = time.time()
+    enforcer.clock_offset_s = (now // 3 + 1) * 3 + 0.1 - now
     app = FastAPI()
     app.add_middleware(RatewardenMiddleware, enforcer=enforcer)
     app.get("/x")(lambda: {"ok": True})
     with TestClient(app, client=("192.0.2.1", 1)) as client:
         redis_sync.config_resetstat()
         statuses = [client.get("/x").status_code for _ in range(5)]
-        while (first_denial := client.get("/x")).status_code == 200:  # a window boundary may pass: keep going
-            statuses.append(200)
+        first_denial = client.get("/x")
+        assert statuses == [200] * 5 and first_denial.status_code == 429
         retry_after = int(first_denial.headers["retry-after"])
+        assert 2 <= retry_after <= 3
         scripts_so_far = command_counts(redis_sync)["evalsha"]
         hammered = [client.get("/x") for _ in range(200)]
         scripts_after = command_counts(redis_sync)["evalsha"]
         assert all(r.status_code == 429 for r in hammered)
         assert all(int(r.headers["retry-after"]) <= retry_after for r in hammered)
         assert scripts_after == scripts_so_far  # 200 denials, no Redis command
-        time.sleep(2.05)  # past the window (and the local denial): Redis decides again, and admits
-        assert client.get("/x").status_code == 200
+        time.sleep(max(0.0, 3.0 - (time.time() - now)))  # past the window (and the local denial)
+        time.sleep(0.2)
+        assert client.get("/x").status_code == 200  # Redis decides again, and admits
         assert command_counts(redis_sync)["evalsha"] == scripts_after + 1
