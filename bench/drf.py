@@ -22,7 +22,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import ROOT, ServerProcess, load, load_generator, median, redis_for_bench
+from bench.support.common import ROOT, ServerProcess, load, load_generator, median, redis_for_bench
 from ratewarden.local import free_port
 from tests.helpers import hammer_django, run_processes
 

@@ -24,7 +24,7 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import ROOT, uvicorn_server, load, load_generator, median, percentile, redis_for_bench
+from bench.support.common import ROOT, uvicorn_server, load, load_generator, median, percentile, redis_for_bench
 from enforcer import ApiKeyStore, Enforcer, EnforcerSettings, load_policy
 
 SECRET = "bench-secret-0123456789abcdef"

@@ -23,7 +23,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import ROOT, uvicorn_server, load, load_generator, median, redis_for_bench
+from bench.support.common import ROOT, uvicorn_server, load, load_generator, median, redis_for_bench
 from enforcer import ApiKeyStore, EnforcerSettings
 from enforcer.decision import Decision
 from enforcer.events import make_event

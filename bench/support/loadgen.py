@@ -3,7 +3,7 @@
 Each connection sends one request at a time with its own headers (e.g. its own API
 key) for a fixed duration and counts responses by status. Usage::
 
-    python -m bench.loadgen --port 8000 --connections 64 --seconds 10 --path /v1/items \
+    python -m bench.support.loadgen --port 8000 --connections 64 --seconds 10 --path /v1/items \
         [--header-file keys.txt]   # one "Name: value" header per line, assigned per connection
 """
 

@@ -16,7 +16,7 @@ import httpx
 
 from ratewarden.local import RedisServer, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def redis_for_bench() -> tuple[str, RedisServer | None]:
@@ -96,7 +96,7 @@ def load(port: int, seconds: float, connections: int, path: str, header_file: Pa
 
     if load_generator() == "wrk":
         return _wrk(port, seconds, connections, path, header_file)
-    args = [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--seconds", str(seconds),
+    args = [sys.executable, "-m", "bench.support.loadgen", "--port", str(port), "--seconds", str(seconds),
             "--connections", str(connections), "--path", path]
     if header_file:
         args += ["--header-file", str(header_file)]
