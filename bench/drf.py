@@ -22,8 +22,8 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench.support.common import ROOT, ServerProcess, load, load_generator, median, redis_for_bench
-from ratewarden.local import free_port
+from bench.support.common import ROOT, ServerProcess, load, load_generator, median
+from ratewarden.local import free_port, redis_url
 from tests.helpers import hammer_django, run_processes
 
 console = Console()
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
     args = parser.parse_args()
     seconds, rounds = (3.0, 2) if args.quick else (10.0, 3)
-    redis_url, server = redis_for_bench()
+    redis_url, server = redis_url()
     try:
         rps = throughput(redis_url, seconds, rounds)
         over = overadmission(redis_url)

@@ -23,13 +23,13 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench.support.common import ROOT, uvicorn_server, load, load_generator, median, redis_for_bench
+from bench.support.common import ROOT, uvicorn_server, load, load_generator, median
 from enforcer import ApiKeyStore, EnforcerSettings
 from enforcer.decision import Decision
 from enforcer.events import make_event
 from enforcer.identity import Identity
 from enforcer.publisher import EventPublisher
-from ratewarden.local import kafka_bootstrap
+from ratewarden.local import kafka_bootstrap, redis_url
 
 SECRET = "bench-secret-0123456789abcdef"
 TOPIC = "ratewarden.requests"
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
     args = parser.parse_args()
     seconds, rounds, events = (4.0, 2, 100_000) if args.quick else (10.0, 3, 500_000)
-    redis_url, redis_server = redis_for_bench()
+    redis_url, redis_server = redis_url()
     bootstrap, kafka_server = kafka_bootstrap({TOPIC: 8})
     try:
         enqueue_us = enqueue_cost_us(bootstrap)

@@ -14,17 +14,9 @@ from pathlib import Path
 
 import httpx
 
-from ratewarden.local import RedisServer, free_port
+from ratewarden.local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def redis_for_bench() -> tuple[str, RedisServer | None]:
-    url = os.environ.get("RATEWARDEN_REDIS_URL")
-    if url:
-        return url, None
-    server = RedisServer().start()
-    return server.url, server
 
 
 def percentile(values: list[float], q: float) -> float:
