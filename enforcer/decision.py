@@ -40,8 +40,3 @@ class Decision:
     leases: tuple[tuple[str, str], ...] = ()
     exempt: bool = False  # the route is exempt: nothing was decided (no headers, no event)
     identity: Identity | None = None  # the caller it was made for (set by the enforcer)
-
-    @property
-    def limited(self) -> bool:
-        """True if any rule applied (so rate-limit headers belong on the response)."""
-        return bool(self.policy_header)
