@@ -56,24 +56,25 @@ class Spill:
             self.written += kept
         return kept
 
-    def _rotate(self) -> None:
+    def _close_current(self) -> None:
+        """Close the segment being written and queue it for replay (call with the lock held)."""
         if self._file is not None:
             self._file.close()
             assert self._current is not None
             self._closed.append(self._current)
+            self._file, self._current, self._current_bytes = None, None, 0
+
+    def _rotate(self) -> None:
+        self._close_current()
         self._current = self.directory / f"spill-{self._next:08d}.jsonl"
         self._next += 1
         self._file = open(self._current, "ab")
-        self._current_bytes = 0
 
     def take_segment(self) -> Path | None:
         """The oldest segment to replay (the one being written is closed first if it is all there is)."""
         with self._lock:
-            if not self._closed and self._file is not None and self._current_bytes:
-                self._file.close()
-                assert self._current is not None
-                self._closed.append(self._current)
-                self._file, self._current, self._current_bytes = None, None, 0
+            if not self._closed and self._current_bytes:
+                self._close_current()
             return self._closed[0] if self._closed else None
 
     @staticmethod
@@ -99,8 +100,4 @@ class Spill:
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                assert self._current is not None
-                self._closed.append(self._current)
-                self._file, self._current, self._current_bytes = None, None, 0
+            self._close_current()
