@@ -77,9 +77,21 @@ class LiveCache:
         self._version = version
         self.generation += 1
 
-    def parse(self, message: bytes) -> tuple[str, str]:
+    def parse(self, message: bytes) -> tuple[str, str | None]:
+        """The change a feed message announces: ("override", client id) needs that override
+        read from Redis; an API key change is applied at once and returns ("apikey", None)."""
         kind, _, subject = message.decode(errors="replace").partition(" ")
-        return kind, subject
+        if kind == "apikey":
+            self.forget_key(subject)
+            return kind, None
+        return kind, subject if kind == "override" else None
+
+    def needs_reload(self, version: bytes | None, heard: bool) -> bool:
+        """After a version poll: True if the version moved while no message came (the feed
+        lost some, so reload everything). Records the version either way."""
+        moved = version != self._version
+        self._version = version
+        return moved and not heard
 
     def set_override(self, client_id: str, raw: bytes | None) -> None:
         if raw is None:
@@ -129,11 +141,9 @@ class LiveState(LiveCache):
         self.load(*await pipe.execute())
 
     async def _apply(self, message: bytes) -> None:
-        kind, subject = self.parse(message)
-        if kind == "override":
-            self.set_override(subject, await self.client.hget(OVERRIDES_HASH, subject))
-        elif kind == "apikey":
-            self.forget_key(subject)
+        _, client_id = self.parse(message)
+        if client_id is not None:
+            self.set_override(client_id, await self.client.hget(OVERRIDES_HASH, client_id))
 
     async def _follow(self) -> None:
         while not self._closing:
@@ -164,11 +174,8 @@ class LiveState(LiveCache):
                 await self._apply(message["data"])
                 heard = True
             if time.monotonic() >= next_poll:
-                version = await self.client.get(VERSION_KEY)
-                if version != self._version:
-                    if not heard:
-                        await self.reload()  # changes without messages: the feed lost some
-                    self._version = version
+                if self.needs_reload(await self.client.get(VERSION_KEY), heard):
+                    await self.reload()
                 heard = False
                 next_poll = time.monotonic() + POLL_INTERVAL_S
 
@@ -204,6 +211,11 @@ class SyncLiveState(LiveCache):
         pipe.hgetall(OVERRIDES_HASH)
         self.load(*pipe.execute())
 
+    def _apply(self, message: bytes) -> None:
+        _, client_id = self.parse(message)
+        if client_id is not None:
+            self.set_override(client_id, self.client.hget(OVERRIDES_HASH, client_id))
+
     def _follow(self) -> None:
         while not self._closing:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
@@ -215,18 +227,11 @@ class SyncLiveState(LiveCache):
                 while not self._closing:
                     message = pubsub.get_message(timeout=POLL_INTERVAL_S)
                     if message is not None and message["type"] == "message":
-                        kind, subject = self.parse(message["data"])
-                        if kind == "override":
-                            self.set_override(subject, self.client.hget(OVERRIDES_HASH, subject))
-                        elif kind == "apikey":
-                            self.forget_key(subject)
+                        self._apply(message["data"])
                         heard = True
                     if time.monotonic() >= next_poll:
-                        version = self.client.get(VERSION_KEY)
-                        if version != self._version:
-                            if not heard:
-                                self.reload()
-                            self._version = version
+                        if self.needs_reload(self.client.get(VERSION_KEY), heard):
+                            self.reload()
                         heard = False
                         next_poll = time.monotonic() + POLL_INTERVAL_S
             except _FEED_ERRORS as exc:
