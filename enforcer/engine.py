@@ -10,6 +10,7 @@ import itertools
 import secrets
 import threading
 import time
+from typing import NamedTuple
 
 import redis
 import redis.asyncio as aioredis
@@ -35,6 +36,17 @@ log = structlog.get_logger("ratewarden.enforcer")
 _REDIS_ERRORS = (redis.RedisError, OSError, TimeoutError, ConnectionError)
 _MIN_LOCAL_DENY_S = 0.05
 _MAX_LOCAL_DENIALS = 50_000
+
+
+class _ScriptCall(NamedTuple):
+    """A decision waiting for Redis: the script's keys and arguments, and what reads its reply."""
+
+    identity: Identity
+    plan: Plan
+    keys: list[str]
+    args: tuple[object, ...]
+    rid: str
+    sent_at: float
 
 
 class EnforcerCore:
@@ -111,6 +123,32 @@ class EnforcerCore:
             self._plans[cache_key] = plan
         return plan
 
+    def _begin(self, identity: Identity, route: str, route_limits: RouteLimits | None) -> Decision | _ScriptCall:
+        """A decision made without Redis, or the script call that will make it."""
+        prepared = self._prepare(identity, route, route_limits)
+        if isinstance(prepared, Decision):
+            prepared.identity = identity
+            return prepared
+        plan, keys, sent_at = prepared
+        rid = self._rid_prefix + str(next(self._rids))
+        now_arg = str(int(time.time() * 1_000_000)) if self.settings.time_source == "app" else ""
+        args = (now_arg, self._offset_arg, plan.cost, rid, *plan.script_args)
+        return _ScriptCall(identity, plan, keys, args, rid, sent_at)
+
+    def _end(self, call: _ScriptCall, reply: list[int] | None, error: BaseException | None = None) -> Decision:
+        """The decision from the script's ``reply``, or made without Redis if the call raised ``error``."""
+        if error is not None:
+            self._redis_failed(error)
+            decision = self._degraded(call.plan, call.keys, call.identity)
+        else:
+            assert reply is not None
+            if self._redis_down_until:
+                self._redis_down_until = 0.0
+                log.info("redis_recovered")
+            decision = self._from_reply(reply, call.plan, call.keys, call.identity, call.rid, call.sent_at)
+        decision.identity = call.identity
+        return decision
+
     def _prepare(self, identity: Identity, route: str,
                  route_limits: RouteLimits | None) -> Decision | tuple[Plan, list[str], float]:
         """A decision made without Redis, or what to ask Redis: (plan, keys, time sent)."""
@@ -137,17 +175,6 @@ class EnforcerCore:
         if sent_at < self._redis_down_until:
             return self._degraded(plan, keys, identity)
         return plan, keys, sent_at
-
-    def _script_args(self, plan: Plan, rid: str) -> tuple[object, ...]:
-        now_arg = str(int(time.time() * 1_000_000)) if self.settings.time_source == "app" else ""
-        return (now_arg, self._offset_arg, plan.cost, rid, *plan.script_args)
-
-    def _answered(self, reply: list[int], plan: Plan, keys: list[str], identity: Identity, rid: str,
-                  sent_at: float) -> Decision:
-        if self._redis_down_until:
-            self._redis_down_until = 0.0
-            log.info("redis_recovered")
-        return self._from_reply(reply, plan, keys, identity, rid, sent_at)
 
     def _from_reply(self, reply: list[int], plan: Plan, keys: list[str], identity: Identity, rid: str,
                     sent_at: float) -> Decision:
@@ -267,20 +294,14 @@ class Enforcer(EnforcerCore):
 
     async def decide(self, identity: Identity, route: str, route_limits: RouteLimits | None = None) -> Decision:
         """Allow or deny one request of ``identity`` on ``route`` (a route template)."""
-        prepared = self._prepare(identity, route, route_limits)
-        if isinstance(prepared, Decision):
-            decision = prepared
-        else:
-            plan, keys, sent_at = prepared
-            rid = self._rid_prefix + str(next(self._rids))
-            try:
-                reply = await self.runner.call(self._script, keys, self._script_args(plan, rid))
-                decision = self._answered(reply, plan, keys, identity, rid, sent_at)
-            except _REDIS_ERRORS as exc:
-                self._redis_failed(exc)
-                decision = self._degraded(plan, keys, identity)
-        decision.identity = identity
-        return decision
+        call = self._begin(identity, route, route_limits)
+        if isinstance(call, Decision):
+            return call
+        try:
+            reply = await self.runner.call(self._script, call.keys, call.args)
+        except _REDIS_ERRORS as exc:
+            return self._end(call, None, exc)
+        return self._end(call, reply)
 
     def release(self, decision: Decision) -> None:
         """Free the concurrency slots ``decision`` holds (call when the response has ended)."""
@@ -332,20 +353,14 @@ class SyncEnforcer(EnforcerCore):
 
     def decide(self, identity: Identity, route: str, route_limits: RouteLimits | None = None) -> Decision:
         """Allow or deny one request of ``identity`` on ``route`` (a route template)."""
-        prepared = self._prepare(identity, route, route_limits)
-        if isinstance(prepared, Decision):
-            decision = prepared
-        else:
-            plan, keys, sent_at = prepared
-            rid = self._rid_prefix + str(next(self._rids))
-            try:
-                reply = self.runner.call(self._script, keys, self._script_args(plan, rid))
-                decision = self._answered(reply, plan, keys, identity, rid, sent_at)
-            except _REDIS_ERRORS as exc:
-                self._redis_failed(exc)
-                decision = self._degraded(plan, keys, identity)
-        decision.identity = identity
-        return decision
+        call = self._begin(identity, route, route_limits)
+        if isinstance(call, Decision):
+            return call
+        try:
+            reply = self.runner.call(self._script, call.keys, call.args)
+        except _REDIS_ERRORS as exc:
+            return self._end(call, None, exc)
+        return self._end(call, reply)
 
     def release(self, decision: Decision) -> None:
         self._release(decision, self.runner.command)
