@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.support.common import ROOT, ServerProcess, load, load_generator, median
-from ratewarden.local import free_port, redis_url
+from ratewarden.local import free_port
+from ratewarden.local import redis_url as local_redis
 from tests.helpers import hammer_django, run_processes
 
 console = Console()
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
     args = parser.parse_args()
     seconds, rounds = (3.0, 2) if args.quick else (10.0, 3)
-    redis_url, server = redis_url()
+    redis_url, server = local_redis()
     try:
         rps = throughput(redis_url, seconds, rounds)
         over = overadmission(redis_url)

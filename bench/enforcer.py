@@ -26,7 +26,7 @@ from rich.table import Table
 
 from bench.support.common import ROOT, uvicorn_server, load, load_generator, median, percentile
 from enforcer import ApiKeyStore, Enforcer, EnforcerSettings, load_policy
-from ratewarden.local import redis_url
+from ratewarden.local import redis_url as local_redis
 
 SECRET = "bench-secret-0123456789abcdef"
 POLICIES = {"single": ROOT / "bench" / "policy_single.yaml", "multi": ROOT / "bench" / "policy.yaml"}
@@ -128,7 +128,7 @@ def main() -> None:
                         help="demo endpoint to load (default: the lightest one, the worst case for the ratio)")
     args = parser.parse_args()
     seconds, rounds, http_seconds = (1.5, 2, 3.0) if args.quick else (5.0, 3, 10.0)
-    redis_url, server = redis_url()
+    redis_url, server = local_redis()
     console.print(f"Redis at {redis_url}; {CLIENTS} API-key clients; policies: single = one rule per decision "
                   "(as the peers were measured), multi = 4 rules + daily and monthly quotas per decision")
     try:

@@ -29,7 +29,8 @@ from enforcer.decision import Decision
 from enforcer.events import make_event
 from enforcer.identity import Identity
 from enforcer.publisher import EventPublisher
-from ratewarden.local import kafka_bootstrap, redis_url
+from ratewarden.local import kafka_bootstrap
+from ratewarden.local import redis_url as local_redis
 
 SECRET = "bench-secret-0123456789abcdef"
 TOPIC = "ratewarden.requests"
@@ -112,7 +113,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
     args = parser.parse_args()
     seconds, rounds, events = (4.0, 2, 100_000) if args.quick else (10.0, 3, 500_000)
-    redis_url, redis_server = redis_url()
+    redis_url, redis_server = local_redis()
     bootstrap, kafka_server = kafka_bootstrap({TOPIC: 8})
     try:
         enqueue_us = enqueue_cost_us(bootstrap)
