@@ -88,6 +88,15 @@ def _migrations(db: str, ttl_days: int, rollup_ttl_days: int) -> list[Migration]
             ) ENGINE = ReplacingMergeTree ORDER BY (penalty_id)
             TTL toDateTime(created_at) + INTERVAL {rollup_ttl_days} DAY""",
         )),
+        Migration(3, "usage provenance for exactly-once writes", (
+            f"ALTER TABLE {db}.usage_minute ADD COLUMN IF NOT EXISTS source LowCardinality(String) DEFAULT ''",
+            f"ALTER TABLE {db}.usage_minute ADD COLUMN IF NOT EXISTS source_offset Int64 DEFAULT -1",
+            f"""CREATE TABLE IF NOT EXISTS {db}.sink_offsets (
+                source LowCardinality(String), source_offset Int64, written_at DateTime('UTC') DEFAULT now()
+            ) ENGINE = MergeTree ORDER BY (source, source_offset)
+            TTL written_at + INTERVAL {ttl_days} DAY
+            SETTINGS non_replicated_deduplication_window = 100000""",
+        )),
     ]
 
 

@@ -10,10 +10,11 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["EnforcerSettings"]
+__all__ = ["EnforcerSettings", "split_list"]
 
 
-def _split_list(value: object) -> object:
+def split_list(value: object) -> object:
+    """``'a, b'`` -> ``['a', 'b']`` for comma-separated environment values; anything else as is."""
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
@@ -56,4 +57,4 @@ class EnforcerSettings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        return _split_list(value)
+        return split_list(value)

@@ -9,9 +9,10 @@ sequential ids into 404s and does not come from dozens of networks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import MutableMapping
 from typing import Any
 
-from .windows import ClientWindow, EndpointWindow
+from .windows import ClientSummary, EndpointSummary
 
 __all__ = [
     "Alert", "RetryStormDetector", "CredentialStuffingDetector", "ScrapingDetector", "KeySharingDetector",
@@ -44,8 +45,8 @@ class RetryStormDetector:
     min_early_retry_ratio: float = 0.5
     alert_type: str = "retry_storm"
 
-    def check(self, w: ClientWindow) -> Alert | None:
-        if w.requests < self.min_requests or w.denied_ratio < self.min_denied_ratio:
+    def check(self, w: ClientSummary) -> Alert | None:
+        if w.requests < self.min_requests * w.scale or w.denied_ratio < self.min_denied_ratio:
             return None
         early = w.early_retries / w.requests
         if early < self.min_early_retry_ratio:
@@ -63,8 +64,8 @@ class CredentialStuffingDetector:
     min_failure_ratio: float = 0.8
     alert_type: str = "credential_stuffing"
 
-    def check(self, w: ClientWindow) -> Alert | None:
-        if w.auth_failures < self.min_failures or w.auth_attempts == 0:
+    def check(self, w: ClientSummary) -> Alert | None:
+        if w.auth_failures < self.min_failures * w.scale or w.auth_attempts == 0:
             return None
         ratio = w.auth_failures / w.auth_attempts
         if ratio < self.min_failure_ratio:
@@ -82,11 +83,11 @@ class EndpointStuffingDetector:
     min_ips: int = 20
     alert_type: str = "credential_stuffing_distributed"
 
-    def check(self, e: EndpointWindow) -> Alert | None:
-        if e.failures < self.min_failures or len(e.ips) < self.min_ips:
+    def check(self, e: EndpointSummary) -> Alert | None:
+        if e.failures < self.min_failures * e.scale or e.distinct_ips < self.min_ips * e.scale:
             return None
         return Alert(self.alert_type, "critical", f"route:{e.route}", e.window_start,
-                     {"failures": e.failures, "distinct_ips": len(e.ips)},
+                     {"failures": e.failures, "distinct_ips": e.distinct_ips},
                      "require a captcha or step-up auth on this route")
 
 
@@ -101,13 +102,13 @@ class ScrapingDetector:
     min_sequential_ratio: float = 0.6
     alert_type: str = "scraping"
 
-    def check(self, w: ClientWindow) -> Alert | None:
-        if len(w.paths) < self.min_distinct_paths or len(w.paths) < self.min_unique_ratio * w.requests:
+    def check(self, w: ClientSummary) -> Alert | None:
+        if w.distinct_paths < self.min_distinct_paths * w.scale or w.distinct_paths < self.min_unique_ratio * w.requests:
             return None
         if w.not_found_ratio < self.min_not_found_ratio and w.sequential_ratio < self.min_sequential_ratio:
             return None
         return Alert(self.alert_type, "warning", w.client_id, w.window_start,
-                     {"distinct_paths": len(w.paths), "requests": w.requests,
+                     {"distinct_paths": w.distinct_paths, "requests": w.requests,
                       "not_found_ratio": round(w.not_found_ratio, 3),
                       "sequential_ratio": round(w.sequential_ratio, 3)}, "throttle to the penalty tier")
 
@@ -120,36 +121,43 @@ class KeySharingDetector:
     min_networks: int = 8
     alert_type: str = "key_sharing"
 
-    def check(self, w: ClientWindow) -> Alert | None:
+    def check(self, w: ClientSummary) -> Alert | None:
         if not w.client_id.startswith("k:"):
             return None
-        if len(w.ips) < self.min_ips and len(w.networks) < self.min_networks:
+        if w.distinct_ips < self.min_ips * w.scale and w.distinct_networks < self.min_networks * w.scale:
             return None
         return Alert(self.alert_type, "warning", w.client_id, w.window_start,
-                     {"distinct_ips": len(w.ips), "distinct_networks": len(w.networks)},
+                     {"distinct_ips": w.distinct_ips, "distinct_networks": w.distinct_networks},
                      "rotate the key and tell its owner")
 
 
 @dataclass
 class SpikeDetector:
-    """A client far above its own baseline (EWMA of requests per window), above an absolute floor."""
+    """A client far above its own baseline (EWMA of requests per window), above an absolute floor.
+
+    Only windows of ``window_s`` seconds count. Baselines live in ``baselines`` (a dict, or
+    a Faust table so a restarted worker keeps them).
+    """
 
     factor: float = 5.0
     floor: int = 300  # requests per window below which nobody is flagged
     alpha: float = 0.3
     min_history: int = 3
+    window_s: float = 60.0
     alert_type: str = "traffic_spike"
-    _baseline: dict[str, tuple[float, int]] = field(default_factory=dict, repr=False)
+    baselines: MutableMapping[str, tuple[float, int]] = field(default_factory=dict, repr=False)
 
-    def check(self, w: ClientWindow) -> Alert | None:
-        baseline, seen = self._baseline.get(w.client_id, (0.0, 0))
+    def check(self, w: ClientSummary) -> Alert | None:
+        if w.window_s != self.window_s:
+            return None
+        baseline, seen = self.baselines.get(w.client_id, (0.0, 0))
         alert = None
         if seen >= self.min_history and w.requests >= self.floor and w.requests > self.factor * max(baseline, 1.0):
             alert = Alert(self.alert_type, "info", w.client_id, w.window_start,
                           {"requests": w.requests, "baseline": round(baseline, 1), "factor": self.factor},
                           "check with the client; raise its tier if legitimate")
         updated = w.requests if seen == 0 else self.alpha * w.requests + (1 - self.alpha) * baseline
-        self._baseline[w.client_id] = (updated, seen + 1)
+        self.baselines[w.client_id] = (updated, seen + 1)
         return alert
 
 

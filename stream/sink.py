@@ -1,21 +1,32 @@
-"""Per-minute aggregates for ClickHouse: fold events into ``usage_minute`` rows and write
-each batch once, however often a restarted worker writes it again."""
+"""Per-minute aggregates for ClickHouse, written exactly once.
+
+Events are folded per Kafka partition into ``usage_minute`` rows (client, tier, route,
+method, status class, decision). Every row carries its provenance: the partition it came
+from (``source``) and the last offset the write covers (``source_offset``). One flush is
+one insert, one block, so it lands whole or not at all; on start a worker reads the
+highest offset written per partition and skips every event at or below it. A worker
+killed at any moment therefore neither loses nor double-counts, whatever its committed
+Kafka offsets say. The insert also carries a deterministic deduplication token, so a
+retried insert that did land is dropped, rollups included.
+
+Events seen twice with the same ``event_id`` (a publisher replaying a spill segment)
+count once while their id is remembered (``dedup_window_s`` of event time).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 
 from analytics.migrations import dedup_insert_settings
 from enforcer.events import RequestEvent
 
-__all__ = ["MinuteAggregator", "UsageRow", "write_usage", "USAGE_COLUMNS"]
+__all__ = ["MinuteAggregator", "UsageRow", "UsageSink", "USAGE_COLUMNS", "write_usage", "written_offsets"]
 
 USAGE_COLUMNS = ["window_start", "client_id", "tier", "route", "method", "status_class", "decision",
-                 "requests", "cost", "latency_sum_ms", "latency_max_ms"]
+                 "requests", "cost", "latency_sum_ms", "latency_max_ms", "source", "source_offset"]
 Dimensions = tuple[int, str, str, str, str, str, str]  # minute, client, tier, route, method, status, decision
 
 
@@ -30,18 +41,21 @@ class UsageRow:
 class MinuteAggregator:
     """Per-minute usage by client, tier, route, method, status class and decision.
 
-    Events seen twice (same ``event_id``: a replayed spill, a redelivered Kafka batch)
-    count once. ``flush_before(minute)`` hands over the minutes that are complete.
+    An event whose ``event_id`` was seen within ``dedup_window_s`` (event time) counts once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dedup_window_s: float = 180.0) -> None:
         self.rows: dict[Dimensions, UsageRow] = {}
         self._seen: dict[int, set[str]] = {}  # minute -> event ids
+        self._keep_minutes = max(1, int(dedup_window_s // 60) + 1)
 
     def add(self, event: RequestEvent) -> bool:
         """Fold one event in; False if it was a duplicate."""
         minute = event.decided_at_us // 60_000_000
-        seen = self._seen.setdefault(minute, set())
+        seen = self._seen.get(minute)
+        if seen is None:
+            seen = self._seen[minute] = set()
+            self._forget_before(minute - self._keep_minutes)
         if event.event_id in seen:
             return False
         seen.add(event.event_id)
@@ -53,26 +67,113 @@ class MinuteAggregator:
         row.requests += 1
         row.cost += event.cost
         row.latency_sum_ms += event.latency_ms
-        row.latency_max_ms = max(row.latency_max_ms, event.latency_ms)
+        if event.latency_ms > row.latency_max_ms:
+            row.latency_max_ms = event.latency_ms
         return True
 
-    def flush_before(self, minute: int) -> dict[int, list[list[object]]]:
-        """Remove and return complete minutes (< ``minute``) as rows per minute, in column order."""
-        out: dict[int, list[list[object]]] = {}
-        for key in sorted(k for k in self.rows if k[0] < minute):
-            row = self.rows.pop(key)
+    def _forget_before(self, minute: int) -> None:
+        newest = max(self._seen)
+        for old in [m for m in self._seen if m < minute and m != newest]:
+            del self._seen[old]
+
+    def drain(self) -> list[list[object]]:
+        """Remove and return every row folded so far, in column order (without provenance)."""
+        out = []
+        for key, row in self.rows.items():
             start = dt.datetime.fromtimestamp(key[0] * 60, dt.timezone.utc)
-            out.setdefault(key[0], []).append([start, *key[1:], row.requests, row.cost,
-                                               round(row.latency_sum_ms, 3), row.latency_max_ms])
-        for done in [m for m in self._seen if m < minute]:
-            del self._seen[done]
+            out.append([start, *key[1:], row.requests, row.cost, round(row.latency_sum_ms, 3), row.latency_max_ms])
+        self.rows = {}
         return out
 
 
-def write_usage(client: Client, rows: Iterable[list[object]], token: str, db: str = "ratewarden") -> None:
-    """Insert one batch of rows; a repeat of the same ``token`` is a no-op (rollups included).
+@dataclass
+class _PartitionUsage:
+    aggregator: MinuteAggregator
+    written_through: int  # highest offset already in ClickHouse (-1: none)
+    first_pending: int | None = None
+    last_pending: int | None = None
 
-    The token must be deterministic for the batch, e.g. the minute plus the Kafka partition
-    and offset range its events came from.
-    """
-    client.insert(f"{db}.usage_minute", list(rows), column_names=USAGE_COLUMNS, settings=dedup_insert_settings(token))
+
+@dataclass
+class UsageSink:
+    """Usage of many partitions of one topic, flushed to ClickHouse as one block per flush."""
+
+    client: Client
+    topic: str
+    database: str = "ratewarden"
+    dedup_window_s: float = 180.0
+    partitions: dict[int, _PartitionUsage] = field(default_factory=dict)
+
+    def assign(self, partitions: list[int]) -> None:
+        """Start tracking ``partitions``, resuming after what ClickHouse already holds."""
+        written = written_offsets(self.client, self.topic, self.database)
+        for partition in partitions:
+            self.partitions[partition] = _PartitionUsage(MinuteAggregator(self.dedup_window_s),
+                                                         written.get(partition, -1))
+
+    def revoke(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+
+    def written_through(self, partition: int) -> int:
+        return self.partitions[partition].written_through
+
+    def add(self, partition: int, offset: int, event: RequestEvent) -> bool:
+        """Fold in the event at ``offset``; False if it is already written or a duplicate."""
+        usage = self.partitions[partition]
+        if offset <= usage.written_through:
+            return False
+        if usage.first_pending is None:
+            usage.first_pending = offset
+        usage.last_pending = offset
+        return usage.aggregator.add(event)
+
+    def skip(self, partition: int, offset: int) -> None:
+        """Mark ``offset`` as handled without an event (a malformed record sent to the dead letters)."""
+        usage = self.partitions[partition]
+        if offset > usage.written_through:
+            usage.first_pending = offset if usage.first_pending is None else usage.first_pending
+            usage.last_pending = offset
+
+    def flush(self, partitions: list[int] | None = None) -> int:
+        """Write what ``partitions`` (default all) hold in one insert; returns the rows written."""
+        rows: list[list[object]] = []
+        markers: list[list[object]] = []
+        token_parts = []
+        done = []
+        for partition in sorted(partitions if partitions is not None else self.partitions):
+            usage = self.partitions.get(partition)
+            if usage is None or usage.last_pending is None:
+                continue
+            source = f"{self.topic}/{partition}"
+            drained = usage.aggregator.drain()
+            if drained:
+                rows += [[*row, source, usage.last_pending] for row in drained]
+            else:  # only duplicates or dead letters: record the offsets as handled all the same
+                markers.append([source, usage.last_pending])
+            token_parts.append(f"{partition}:{usage.first_pending}-{usage.last_pending}")
+            done.append(usage)
+        token = f"{self.topic}|{','.join(token_parts)}"
+        if rows:
+            write_usage(self.client, rows, token=token, db=self.database)
+        if markers:
+            self.client.insert(f"{self.database}.sink_offsets", markers, column_names=["source", "source_offset"],
+                               settings=dedup_insert_settings(token))
+        for usage in done:
+            usage.written_through = usage.last_pending
+            usage.first_pending = usage.last_pending = None
+        return len(rows)
+
+
+def written_offsets(client: Client, topic: str, db: str = "ratewarden") -> dict[int, int]:
+    """The highest source offset written per partition of ``topic``."""
+    result = client.query(
+        f"SELECT source, max(source_offset) FROM (SELECT source, source_offset FROM {db}.usage_minute "
+        f"UNION ALL SELECT source, source_offset FROM {db}.sink_offsets) "
+        "WHERE startsWith(source, {prefix:String}) GROUP BY source", parameters={"prefix": f"{topic}/"})
+    return {int(source.rsplit("/", 1)[1]): int(offset) for source, offset in result.result_rows}
+
+
+def write_usage(client: Client, rows: list[list[object]], token: str, db: str = "ratewarden") -> None:
+    """Insert one batch of rows; a repeat of the same ``token`` is a no-op (rollups included)."""
+    client.insert(f"{db}.usage_minute", rows, column_names=USAGE_COLUMNS, settings=dedup_insert_settings(token))

@@ -1,19 +1,29 @@
-"""Per-client summaries of one time window, built from request events (pure, no I/O)."""
+"""Per-client and per-endpoint summaries of time windows, built from request events (pure, no I/O).
+
+A :class:`WindowAccumulator` keeps windows of one shape: tumbling (``hop_s == window_s``)
+or hopping (each event lands in ``window_s / hop_s`` overlapping windows). Closed windows
+become compact :class:`ClientSummary` / :class:`EndpointSummary` records: counts and
+distinct counts, no raw sets, small enough to travel on a Kafka topic to the detectors.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+import msgspec
 
 from enforcer.events import RequestEvent
 
-__all__ = ["ClientWindow", "EndpointWindow", "WindowAccumulator", "network_of"]
+__all__ = ["ClientWindow", "EndpointWindow", "ClientSummary", "EndpointSummary", "WindowAccumulator", "network_of"]
 
 _TRAILING_ID = re.compile(r"/(\d{1,12})/?$")
 _MAX_TRACKED = 5_000  # distinct values kept per set: enough for every threshold, bounded memory
 
 
+@lru_cache(maxsize=65_536)
 def network_of(ip: str) -> str:
     """The /24 (IPv4) or the address itself (already grouped IPv6) a client IP belongs to."""
     try:
@@ -28,30 +38,34 @@ def _add(values: set, value: object) -> None:
         values.add(value)
 
 
-@dataclass
-class ClientWindow:
-    """What one client did in one window."""
+class ClientSummary(msgspec.Struct, kw_only=True, frozen=True):
+    """What one client did in one closed window: the detectors' input."""
 
     client_id: str
     tier: str
     window_start: float
-    requests: int = 0
-    admitted: int = 0
-    denied: int = 0
-    cost: int = 0
-    status_classes: dict[str, int] = field(default_factory=dict)
-    not_found: int = 0
-    auth_failures: int = 0  # 401/403 on auth routes
-    auth_attempts: int = 0
-    early_retries: int = 0  # requests sent while an earlier denial's Retry-After was still running
-    latency_sum_ms: float = 0.0
-    routes: set[str] = field(default_factory=set)
-    paths: set[str] = field(default_factory=set)
-    ips: set[str] = field(default_factory=set)
-    networks: set[str] = field(default_factory=set)
-    id_requests: int = 0  # requests whose path ends in a numeric id
-    sequential_steps: int = 0  # of those, how many asked for the previous id + 1
-    last_id: int | None = None
+    window_s: float
+    requests: int
+    admitted: int
+    denied: int
+    cost: int
+    status_classes: dict[str, int]
+    not_found: int
+    auth_failures: int  # 401/403 on auth routes
+    auth_attempts: int
+    early_retries: int  # requests sent while an earlier denial's Retry-After was still running
+    latency_sum_ms: float
+    distinct_routes: int
+    distinct_paths: int
+    distinct_ips: int
+    distinct_networks: int
+    id_requests: int  # requests whose path ends in a numeric id
+    sequential_steps: int  # of those, how many asked for the previous id + 1
+
+    @property
+    def scale(self) -> float:
+        """The window's length in minutes: count thresholds are per minute and scale with it."""
+        return self.window_s / 60.0
 
     @property
     def denied_ratio(self) -> float:
@@ -68,46 +82,117 @@ class ClientWindow:
         return self.sequential_steps / (self.id_requests - 1) if self.id_requests > 1 else 0.0
 
 
-@dataclass
-class EndpointWindow:
-    """Authentication failures on one route in one window, across clients."""
+class EndpointSummary(msgspec.Struct, kw_only=True, frozen=True):
+    """Authentication failures on one route in one closed window, across clients."""
 
     route: str
     window_start: float
+    window_s: float
+    failures: int
+    distinct_ips: int
+
+    @property
+    def scale(self) -> float:
+        return self.window_s / 60.0
+
+
+@dataclass
+class ClientWindow:
+    """What one client did in one open window (mutable, with the distinct sets)."""
+
+    client_id: str
+    tier: str
+    window_start: float
+    window_s: float
+    first_offset: int | None = None  # the earliest source offset folded in (replay starts there)
+    requests: int = 0
+    admitted: int = 0
+    denied: int = 0
+    cost: int = 0
+    status_classes: dict[str, int] = field(default_factory=dict)
+    not_found: int = 0
+    auth_failures: int = 0
+    auth_attempts: int = 0
+    early_retries: int = 0
+    latency_sum_ms: float = 0.0
+    routes: set[str] = field(default_factory=set)
+    paths: set[str] = field(default_factory=set)
+    ips: set[str] = field(default_factory=set)
+    networks: set[str] = field(default_factory=set)
+    id_requests: int = 0
+    sequential_steps: int = 0
+    last_id: int | None = None
+
+    def summary(self) -> ClientSummary:
+        return ClientSummary(
+            client_id=self.client_id, tier=self.tier, window_start=self.window_start, window_s=self.window_s,
+            requests=self.requests, admitted=self.admitted, denied=self.denied, cost=self.cost,
+            status_classes=dict(self.status_classes), not_found=self.not_found, auth_failures=self.auth_failures,
+            auth_attempts=self.auth_attempts, early_retries=self.early_retries,
+            latency_sum_ms=round(self.latency_sum_ms, 3), distinct_routes=len(self.routes),
+            distinct_paths=len(self.paths), distinct_ips=len(self.ips), distinct_networks=len(self.networks),
+            id_requests=self.id_requests, sequential_steps=self.sequential_steps)
+
+
+@dataclass
+class EndpointWindow:
+    """Authentication failures on one route in one open window, across clients."""
+
+    route: str
+    window_start: float
+    window_s: float
+    first_offset: int | None = None
     failures: int = 0
     ips: set[str] = field(default_factory=set)
 
+    def summary(self) -> EndpointSummary:
+        return EndpointSummary(route=self.route, window_start=self.window_start, window_s=self.window_s,
+                               failures=self.failures, distinct_ips=len(self.ips))
+
 
 class WindowAccumulator:
-    """Folds events into per-client and per-auth-endpoint windows of ``window_s`` seconds."""
+    """Folds events into per-client and per-auth-endpoint windows of ``window_s`` seconds,
+    starting every ``hop_s`` seconds (tumbling when ``hop_s`` is ``window_s``, the default)."""
 
-    def __init__(self, window_s: float = 60.0, auth_routes: tuple[str, ...] = ("POST /v1/login",)) -> None:
+    def __init__(self, window_s: float = 60.0, auth_routes: tuple[str, ...] = ("POST /v1/login",),
+                 hop_s: float | None = None) -> None:
+        hop_s = hop_s or window_s
+        if window_s <= 0 or hop_s <= 0 or window_s % hop_s:
+            raise ValueError(f"window_s ({window_s}) must be a positive multiple of hop_s ({hop_s})")
         self.window_s = window_s
+        self.hop_s = hop_s
         self.auth_routes = set(auth_routes)
         self.clients: dict[tuple[str, float], ClientWindow] = {}
         self.endpoints: dict[tuple[str, float], EndpointWindow] = {}
         self._retry_at: dict[str, int] = {}
 
-    def window_of(self, event: RequestEvent) -> float:
+    def starts_of(self, event: RequestEvent) -> list[float]:
+        """Start times of every window the event falls in."""
         seconds = event.decided_at_us / 1_000_000
-        return seconds - seconds % self.window_s
+        last = seconds - seconds % self.hop_s
+        count = int(self.window_s // self.hop_s)
+        return [last - i * self.hop_s for i in range(count)]
 
-    def add(self, event: RequestEvent) -> ClientWindow:
-        start = self.window_of(event)
+    def add(self, event: RequestEvent, offset: int | None = None) -> None:
+        early = self._retry_at.get(event.client_id, 0) > event.decided_at_us
+        if not event.allowed and event.retry_after_s > 0:
+            self._retry_at[event.client_id] = event.decided_at_us + int(event.retry_after_s * 1_000_000)
+        for start in self.starts_of(event):
+            self._add_to(start, event, offset, early)
+
+    def _add_to(self, start: float, event: RequestEvent, offset: int | None, early: bool) -> None:
         key = (event.client_id, start)
         window = self.clients.get(key)
         if window is None:
-            window = self.clients[key] = ClientWindow(event.client_id, event.tier, start)
+            window = self.clients[key] = ClientWindow(event.client_id, event.tier, start, self.window_s, offset)
         window.requests += 1
         window.cost += event.cost
         if event.allowed:
             window.admitted += 1
         else:
             window.denied += 1
-        if self._retry_at.get(event.client_id, 0) > event.decided_at_us:
+        if early:
             window.early_retries += 1
-        if not event.allowed and event.retry_after_s > 0:
-            self._retry_at[event.client_id] = event.decided_at_us + int(event.retry_after_s * 1_000_000)
         status_class = f"{event.status // 100}xx"
         window.status_classes[status_class] = window.status_classes.get(status_class, 0) + 1
         window.latency_sum_ms += event.latency_ms
@@ -131,10 +216,9 @@ class WindowAccumulator:
                 ekey = (event.route, start)
                 endpoint = self.endpoints.get(ekey)
                 if endpoint is None:
-                    endpoint = self.endpoints[ekey] = EndpointWindow(event.route, start)
+                    endpoint = self.endpoints[ekey] = EndpointWindow(event.route, start, self.window_s, offset)
                 endpoint.failures += 1
                 _add(endpoint.ips, event.ip)
-        return window
 
     def close_before(self, start: float) -> tuple[list[ClientWindow], list[EndpointWindow]]:
         """Remove and return every window that began before ``start``."""
@@ -143,3 +227,19 @@ class WindowAccumulator:
         self.clients = {k: w for k, w in self.clients.items() if k[1] >= start}
         self.endpoints = {k: w for k, w in self.endpoints.items() if k[1] >= start}
         return clients, endpoints
+
+    def close_ended_by(self, watermark_s: float) -> tuple[list[ClientWindow], list[EndpointWindow]]:
+        """Remove and return every window that ended at or before ``watermark_s``."""
+        closed = self.close_before(watermark_s - self.window_s + 1e-9)
+        watermark_us = watermark_s * 1_000_000
+        self._retry_at = {client: at for client, at in self._retry_at.items() if at > watermark_us}
+        return closed
+
+    def close_all(self) -> tuple[list[ClientWindow], list[EndpointWindow]]:
+        return self.close_before(float("inf"))
+
+    def first_open_offset(self) -> int | None:
+        """The earliest source offset an open window holds (None when none holds one)."""
+        offsets = [w.first_offset for w in self.clients.values() if w.first_offset is not None]
+        offsets += [w.first_offset for w in self.endpoints.values() if w.first_offset is not None]
+        return min(offsets) if offsets else None

@@ -42,6 +42,15 @@ def redis_sync(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
+def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Embedded ClickHouse (chDB) for the session: one engine and one data directory per
+    process, so tests share it and each uses a database of its own."""
+    from analytics.client import connect
+
+    yield connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
+
+
+@pytest.fixture(scope="session")
 def kafka_bootstrap_url() -> Iterator[str]:
     """A Kafka-protocol broker for the session (Tansu), unless RATEWARDEN_KAFKA_BOOTSTRAP names one."""
     if os.environ.get("RATEWARDEN_KAFKA_BOOTSTRAP"):

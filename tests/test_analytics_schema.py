@@ -6,30 +6,20 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from analytics.client import connect
 from analytics.migrations import applied_versions, dedup_insert_settings, migrate
 
 
 
-@pytest.fixture(scope="module")
-def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    # chDB: one engine and one data directory per process, so one directory for the module
-    client = connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
-    yield client
-
-
 def test_migrations_apply_once_and_are_recorded(clickhouse) -> None:
     first = migrate(clickhouse, db="rw_schema")
-    assert [m.version for m in first] == [1, 2]
+    assert [m.version for m in first] == [1, 2, 3]
     assert migrate(clickhouse, db="rw_schema") == []
-    assert applied_versions(clickhouse, "rw_schema") == {1, 2}
+    assert applied_versions(clickhouse, "rw_schema") == {1, 2, 3}
     tables = {row[0] for row in clickhouse.query("SHOW TABLES FROM rw_schema").result_rows}
-    assert {"usage_minute", "usage_hour", "usage_day", "alerts", "penalties", "schema_migrations"} <= tables
+    assert {"usage_minute", "usage_hour", "usage_day", "alerts", "penalties", "sink_offsets",
+            "schema_migrations"} <= tables
 
 
 def test_a_repeated_insert_is_dropped_before_the_rollups(clickhouse) -> None:
@@ -62,28 +52,39 @@ def test_db_migrate_command(tmp_path: Path) -> None:
                                  capture_output=True, text=True, env=env, cwd=tmp_path)
     first, second = run(), run()
     assert first.returncode == 0, first.stderr
-    assert "applied 2 migrations" in first.stdout
+    assert "applied 3 migrations" in first.stdout
     assert second.returncode == 0 and "up to date" in second.stdout
 
 
-def test_sink_totals_are_exact_with_duplicate_events_and_rewritten_batches(clickhouse) -> None:
+def test_sink_totals_are_exact_with_duplicates_redelivery_and_a_restarted_worker(clickhouse) -> None:
     from stream.simulate import events, scenario
-    from stream.sink import MinuteAggregator, write_usage
+    from stream.sink import UsageSink, written_offsets
 
     migrate(clickhouse, db="rw_sink")
     clients = scenario(legit=30, per_abuse=1)
-    start_us = 1_900_000_020_000_000
-    simulated = list(events(clients, 3, start_us))
-    aggregator = MinuteAggregator()
-    for event in simulated + simulated[:500]:  # 500 redelivered events
-        aggregator.add(event)
-    first_minute = start_us // 60_000_000
-    batches = aggregator.flush_before(first_minute + 3)
-    assert sorted(batches) == [first_minute, first_minute + 1, first_minute + 2]
-    for minute, rows in batches.items():
-        write_usage(clickhouse, rows, token=f"{minute}|p0|demo", db="rw_sink")
-    for minute, rows in batches.items():  # a killed worker writes the same batches again
-        write_usage(clickhouse, rows, token=f"{minute}|p0|demo", db="rw_sink")
+    simulated = list(events(clients, 3, 1_900_000_020_000_000))
+    # (partition, offset, event); after 3000 events a publisher replays a spill: 500 ids again
+    stream = simulated[:3000] + simulated[:500] + simulated[3000:]
+    log = [(i % 2, i, e) for i, e in enumerate(stream)]
+    half = len(log) // 2
+
+    first = UsageSink(clickhouse, "requests", database="rw_sink")
+    first.assign([0, 1])
+    for partition, offset, event in log[:half]:
+        first.add(partition, offset, event)
+    first.flush()
+    for partition, offset, event in log[half:half + 1000]:
+        first.add(partition, offset, event)  # folded, then the worker dies before writing them
+    expected_written = {p: max(o for q, o, _ in log[:half] if q == p) for p in (0, 1)}
+    assert written_offsets(clickhouse, "requests", "rw_sink") == expected_written
+
+    second = UsageSink(clickhouse, "requests", database="rw_sink")  # the restarted worker
+    second.assign([0, 1])
+    for partition, offset, event in log[half - 5000:]:  # Kafka redelivers from an older commit
+        second.add(partition, offset, event)
+    assert second.flush() > 0
+    assert second.flush() == 0  # nothing pending
+
     total = clickhouse.query("SELECT sum(requests), sum(cost) FROM rw_sink.usage_minute").result_rows[0]
     assert total == (len(simulated), sum(e.cost for e in simulated))
     denied = sum(1 for e in simulated if not e.allowed)

@@ -1,0 +1,112 @@
+"""Typed settings for the stream worker, read from ``RATEWARDEN_*`` environment variables.
+
+Nested values use ``__``: ``RATEWARDEN_DETECTORS__SCRAPING__MIN_DISTINCT_PATHS=60``,
+``RATEWARDEN_PENALTIES__SCRAPING__ACTION=block``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from enforcer.policy import Rule
+from enforcer.settings import split_list
+
+from .detectors import (
+    CredentialStuffingDetector,
+    EndpointStuffingDetector,
+    KeySharingDetector,
+    RetryStormDetector,
+    ScrapingDetector,
+    SpikeDetector,
+)
+
+__all__ = ["StreamSettings", "DetectorSettings", "PenaltyAction"]
+
+
+class DetectorSettings(BaseModel):
+    """Thresholds of every detector (count thresholds are per minute; shorter windows scale them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retry_storm: RetryStormDetector = Field(default_factory=RetryStormDetector)
+    credential_stuffing: CredentialStuffingDetector = Field(default_factory=CredentialStuffingDetector)
+    credential_stuffing_distributed: EndpointStuffingDetector = Field(default_factory=EndpointStuffingDetector)
+    scraping: ScrapingDetector = Field(default_factory=ScrapingDetector)
+    key_sharing: KeySharingDetector = Field(default_factory=KeySharingDetector)
+    traffic_spike: SpikeDetector = Field(default_factory=SpikeDetector)
+
+    def client_detectors(self) -> list:
+        return [self.retry_storm, self.credential_stuffing, self.scraping, self.key_sharing, self.traffic_spike]
+
+
+class PenaltyAction(BaseModel):
+    """What happens to a client a detector flags: ``alert`` only, ``throttle`` (its rules are
+    replaced by ``StreamSettings.penalty_rule``) or ``block``, for ``duration_s``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["alert", "throttle", "block"] = "alert"
+    duration_s: float = Field(900.0, gt=0)
+
+
+def _default_penalties() -> dict[str, PenaltyAction]:
+    return {
+        "retry_storm": PenaltyAction(action="throttle", duration_s=600),
+        "credential_stuffing": PenaltyAction(action="block", duration_s=900),
+        "scraping": PenaltyAction(action="throttle", duration_s=900),
+        "key_sharing": PenaltyAction(action="alert"),
+        "traffic_spike": PenaltyAction(action="alert"),
+        "credential_stuffing_distributed": PenaltyAction(action="alert"),
+    }
+
+
+class StreamSettings(BaseSettings):
+    """Everything the stream worker reads from its environment. See the README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix="RATEWARDEN_", env_nested_delimiter="__", extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_topic: str = Field("ratewarden.requests", description="request events (the enforcer's topic)")
+    windows_topic: str = Field("ratewarden.windows", description="closed window summaries, for the detectors")
+    alerts_topic: str = Field("ratewarden.alerts", description="alerts, for delivery and other consumers")
+    dead_letter_topic: str = Field("ratewarden.requests.dlq", description="events that could not be decoded")
+    undeliverable_topic: str = Field("ratewarden.alerts.undeliverable", description="alerts a sink refused for good")
+    consumer_group: str = Field("ratewarden-stream", description="Kafka consumer group of the workers")
+    topic_partitions: int = Field(8, ge=1, description="partitions of the topics the worker creates")
+    clickhouse_url: str | None = Field(None, description="http://host:8123 or chdb:///dir (default: chDB under var/)")
+    clickhouse_database: str = Field("ratewarden", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="the enforcers' Redis, where penalties go")
+    window_s: float = Field(60.0, gt=0, description="tumbling usage window")
+    short_window_s: float = Field(20.0, gt=0, description="hopping window for fast detection")
+    short_hop_s: float = Field(10.0, gt=0, description="hop of the short window")
+    allowed_lateness_s: float = Field(5.0, ge=0, description="a window closes this long after its end (event time)")
+    idle_close_s: float = Field(5.0, gt=0, description="a partition quiet this long closes its open windows")
+    flush_interval_s: float = Field(1.0, gt=0, description="aggregates are written to ClickHouse this often")
+    dedup_window_s: float = Field(180.0, ge=0, description="event ids are remembered this long for deduplication")
+    max_poll_records: int = Field(20_000, ge=1, description="events taken from Kafka per fetch")
+    auth_routes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["POST /v1/login"], description="routes tagged as authentication (comma separated)")
+    detectors: DetectorSettings = Field(default_factory=DetectorSettings)
+    alert_cooldown_s: float = Field(900.0, gt=0, description="an alert quiet this long closes; the next one is new")
+    penalties: dict[str, PenaltyAction] = Field(default_factory=_default_penalties)
+    penalty_rule: Rule = Field(
+        default_factory=lambda: Rule(name="penalty", algorithm="fixed_window", limit=10, period=60, scope=["client"]),
+        description="the rules a throttled client gets")
+    penalty_exempt_tiers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["trusted"], description="tiers never penalised (comma separated)")
+    slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook for alerts")
+    webhook_urls: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="generic alert webhooks (comma separated)")
+    webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key signing webhook bodies")
+    delivery_timeout_s: float = Field(5.0, gt=0, description="per attempt")
+    delivery_max_backoff_s: float = Field(60.0, gt=0, description="retry delay cap for a failing sink")
+    worker_web_port: int = Field(6066, ge=0, le=65535, description="Faust's web port (0: off)")
+    data_dir: str = Field("var/stream", description="Faust's local state directory")
+
+    @field_validator("auth_routes", "penalty_exempt_tiers", "webhook_urls", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return split_list(value)
