@@ -91,6 +91,7 @@ def _migrations(db: str, ttl_days: int, rollup_ttl_days: int) -> list[Migration]
         Migration(3, "usage provenance for exactly-once writes", (
             f"ALTER TABLE {db}.usage_minute ADD COLUMN IF NOT EXISTS source LowCardinality(String) DEFAULT ''",
             f"ALTER TABLE {db}.usage_minute ADD COLUMN IF NOT EXISTS source_offset Int64 DEFAULT -1",
+            f"ALTER TABLE {db}.alerts ADD COLUMN IF NOT EXISTS tier LowCardinality(String) DEFAULT '' AFTER client_id",
             f"""CREATE TABLE IF NOT EXISTS {db}.sink_offsets (
                 source LowCardinality(String), source_offset Int64, written_at DateTime('UTC') DEFAULT now()
             ) ENGINE = MergeTree ORDER BY (source, source_offset)

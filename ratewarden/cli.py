@@ -121,6 +121,28 @@ def simulate(
 
 
 @app.command()
+def worker(
+    loglevel: str = typer.Option("info", "--loglevel", "-l", help="debug, info, warning or error"),
+) -> None:
+    """Run a stream worker (Faust): usage to ClickHouse, detectors, alerts, penalties.
+
+    Configured by RATEWARDEN_* variables (see the README); run more workers to scale out.
+    """
+    from faust.worker import Worker
+    from pydantic import ValidationError
+
+    from stream.app import create_app
+    from stream.settings import StreamSettings
+
+    try:
+        settings = StreamSettings()
+    except ValidationError as exc:
+        errors.print(f"[red]invalid stream settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+    Worker(create_app(settings), loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@app.command()
 def demo(
     duration: float = typer.Option(20.0, "--duration", "-d", help="seconds of traffic"),
     report: Path | None = typer.Option(None, "--report", help="write the results as JSON to this file"),

@@ -270,28 +270,30 @@ class KafkaServer(ManagedProcess):
         return f"{self.host}:{self.port}"
 
 
-def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+async def acreate_topics(bootstrap: str, topics: dict[str, int]) -> None:
     """Create ``topics`` (name -> partitions) on ``bootstrap`` if they do not exist yet."""
-    import asyncio
-
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
-            if missing:
-                try:
-                    await admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass
-        finally:
-            await admin.close()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
 
-    asyncio.run(create())
+
+def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    """:func:`acreate_topics` for code without an event loop."""
+    import asyncio
+
+    asyncio.run(acreate_topics(bootstrap, topics))
 
 
 def kafka_bootstrap(topics: dict[str, int] | None = None) -> tuple[str, KafkaServer | None]:

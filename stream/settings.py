@@ -38,9 +38,6 @@ class DetectorSettings(BaseModel):
     key_sharing: KeySharingDetector = Field(default_factory=KeySharingDetector)
     traffic_spike: SpikeDetector = Field(default_factory=SpikeDetector)
 
-    def client_detectors(self) -> list:
-        return [self.retry_storm, self.credential_stuffing, self.scraping, self.key_sharing, self.traffic_spike]
-
 
 class PenaltyAction(BaseModel):
     """What happens to a client a detector flags: ``alert`` only, ``throttle`` (its rules are
@@ -103,7 +100,7 @@ class StreamSettings(BaseSettings):
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key signing webhook bodies")
     delivery_timeout_s: float = Field(5.0, gt=0, description="per attempt")
     delivery_max_backoff_s: float = Field(60.0, gt=0, description="retry delay cap for a failing sink")
-    worker_web_port: int = Field(6066, ge=0, le=65535, description="Faust's web port (0: off)")
+    worker_web_port: int = Field(0, ge=0, le=65535, description="Faust's web port (0: off)")
     data_dir: str = Field("var/stream", description="Faust's local state directory")
 
     @field_validator("auth_routes", "penalty_exempt_tiers", "webhook_urls", mode="before")

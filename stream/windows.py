@@ -17,7 +17,8 @@ import msgspec
 
 from enforcer.events import RequestEvent
 
-__all__ = ["ClientWindow", "EndpointWindow", "ClientSummary", "EndpointSummary", "WindowAccumulator", "network_of"]
+__all__ = ["ClientWindow", "EndpointWindow", "ClientSummary", "EndpointSummary", "Summary", "WindowAccumulator",
+           "network_of", "encode_summary", "decode_summary"]
 
 _TRAILING_ID = re.compile(r"/(\d{1,12})/?$")
 _MAX_TRACKED = 5_000  # distinct values kept per set: enough for every threshold, bounded memory
@@ -38,7 +39,7 @@ def _add(values: set, value: object) -> None:
         values.add(value)
 
 
-class ClientSummary(msgspec.Struct, kw_only=True, frozen=True):
+class ClientSummary(msgspec.Struct, kw_only=True, frozen=True, tag="client"):
     """What one client did in one closed window: the detectors' input."""
 
     client_id: str
@@ -82,7 +83,7 @@ class ClientSummary(msgspec.Struct, kw_only=True, frozen=True):
         return self.sequential_steps / (self.id_requests - 1) if self.id_requests > 1 else 0.0
 
 
-class EndpointSummary(msgspec.Struct, kw_only=True, frozen=True):
+class EndpointSummary(msgspec.Struct, kw_only=True, frozen=True, tag="endpoint"):
     """Authentication failures on one route in one closed window, across clients."""
 
     route: str
@@ -94,6 +95,19 @@ class EndpointSummary(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def scale(self) -> float:
         return self.window_s / 60.0
+
+
+Summary = ClientSummary | EndpointSummary
+_summary_encoder = msgspec.json.Encoder()
+_summary_decoder = msgspec.json.Decoder(Summary)
+
+
+def encode_summary(summary: Summary) -> bytes:
+    return _summary_encoder.encode(summary)
+
+
+def decode_summary(data: bytes) -> Summary:
+    return _summary_decoder.decode(data)
 
 
 @dataclass

@@ -1,0 +1,175 @@
+"""The Faust app behind ``ratewarden worker``.
+
+Two stages, scaled together by running more workers (partitions decide parallelism):
+
+1. :class:`~stream.processor.RequestProcessor` (a service of the app) reads
+   ``ratewarden.requests`` in large batches: usage to ClickHouse exactly once, closed
+   window summaries to ``ratewarden.windows``, undecodable records to the dead letters.
+2. Faust agents: ``detect`` runs the detectors over each summary with its state in Faust
+   tables (recovered from their changelogs on restart), records alerts in ClickHouse,
+   penalises as configured, and publishes new alerts to ``ratewarden.alerts``;
+   ``deliver`` sends those to Slack and webhooks, retrying until they are accepted.
+
+The split is deliberate: a Faust stream costs ~80 microseconds per record on these
+machines (about 12,000 records/s per process), too slow for raw request events but ample
+for window summaries, of which there are a few per client per minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import faust
+import msgspec
+import redis
+import structlog
+from aiokafka import AIOKafkaProducer
+from mode import Service
+
+from analytics.client import connect
+from analytics.migrations import migrate
+
+from .alerts import AlertRecord, write_alerts
+from .delivery import AlertDeliverer
+from .detection import Detection
+from .penalties import Penalty, PenaltyBox, write_penalties
+from .processor import RequestProcessor
+from .settings import StreamSettings
+from .windows import decode_summary
+
+__all__ = ["create_app", "Pipeline"]
+
+log = structlog.get_logger("ratewarden.stream")
+
+
+class Pipeline(Service):
+    """The worker's shared resources and stage one. ``settings`` is set by :func:`create_app`."""
+
+    settings: StreamSettings
+    current: Pipeline | None = None  # the running instance, for the agents
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        type(self).current = self
+        self.ready = asyncio.Event()
+        self.clickhouse_lock = asyncio.Lock()
+        self.clickhouse = None
+        self.producer: AIOKafkaProducer | None = None
+        self.processor: RequestProcessor | None = None
+        self.penalties = PenaltyBox(self.settings, redis.Redis.from_url(self.settings.redis_url))
+        self.deliverer = AlertDeliverer(self.settings)
+
+    async def on_start(self) -> None:
+        s = self.settings
+        from ratewarden.local import acreate_topics
+
+        await acreate_topics(s.kafka_bootstrap, {name: s.topic_partitions for name in (
+            s.kafka_topic, s.windows_topic, s.alerts_topic, s.dead_letter_topic, s.undeliverable_topic)})
+        self.clickhouse = await asyncio.to_thread(connect, s.clickhouse_url)
+        applied = await asyncio.to_thread(migrate, self.clickhouse, s.clickhouse_database)
+        log.info("clickhouse ready", migrations_applied=[m.version for m in applied])
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=False,
+                                         linger_ms=20)
+        await self.producer.start()
+        self.processor = RequestProcessor(s, self.clickhouse, self.producer, self.clickhouse_lock)
+        self.add_future(self.processor.run())
+        self.ready.set()
+
+    async def on_stop(self) -> None:
+        if self.processor is not None:
+            self.processor.stop()
+            await asyncio.sleep(0)
+        await self.deliverer.close()
+
+    async def on_shutdown(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+        stats = self.processor.stats if self.processor else None
+        log.info("stream worker stopped", stats=msgspec.to_builtins(stats) if stats else None,
+                 alerts_delivered=self.deliverer.delivered, delivery_retries=self.deliverer.retries,
+                 alerts_refused=self.deliverer.refused)
+
+    async def record_alerts(self, found: list[tuple[AlertRecord, bool]]) -> list[tuple[AlertRecord, Penalty | None]]:
+        """Store every alert version; penalise for the new ones. Returns what to publish."""
+        to_publish = []
+        penalties = []
+        for record, deliver in found:
+            if deliver:
+                penalty = await asyncio.to_thread(self.penalties.apply, record.alert, record.tier, time.time())
+                if penalty is not None:
+                    penalties.append(penalty)
+                to_publish.append((record, penalty))
+        async with self.clickhouse_lock:
+            await asyncio.to_thread(write_alerts, self.clickhouse, [r for r, _ in found], self.settings.clickhouse_database)
+            await asyncio.to_thread(write_penalties, self.clickhouse, penalties, self.settings.clickhouse_database)
+        return to_publish
+
+
+def _broker(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def create_app(settings: StreamSettings | None = None) -> faust.App:
+    """The worker app for ``settings`` (default: from the environment)."""
+    s = settings or StreamSettings()
+    app = faust.App(
+        "ratewarden-stream", broker=_broker(s.kafka_bootstrap), store="memory://",
+        topic_partitions=s.topic_partitions, topic_replication_factor=1, datadir=s.data_dir,
+        web_enabled=s.worker_web_port > 0, web_port=s.worker_web_port or 6066, web_bind="127.0.0.1",
+        consumer_auto_offset_reset="earliest", producer_acks=-1, key_serializer="raw", value_serializer="raw",
+    )
+    pipeline_class = type("Pipeline", (Pipeline,), {"settings": s})
+    app.service(pipeline_class)
+
+    windows = app.topic(s.windows_topic, key_serializer="raw", value_serializer="raw")
+    alerts = app.topic(s.alerts_topic, key_serializer="raw", value_serializer="raw")
+    undeliverable = app.topic(s.undeliverable_topic, key_serializer="raw", value_serializer="raw")
+    dead_letters = app.topic(s.dead_letter_topic, key_serializer="raw", value_serializer="raw")
+    json_schema = faust.Schema(key_serializer="json", value_serializer="json")
+    tables = {name: app.Table(name, partitions=s.topic_partitions, schema=json_schema)
+              for name in ("window-marks", "baselines", "open-alerts")}
+    detection = Detection(s, marks=tables["window-marks"], baselines=tables["baselines"],
+                          open_alerts=tables["open-alerts"])
+
+    @app.agent(windows)
+    async def detect(stream: faust.StreamT) -> None:
+        pipeline = await _ready(pipeline_class)
+        async for event in stream.events():
+            try:
+                summary = decode_summary(event.value)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                await dead_letters.send(key=event.key, value=event.value or b"",
+                                        headers={"reason": str(exc)[:500].encode(), "source": s.windows_topic.encode()})
+                continue
+            found = detection.examine(summary)
+            if not found:
+                continue
+            for record, penalty in await pipeline.record_alerts(found):
+                payload = record.payload()
+                payload["penalty"] = msgspec.to_builtins(penalty) if penalty else None
+                await alerts.send(key=record.alert.client_id.encode(), value=json.dumps(payload).encode())
+                log.info("alert", alert_type=record.alert.alert_type, client_id=record.alert.client_id,
+                         severity=record.alert.severity, penalty=penalty.action if penalty else None)
+
+    @app.agent(alerts)
+    async def deliver(stream: faust.StreamT) -> None:
+        pipeline = await _ready(pipeline_class)
+        async for value in stream:
+            alert = json.loads(value)
+            refused = await pipeline.deliverer.deliver(alert)
+            if refused:
+                await undeliverable.send(key=alert["client_id"].encode(),
+                                         value=json.dumps({**alert, "refused_by": refused}).encode())
+
+    return app
+
+
+async def _ready(pipeline_class: type[Pipeline]) -> Pipeline:
+    """The pipeline once started (agents may start before it)."""
+    while pipeline_class.current is None:
+        await asyncio.sleep(0.05)
+    await pipeline_class.current.ready.wait()
+    return pipeline_class.current

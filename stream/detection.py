@@ -1,0 +1,87 @@
+"""Stage two of the worker: closed window summaries in, alert records out (no I/O).
+
+State lives in mappings handed in by the caller: plain dicts in tests, Faust tables (with
+changelogs) in the worker, so a restarted worker keeps its baselines, its open alerts and
+its memory of which windows it has already examined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from dataclasses import replace
+from typing import Any
+
+import msgspec
+
+from .alerts import AlertBook, AlertRecord
+from .settings import StreamSettings
+from .windows import ClientSummary, EndpointSummary, Summary
+
+__all__ = ["Detection", "RecordCodec"]
+
+
+class RecordCodec(MutableMapping[str, AlertRecord]):
+    """Alert records stored as JSON-able dicts in another mapping (a Faust table)."""
+
+    def __init__(self, store: MutableMapping[str, Any]) -> None:
+        self.store = store
+
+    def __getitem__(self, key: str) -> AlertRecord:
+        return msgspec.convert(self.store[key], AlertRecord)
+
+    def __setitem__(self, key: str, record: AlertRecord) -> None:
+        self.store[key] = msgspec.to_builtins(record)
+
+    def __delitem__(self, key: str) -> None:
+        del self.store[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.store)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+
+class Detection:
+    """Runs every detector over each window summary, once per window."""
+
+    def __init__(self, settings: StreamSettings, marks: MutableMapping[str, dict[str, float]] | None = None,
+                 baselines: MutableMapping[str, Any] | None = None,
+                 open_alerts: MutableMapping[str, Any] | None = None) -> None:
+        detectors = settings.detectors
+        self.marks = {} if marks is None else marks
+        spike = replace(detectors.traffic_spike, baselines={} if baselines is None else baselines,
+                        window_s=settings.window_s)
+        self.client_detectors = [detectors.retry_storm, detectors.credential_stuffing, detectors.scraping,
+                                 detectors.key_sharing, spike]
+        self.endpoint_detectors = [detectors.credential_stuffing_distributed]
+        self.book = AlertBook(settings.alert_cooldown_s,
+                              open=RecordCodec({} if open_alerts is None else open_alerts))
+
+    def _first_time(self, key: str, summary: Summary) -> bool:
+        """True unless this window (or a later one of the same length) was examined already."""
+        marks = dict(self.marks.get(key) or {})
+        length = str(summary.window_s)
+        if marks.get(length, float("-inf")) >= summary.window_start:
+            return False
+        marks[length] = summary.window_start
+        self.marks[key] = marks
+        return True
+
+    def examine(self, summary: Summary) -> list[tuple[AlertRecord, bool]]:
+        """Alerts this window raises or updates, each with whether to deliver it (new or escalated)."""
+        if isinstance(summary, ClientSummary):
+            key, tier, detectors = summary.client_id, summary.tier, self.client_detectors
+        elif isinstance(summary, EndpointSummary):
+            key, tier, detectors = f"route:{summary.route}", "", self.endpoint_detectors
+        else:
+            raise TypeError(f"not a window summary: {type(summary).__name__}")
+        if not self._first_time(key, summary):
+            return []
+        now = summary.window_start + summary.window_s  # event time: the window's end
+        found = []
+        for detector in detectors:
+            alert = detector.check(summary)
+            if alert is not None:
+                found.append(self.book.record(alert, now, tier))
+        return found

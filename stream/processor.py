@@ -1,0 +1,220 @@
+"""Stage one of the worker: request events in, usage and window summaries out.
+
+Reads ``ratewarden.requests`` in large batches (the per-event work is a decode and a few
+dictionary updates, which is what lets one process keep up with tens of thousands of
+events a second), and per partition:
+
+- folds events into per-minute usage, written to ClickHouse every ``flush_interval_s``
+  exactly once (see :mod:`stream.sink`);
+- folds them into tumbling and hopping windows; closed windows go, as compact summaries
+  keyed by client, to ``ratewarden.windows`` where the detectors (stage two) read them;
+- sends every record that is not a valid event to the dead-letter topic with the reason,
+  and carries on.
+
+Offsets are committed only up to the first event an open window still needs, so a
+restarted worker rebuilds its open windows by replaying them; the sink skips what it has
+already written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from clickhouse_connect.driver.client import Client
+
+from enforcer.events import RequestEvent, decode_event
+
+from .settings import StreamSettings
+from .sink import UsageSink
+from .windows import ClientWindow, EndpointWindow, WindowAccumulator, encode_summary
+
+__all__ = ["RequestProcessor", "ProcessorStats"]
+
+log = structlog.get_logger("ratewarden.stream")
+
+
+@dataclass
+class ProcessorStats:
+    events: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    windows_emitted: int = 0
+    rows_written: int = 0
+    flushes: int = 0
+    last_event_decided_at_us: int = 0
+
+
+@dataclass
+class _PartitionState:
+    accumulators: list[WindowAccumulator]
+    watermark_us: int = 0
+    next_offset: int | None = None  # after the last record handled
+    last_event_wall: float = field(default_factory=time.monotonic)
+
+
+class RequestProcessor:
+    """Consumes request events for its share of partitions until stopped."""
+
+    def __init__(self, settings: StreamSettings, clickhouse: Client, producer: AIOKafkaProducer,
+                 clickhouse_lock: asyncio.Lock | None = None) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.sink = UsageSink(clickhouse, settings.kafka_topic, settings.clickhouse_database, settings.dedup_window_s)
+        self.stats = ProcessorStats()
+        self._clickhouse_lock = clickhouse_lock or asyncio.Lock()
+        self._partitions: dict[int, _PartitionState] = {}
+        self._dead_letters: list[tuple[bytes | None, bytes | None, str, int, int]] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+
+    # -- partitions -------------------------------------------------------------------
+
+    def _new_state(self) -> _PartitionState:
+        s = self.settings
+        routes = tuple(s.auth_routes)
+        return _PartitionState([WindowAccumulator(s.window_s, routes),
+                                WindowAccumulator(s.short_window_s, routes, hop_s=s.short_hop_s)])
+
+    async def assigned(self, partitions: list[int]) -> None:
+        async with self._clickhouse_lock:
+            await asyncio.to_thread(self.sink.assign, partitions)
+        for partition in partitions:
+            self._partitions[partition] = self._new_state()
+        log.info("partitions assigned", partitions=partitions,
+                 written_through={p: self.sink.written_through(p) for p in partitions})
+
+    async def revoked(self, partitions: list[int]) -> None:
+        mine = [p for p in partitions if p in self._partitions]
+        if not mine:
+            return
+        await self.flush(mine, close_all=False)
+        self.sink.revoke(mine)
+        for partition in mine:
+            del self._partitions[partition]
+        log.info("partitions revoked", partitions=mine)
+
+    # -- records ----------------------------------------------------------------------
+
+    def handle(self, partition: int, records: list) -> None:
+        """Fold a batch of records of one partition in (no I/O)."""
+        state = self._partitions[partition]
+        sink_add = self.sink.add
+        minute, short = state.accumulators
+        stats = self.stats
+        watermark = state.watermark_us
+        for record in records:
+            try:
+                event: RequestEvent = decode_event(record.value)
+            except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+                self._dead_letters.append((record.key, record.value, str(exc)[:500], partition, record.offset))
+                self.sink.skip(partition, record.offset)
+                continue
+            if not sink_add(partition, record.offset, event):
+                stats.duplicates += 1
+            minute.add(event, record.offset)
+            short.add(event, record.offset)
+            if event.decided_at_us > watermark:
+                watermark = event.decided_at_us
+        if records:
+            stats.events += len(records)
+            state.watermark_us = watermark
+            state.next_offset = records[-1].offset + 1
+            state.last_event_wall = time.monotonic()
+            stats.last_event_decided_at_us = max(stats.last_event_decided_at_us, watermark)
+
+    def _close_windows(self, state: _PartitionState, close_all: bool) -> list[ClientWindow | EndpointWindow]:
+        closed: list[ClientWindow | EndpointWindow] = []
+        idle = time.monotonic() - state.last_event_wall >= self.settings.idle_close_s
+        for accumulator in state.accumulators:
+            if close_all or idle:
+                clients, endpoints = accumulator.close_all()
+            else:
+                clients, endpoints = accumulator.close_ended_by(
+                    state.watermark_us / 1_000_000 - self.settings.allowed_lateness_s)
+            closed += clients
+            closed += endpoints
+        closed.sort(key=lambda w: (w.window_start, w.window_s))
+        return closed
+
+    def _commit_offset(self, state: _PartitionState) -> int | None:
+        first_open = min((o for o in (a.first_open_offset() for a in state.accumulators) if o is not None),
+                         default=None)
+        return first_open if first_open is not None else state.next_offset
+
+    # -- output -----------------------------------------------------------------------
+
+    async def flush(self, partitions: list[int] | None = None, close_all: bool = False) -> None:
+        """Write usage, emit closed windows and dead letters, then commit what is safe to."""
+        partitions = list(self._partitions) if partitions is None else partitions
+        async with self._clickhouse_lock:
+            self.stats.rows_written += await asyncio.to_thread(self.sink.flush, partitions)
+        sends = []
+        for key, value, reason, partition, offset in self._dead_letters:
+            headers = [("reason", reason.encode()), ("source", f"{self.settings.kafka_topic}/{partition}@{offset}".encode())]
+            sends.append(await self.producer.send(self.settings.dead_letter_topic, value or b"", key=key,
+                                                  headers=headers))
+        self.stats.dead_letters += len(self._dead_letters)
+        self._dead_letters.clear()
+        commits = {}
+        for partition in partitions:
+            state = self._partitions[partition]
+            for window in self._close_windows(state, close_all):
+                key = window.client_id if isinstance(window, ClientWindow) else f"route:{window.route}"
+                sends.append(await self.producer.send(self.settings.windows_topic, encode_summary(window.summary()),
+                                                      key=key.encode()))
+                self.stats.windows_emitted += 1
+            offset = self._commit_offset(state)
+            if offset is not None:
+                commits[TopicPartition(self.settings.kafka_topic, partition)] = offset
+        if sends:
+            await asyncio.gather(*sends)
+        if commits and self._consumer is not None:
+            await self._consumer.commit(commits)
+        self.stats.flushes += 1
+
+    # -- loop -------------------------------------------------------------------------
+
+    def consumer(self) -> AIOKafkaConsumer:
+        s = self.settings
+        return AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=s.consumer_group,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_poll_records=s.max_poll_records, fetch_max_bytes=64 * 2**20,
+                                max_partition_fetch_bytes=16 * 2**20)
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; flushes and commits on the way out."""
+        processor = self
+
+        class Listener(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+                await processor.revoked([tp.partition for tp in revoked])
+
+            async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+                await processor.assigned([tp.partition for tp in assigned])
+
+        consumer = self._consumer = self.consumer()
+        await consumer.start()
+        consumer.subscribe([self.settings.kafka_topic], listener=Listener())
+        next_flush = time.monotonic() + self.settings.flush_interval_s
+        try:
+            while not self._stopping.is_set():
+                timeout = max(0.0, next_flush - time.monotonic())
+                batches = await consumer.getmany(timeout_ms=int(timeout * 1000) + 1)
+                for tp, records in batches.items():
+                    if tp.partition in self._partitions:
+                        self.handle(tp.partition, records)
+                if time.monotonic() >= next_flush:
+                    await self.flush()
+                    next_flush = time.monotonic() + self.settings.flush_interval_s
+            await self.flush()
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
