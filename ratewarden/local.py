@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -74,7 +75,9 @@ class ManagedProcess(ABC):
     name: str = "server"
     ready_timeout_s: float = 15.0
 
-    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, workdir: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.env = env  # the child's environment (default: this process's)
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self._own_workdir = workdir is None
@@ -109,6 +112,7 @@ class ManagedProcess(ABC):
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=self.env,
             preexec_fn=_die_with_parent,
         )
         log.close()
@@ -307,3 +311,26 @@ def kafka_bootstrap(topics: dict[str, int] | None = None) -> tuple[str, KafkaSer
     if topics:
         create_topics(bootstrap, topics)
     return bootstrap, server
+
+
+class StreamWorker(ManagedProcess):
+    """``ratewarden worker`` as a child process, configured by ``env`` (``RATEWARDEN_*``).
+
+    Ready once it owns partitions of the request topic; ``port`` is unused.
+    """
+
+    name = "stream-worker"
+    ready_timeout_s = 120.0
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "ratewarden.cli", "worker"]
+
+    def is_ready(self) -> bool:
+        try:
+            return b"partitions assigned" in self._log_path.read_bytes()
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return ""

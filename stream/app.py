@@ -116,10 +116,11 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     """The worker app for ``settings`` (default: from the environment)."""
     s = settings or StreamSettings()
     app = faust.App(
-        "ratewarden-stream", broker=_broker(s.kafka_bootstrap), store="memory://",
+        s.consumer_group, broker=_broker(s.kafka_bootstrap), store="memory://",
         topic_partitions=s.topic_partitions, topic_replication_factor=1, datadir=s.data_dir,
         web_enabled=s.worker_web_port > 0, web_port=s.worker_web_port or 6066, web_bind="127.0.0.1",
-        consumer_auto_offset_reset="earliest", producer_acks=-1, key_serializer="raw", value_serializer="raw",
+        consumer_auto_offset_reset="earliest", producer_acks=-1, broker_rebalance_timeout=s.rebalance_timeout_s,
+        broker_session_timeout=s.rebalance_timeout_s, key_serializer="raw", value_serializer="raw",
     )
     pipeline_class = type("Pipeline", (Pipeline,), {"settings": s})
     app.service(pipeline_class)

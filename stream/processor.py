@@ -181,7 +181,9 @@ class RequestProcessor:
 
     def consumer(self) -> AIOKafkaConsumer:
         s = self.settings
-        return AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=s.consumer_group,
+        return AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=f"{s.consumer_group}-requests",
+                                session_timeout_ms=int(s.rebalance_timeout_s * 1000),
+                                rebalance_timeout_ms=int(s.rebalance_timeout_s * 1000),
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_poll_records=s.max_poll_records, fetch_max_bytes=64 * 2**20,
                                 max_partition_fetch_bytes=16 * 2**20)

@@ -71,7 +71,8 @@ class StreamSettings(BaseSettings):
     alerts_topic: str = Field("ratewarden.alerts", description="alerts, for delivery and other consumers")
     dead_letter_topic: str = Field("ratewarden.requests.dlq", description="events that could not be decoded")
     undeliverable_topic: str = Field("ratewarden.alerts.undeliverable", description="alerts a sink refused for good")
-    consumer_group: str = Field("ratewarden-stream", description="Kafka consumer group of the workers")
+    consumer_group: str = Field("ratewarden-stream", pattern=r"^[A-Za-z0-9._-]{1,100}$",
+                                description="the workers' Faust app id and Kafka consumer group prefix")
     topic_partitions: int = Field(8, ge=1, description="partitions of the topics the worker creates")
     clickhouse_url: str | None = Field(None, description="http://host:8123 or chdb:///dir (default: chDB under var/)")
     clickhouse_database: str = Field("ratewarden", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -100,6 +101,7 @@ class StreamSettings(BaseSettings):
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key signing webhook bodies")
     delivery_timeout_s: float = Field(5.0, gt=0, description="per attempt")
     delivery_max_backoff_s: float = Field(60.0, gt=0, description="retry delay cap for a failing sink")
+    rebalance_timeout_s: float = Field(10.0, gt=0, description="group session and rebalance timeout")
     worker_web_port: int = Field(0, ge=0, le=65535, description="Faust's web port (0: off)")
     data_dir: str = Field("var/stream", description="Faust's local state directory")
 
