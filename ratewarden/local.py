@@ -321,13 +321,20 @@ class StreamWorker(ManagedProcess):
 
     name = "stream-worker"
     ready_timeout_s = 120.0
+    _log_start = 0
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "ratewarden.cli", "worker"]
 
+    def start(self) -> ManagedProcess:
+        self._log_start = self._log_path.stat().st_size if self._log_path.exists() else 0
+        return super().start()
+
     def is_ready(self) -> bool:
         try:
-            return b"partitions assigned" in self._log_path.read_bytes()
+            with open(self._log_path, "rb") as log:
+                log.seek(self._log_start)
+                return b"partitions assigned" in log.read()
         except OSError:
             return False
 

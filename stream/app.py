@@ -28,10 +28,12 @@ import redis
 import structlog
 from aiokafka import AIOKafkaProducer
 from mode import Service
+from prometheus_client import start_http_server
 
 from analytics.client import connect
 from analytics.migrations import migrate
 
+from . import metrics
 from .alerts import AlertRecord, write_alerts
 from .delivery import AlertDeliverer
 from .detection import Detection
@@ -74,6 +76,8 @@ class Pipeline(Service):
         self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=False,
                                          linger_ms=20)
         await self.producer.start()
+        if s.worker_metrics_port:
+            start_http_server(s.worker_metrics_port, addr="127.0.0.1")
         self.processor = RequestProcessor(s, self.clickhouse, self.producer, self.clickhouse_lock)
         self.add_future(self.processor.run())
         self.ready.set()
@@ -99,7 +103,9 @@ class Pipeline(Service):
         for record, deliver in found:
             if deliver:
                 penalty = await asyncio.to_thread(self.penalties.apply, record.alert, record.tier, time.time())
+                metrics.ALERTS.labels(record.alert.alert_type).inc()
                 if penalty is not None:
+                    metrics.PENALTIES.labels(penalty.action).inc()
                     penalties.append(penalty)
                 to_publish.append((record, penalty))
         async with self.clickhouse_lock:

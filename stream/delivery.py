@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import structlog
 
+from . import metrics
 from .settings import StreamSettings
 
 __all__ = ["slack_message", "sign", "verify", "AlertDeliverer", "SIGNATURE_HEADER", "DELIVERY_HEADER"]
@@ -119,13 +120,16 @@ class AlertDeliverer:
             else:
                 error = f"HTTP {status}"
             if status is not None and 200 <= status < 300:
+                metrics.DELIVERY.labels("delivered").inc()
                 self.delivered += 1
                 return True
             if status is not None and 400 <= status < 500 and status not in (408, 429):
+                metrics.DELIVERY.labels("refused").inc()
                 self.refused += 1
                 log.error("alert refused by sink", sink=sink.name, status=status, alert=delivery_id)
                 return False
             attempt += 1
+            metrics.DELIVERY.labels("retried").inc()
             self.retries += 1
             delay = min(self.settings.delivery_max_backoff_s, 0.25 * 2 ** min(attempt, 16)) * random.uniform(0.8, 1.2)
             log.warning("alert delivery failed; retrying", sink=sink.name, error=error, attempt=attempt,

@@ -17,7 +17,7 @@ from .alerts import AlertBook, AlertRecord
 from .settings import StreamSettings
 from .windows import ClientSummary, EndpointSummary, Summary
 
-__all__ = ["Detection", "RecordCodec"]
+__all__ = ["Detection", "RecordCodec", "Screen"]
 
 
 class RecordCodec(MutableMapping[str, AlertRecord]):
@@ -40,6 +40,23 @@ class RecordCodec(MutableMapping[str, AlertRecord]):
 
     def __len__(self) -> int:
         return len(self.store)
+
+
+class Screen:
+    """Stage one's filter: a summary goes to the detectors if it is a full usage window (the
+    spike baselines need every one) or if a stateless detector would flag it. Most short
+    hopping windows are neither, and never leave the process."""
+
+    def __init__(self, settings: StreamSettings) -> None:
+        d = settings.detectors
+        self.window_s = settings.window_s
+        self.client_checks = [d.retry_storm.check, d.credential_stuffing.check, d.scraping.check, d.key_sharing.check]
+        self.endpoint_checks = [d.credential_stuffing_distributed.check]
+
+    def wanted(self, summary: Summary) -> bool:
+        if isinstance(summary, EndpointSummary):
+            return any(check(summary) for check in self.endpoint_checks)
+        return summary.window_s == self.window_s or any(check(summary) for check in self.client_checks)
 
 
 class Detection:

@@ -6,8 +6,10 @@ events a second), and per partition:
 
 - folds events into per-minute usage, written to ClickHouse every ``flush_interval_s``
   exactly once (see :mod:`stream.sink`);
-- folds them into tumbling and hopping windows; closed windows go, as compact summaries
-  keyed by client, to ``ratewarden.windows`` where the detectors (stage two) read them;
+- folds them into tumbling and hopping windows; closed windows the detectors need (every
+  full usage window, and the short ones a detector would flag: see
+  :class:`~stream.detection.Screen`) go as compact summaries keyed by client to
+  ``ratewarden.windows``, where the detectors (stage two) read them;
 - sends every record that is not a valid event to the dead-letter topic with the reason,
   and carries on.
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import msgspec
 import structlog
@@ -29,6 +31,8 @@ from clickhouse_connect.driver.client import Client
 
 from enforcer.events import RequestEvent, decode_event
 
+from . import metrics
+from .detection import Screen
 from .settings import StreamSettings
 from .sink import UsageSink
 from .windows import ClientWindow, EndpointWindow, WindowAccumulator, encode_summary
@@ -36,6 +40,7 @@ from .windows import ClientWindow, EndpointWindow, WindowAccumulator, encode_sum
 __all__ = ["RequestProcessor", "ProcessorStats"]
 
 log = structlog.get_logger("ratewarden.stream")
+DELAY_SAMPLE = 100
 
 
 @dataclass
@@ -66,10 +71,13 @@ class RequestProcessor:
         self.producer = producer
         self.sink = UsageSink(clickhouse, settings.kafka_topic, settings.clickhouse_database, settings.dedup_window_s)
         self.stats = ProcessorStats()
+        self.screen = Screen(settings)
         self._clickhouse_lock = clickhouse_lock or asyncio.Lock()
         self._partitions: dict[int, _PartitionState] = {}
         self._dead_letters: list[tuple[bytes | None, bytes | None, str, int, int]] = []
         self._consumer: AIOKafkaConsumer | None = None
+        self._delay_samples: list[int] = []  # production timestamps (ms) of 1 record in DELAY_SAMPLE
+        self._reported = ProcessorStats()
         self._stopping = asyncio.Event()
 
     # -- partitions -------------------------------------------------------------------
@@ -121,6 +129,7 @@ class RequestProcessor:
             if event.decided_at_us > watermark:
                 watermark = event.decided_at_us
         if records:
+            self._delay_samples += [r.timestamp for r in records[::DELAY_SAMPLE]]
             stats.events += len(records)
             state.watermark_us = watermark
             state.next_offset = records[-1].offset + 1
@@ -164,8 +173,11 @@ class RequestProcessor:
         for partition in partitions:
             state = self._partitions[partition]
             for window in self._close_windows(state, close_all):
+                summary = window.summary()
+                if not self.screen.wanted(summary):
+                    continue
                 key = window.client_id if isinstance(window, ClientWindow) else f"route:{window.route}"
-                sends.append(await self.producer.send(self.settings.windows_topic, encode_summary(window.summary()),
+                sends.append(await self.producer.send(self.settings.windows_topic, encode_summary(summary),
                                                       key=key.encode()))
                 self.stats.windows_emitted += 1
             offset = self._commit_offset(state)
@@ -176,6 +188,21 @@ class RequestProcessor:
         if commits and self._consumer is not None:
             await self._consumer.commit(commits)
         self.stats.flushes += 1
+        self._report()
+
+    def _report(self) -> None:
+        """Move what happened since the last flush into the Prometheus metrics."""
+        now_ms = time.time() * 1000
+        for produced_ms in self._delay_samples:
+            metrics.DELAY.observe(max(0.0, now_ms - produced_ms) / 1000)
+        self._delay_samples.clear()
+        s, r = self.stats, self._reported
+        metrics.EVENTS.inc(s.events - r.events)
+        metrics.DUPLICATES.inc(s.duplicates - r.duplicates)
+        metrics.DEAD_LETTERS.inc(s.dead_letters - r.dead_letters)
+        metrics.WINDOWS.inc(s.windows_emitted - r.windows_emitted)
+        metrics.ROWS.inc(s.rows_written - r.rows_written)
+        self._reported = replace(s)
 
     # -- loop -------------------------------------------------------------------------
 

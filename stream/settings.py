@@ -102,6 +102,7 @@ class StreamSettings(BaseSettings):
     delivery_timeout_s: float = Field(5.0, gt=0, description="per attempt")
     delivery_max_backoff_s: float = Field(60.0, gt=0, description="retry delay cap for a failing sink")
     rebalance_timeout_s: float = Field(10.0, gt=0, description="group session and rebalance timeout")
+    worker_metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus metrics port of the worker (0: off)")
     worker_web_port: int = Field(0, ge=0, le=65535, description="Faust's web port (0: off)")
     data_dir: str = Field("var/stream", description="Faust's local state directory")
 

@@ -22,6 +22,7 @@ __all__ = ["ClientWindow", "EndpointWindow", "ClientSummary", "EndpointSummary",
 
 _TRAILING_ID = re.compile(r"/(\d{1,12})/?$")
 _MAX_TRACKED = 5_000  # distinct values kept per set: enough for every threshold, bounded memory
+_STATUS_CLASS = {code: f"{code // 100}xx" for code in range(100, 600)}
 
 
 @lru_cache(maxsize=65_536)
@@ -188,51 +189,60 @@ class WindowAccumulator:
         return [last - i * self.hop_s for i in range(count)]
 
     def add(self, event: RequestEvent, offset: int | None = None) -> None:
-        early = self._retry_at.get(event.client_id, 0) > event.decided_at_us
+        client_id = event.client_id
+        early = self._retry_at.get(client_id, 0) > event.decided_at_us
         if not event.allowed and event.retry_after_s > 0:
-            self._retry_at[event.client_id] = event.decided_at_us + int(event.retry_after_s * 1_000_000)
-        for start in self.starts_of(event):
-            self._add_to(start, event, offset, early)
-
-    def _add_to(self, start: float, event: RequestEvent, offset: int | None, early: bool) -> None:
-        key = (event.client_id, start)
-        window = self.clients.get(key)
-        if window is None:
-            window = self.clients[key] = ClientWindow(event.client_id, event.tier, start, self.window_s, offset)
-        window.requests += 1
-        window.cost += event.cost
-        if event.allowed:
-            window.admitted += 1
-        else:
-            window.denied += 1
-        if early:
-            window.early_retries += 1
-        status_class = f"{event.status // 100}xx"
-        window.status_classes[status_class] = window.status_classes.get(status_class, 0) + 1
-        window.latency_sum_ms += event.latency_ms
-        if event.status == 404:
-            window.not_found += 1
-        _add(window.routes, event.route)
-        _add(window.paths, event.path)
-        _add(window.ips, event.ip)
-        _add(window.networks, network_of(event.ip))
+            self._retry_at[client_id] = event.decided_at_us + int(event.retry_after_s * 1_000_000)
+        # what the event says, worked out once for every window it lands in
+        status = event.status
+        status_class = _STATUS_CLASS.get(status) or f"{status // 100}xx"
         match = _TRAILING_ID.search(event.path)
-        if match:
-            item = int(match.group(1))
-            if window.last_id is not None and item == window.last_id + 1:
-                window.sequential_steps += 1
-            window.last_id = item
-            window.id_requests += 1
-        if event.route in self.auth_routes and event.allowed:
-            window.auth_attempts += 1
-            if event.status in (401, 403):
-                window.auth_failures += 1
-                ekey = (event.route, start)
-                endpoint = self.endpoints.get(ekey)
-                if endpoint is None:
-                    endpoint = self.endpoints[ekey] = EndpointWindow(event.route, start, self.window_s, offset)
-                endpoint.failures += 1
-                _add(endpoint.ips, event.ip)
+        item = int(match.group(1)) if match else None
+        auth = event.route in self.auth_routes and event.allowed
+        failed_auth = auth and status in (401, 403)
+        network = network_of(event.ip)
+        for start in self.starts_of(event):
+            key = (client_id, start)
+            w = self.clients.get(key)
+            if w is None:
+                w = self.clients[key] = ClientWindow(client_id, event.tier, start, self.window_s, offset)
+            w.requests += 1
+            w.cost += event.cost
+            if event.allowed:
+                w.admitted += 1
+            else:
+                w.denied += 1
+            if early:
+                w.early_retries += 1
+            w.status_classes[status_class] = w.status_classes.get(status_class, 0) + 1
+            w.latency_sum_ms += event.latency_ms
+            if status == 404:
+                w.not_found += 1
+            if len(w.paths) < _MAX_TRACKED:
+                w.paths.add(event.path)
+            if len(w.ips) < _MAX_TRACKED:
+                w.ips.add(event.ip)
+            w.routes.add(event.route)  # route templates: a bounded set by construction
+            if len(w.networks) < _MAX_TRACKED:
+                w.networks.add(network)
+            if item is not None:
+                if w.last_id is not None and item == w.last_id + 1:
+                    w.sequential_steps += 1
+                w.last_id = item
+                w.id_requests += 1
+            if auth:
+                w.auth_attempts += 1
+                if failed_auth:
+                    w.auth_failures += 1
+                    self._add_auth_failure(event, start, offset)
+
+    def _add_auth_failure(self, event: RequestEvent, start: float, offset: int | None) -> None:
+        ekey = (event.route, start)
+        endpoint = self.endpoints.get(ekey)
+        if endpoint is None:
+            endpoint = self.endpoints[ekey] = EndpointWindow(event.route, start, self.window_s, offset)
+        endpoint.failures += 1
+        _add(endpoint.ips, event.ip)
 
     def close_before(self, start: float) -> tuple[list[ClientWindow], list[EndpointWindow]]:
         """Remove and return every window that began before ``start``."""

@@ -1,0 +1,17 @@
+"""Prometheus metrics of a stream worker (served on ``RATEWARDEN_WORKER_METRICS_PORT``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EVENTS = Counter("ratewarden_stream_events", "Request records read from Kafka")
+DUPLICATES = Counter("ratewarden_stream_duplicates", "Events skipped as already written or seen")
+DEAD_LETTERS = Counter("ratewarden_stream_dead_letters", "Records sent to the dead-letter topic")
+WINDOWS = Counter("ratewarden_stream_windows", "Closed window summaries sent to the detectors")
+ROWS = Counter("ratewarden_stream_usage_rows", "Usage rows written to ClickHouse")
+ALERTS = Counter("ratewarden_stream_alerts", "Alerts raised or escalated", ["alert_type"])
+PENALTIES = Counter("ratewarden_stream_penalties", "Penalties written to Redis", ["action"])
+DELIVERY = Counter("ratewarden_stream_deliveries", "Alert delivery attempts", ["outcome"])
+DELAY = Histogram(
+    "ratewarden_stream_delay_seconds", "From an event's production to its usage being written (1% sample)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 20.0, 60.0, 300.0))
