@@ -120,34 +120,47 @@ def run_processes(target: Any, args: tuple[Any, ...], processes: int) -> list[An
                 worker.kill()
 
 
-def consume_events(bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0) -> list[Any]:
-    """Every event on ``topic`` (a plain aiokafka consumer), waiting up to ``timeout_s`` for ``expect``."""
+def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 60.0,
+               expect: int | None = None, linger_s: float = 0.0) -> list[Any]:
+    """Every record on ``topic`` (a plain aiokafka consumer): reads until ``expect`` records
+    (and ``linger_s`` more, so that too many shows), or without ``expect`` until ``idle_s``
+    passes without one, and never past ``timeout_s``."""
     import asyncio
     import time as _time
 
     from aiokafka import AIOKafkaConsumer
 
-    from enforcer.events import decode_event
-
     async def run() -> list[Any]:
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                     group_id=None, enable_auto_commit=False)
         await consumer.start()
-        events: list[Any] = []
+        records: list[Any] = []
         deadline = _time.monotonic() + timeout_s
-        quiet_until = None
+        quiet_since = _time.monotonic()
+        enough_at = None
         try:
             while _time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=300)
-                for records in batch.values():
-                    events.extend(decode_event(r.value) for r in records)
-                if len(events) >= expect:
-                    # keep reading briefly: more than expected would be a failure too
-                    quiet_until = quiet_until or _time.monotonic() + 1.0
-                    if _time.monotonic() >= quiet_until:
+                batch = await consumer.getmany(timeout_ms=200)
+                fresh = [r for rs in batch.values() for r in rs]
+                records += fresh
+                now = _time.monotonic()
+                quiet_since = now if fresh else quiet_since
+                if expect is not None and len(records) >= expect:
+                    enough_at = enough_at or now
+                    if now - enough_at >= linger_s:
                         break
+                if expect is None and records and now - quiet_since > idle_s:
+                    break
         finally:
             await consumer.stop()
-        return events
+        return records
 
     return asyncio.run(run())
+
+
+def consume_events(bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0) -> list[Any]:
+    """Every event on ``topic``, waiting up to ``timeout_s`` for ``expect`` (and a second more)."""
+    from enforcer.events import decode_event
+
+    return [decode_event(r.value) for r in read_topic(bootstrap, topic, timeout_s=timeout_s, expect=expect,
+                                                      linger_s=1.0)]

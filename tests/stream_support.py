@@ -16,6 +16,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ratewarden.local import StreamWorker, create_topics
 
+from .helpers import read_topic
+
+__all__ = ["FAST_WINDOWS", "worker_env", "start_worker", "processed_share", "wait_processed", "read_topic",
+           "query_clickhouse"]
+
 FAST_WINDOWS = {  # real-time tests: short windows that close soon after traffic stops
     "RATEWARDEN_SHORT_WINDOW_S": "10", "RATEWARDEN_SHORT_HOP_S": "5", "RATEWARDEN_ALLOWED_LATENESS_S": "1",
     "RATEWARDEN_IDLE_CLOSE_S": "2",
@@ -71,35 +76,6 @@ def wait_processed(env: dict[str, str], share: float = 1.0, timeout_s: float = 1
     while (done := processed_share(env)) < share:
         assert time.monotonic() < deadline, f"worker handled {done:.1%} of the events in {timeout_s}s"
         time.sleep(0.5)
-
-
-def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 60.0,
-               expect: int | None = None) -> list[Any]:
-    """Every record on ``topic``: reads until ``expect`` records, or ``idle_s`` without one."""
-
-    async def run() -> list[Any]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                    group_id=None, enable_auto_commit=False)
-        await consumer.start()
-        records: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        quiet_since = time.monotonic()
-        try:
-            while time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=200)
-                fresh = [r for rs in batch.values() for r in rs]
-                records += fresh
-                if fresh:
-                    quiet_since = time.monotonic()
-                if expect is not None and len(records) >= expect:
-                    break
-                if expect is None and records and time.monotonic() - quiet_since > idle_s:
-                    break
-        finally:
-            await consumer.stop()
-        return records
-
-    return asyncio.run(run())
 
 
 def query_clickhouse(url: str, sql: str) -> list[list[Any]]:

@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
 import redis
 from django.test import Client
 from fastapi import FastAPI
