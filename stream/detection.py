@@ -15,7 +15,7 @@ import msgspec
 
 from .alerts import AlertBook, AlertRecord
 from .settings import StreamSettings
-from .windows import ClientSummary, EndpointSummary, Summary
+from .windows import ClientSummary, EndpointSummary, IpSummary, Summary, summary_key
 
 __all__ = ["Detection", "RecordCodec", "Screen"]
 
@@ -52,10 +52,13 @@ class Screen:
         self.window_s = settings.window_s
         self.client_checks = [d.retry_storm.check, d.credential_stuffing.check, d.scraping.check, d.key_sharing.check]
         self.endpoint_checks = [d.credential_stuffing_distributed.check]
+        self.ip_checks = [d.key_cycling.check]
 
     def wanted(self, summary: Summary) -> bool:
         if isinstance(summary, EndpointSummary):
             return any(check(summary) for check in self.endpoint_checks)
+        if isinstance(summary, IpSummary):
+            return any(check(summary) for check in self.ip_checks)
         return summary.window_s == self.window_s or any(check(summary) for check in self.client_checks)
 
 
@@ -72,6 +75,7 @@ class Detection:
         self.client_detectors = [detectors.retry_storm, detectors.credential_stuffing, detectors.scraping,
                                  detectors.key_sharing, spike]
         self.endpoint_detectors = [detectors.credential_stuffing_distributed]
+        self.ip_detectors = [detectors.key_cycling]
         self.book = AlertBook(settings.alert_cooldown_s,
                               open=RecordCodec({} if open_alerts is None else open_alerts))
 
@@ -88,11 +92,14 @@ class Detection:
     def examine(self, summary: Summary) -> list[tuple[AlertRecord, bool]]:
         """Alerts this window raises or updates, each with whether to deliver it (new or escalated)."""
         if isinstance(summary, ClientSummary):
-            key, tier, detectors = summary.client_id, summary.tier, self.client_detectors
+            tier, detectors = summary.tier, self.client_detectors
         elif isinstance(summary, EndpointSummary):
-            key, tier, detectors = f"route:{summary.route}", "", self.endpoint_detectors
+            tier, detectors = "", self.endpoint_detectors
+        elif isinstance(summary, IpSummary):
+            tier, detectors = "", self.ip_detectors
         else:
             raise TypeError(f"not a window summary: {type(summary).__name__}")
+        key = summary_key(summary)
         if not self._first_time(key, summary):
             return []
         now = summary.window_start + summary.window_s  # event time: the window's end

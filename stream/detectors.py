@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from collections.abc import MutableMapping
 from typing import Any
 
-from .windows import ClientSummary, EndpointSummary
+from .windows import ClientSummary, EndpointSummary, IpSummary
 
 __all__ = [
     "Alert", "RetryStormDetector", "CredentialStuffingDetector", "ScrapingDetector", "KeySharingDetector",
-    "SpikeDetector", "EndpointStuffingDetector", "default_detectors",
+    "SpikeDetector", "EndpointStuffingDetector", "KeyCyclingDetector", "default_detectors",
 ]
 
 
@@ -129,6 +129,22 @@ class KeySharingDetector:
         return Alert(self.alert_type, "warning", w.client_id, w.window_start,
                      {"distinct_ips": w.distinct_ips, "distinct_networks": w.distinct_networks},
                      "rotate the key and tell its owner")
+
+
+@dataclass
+class KeyCyclingDetector:
+    """One IP address using many API keys: rotating keys to dodge per-key limits, or a
+    stolen batch of keys tried from one place."""
+
+    min_keys: int = 10
+    alert_type: str = "key_cycling"
+
+    def check(self, w: IpSummary) -> Alert | None:
+        if w.distinct_keys < max(2.0, self.min_keys * w.scale):
+            return None
+        return Alert(self.alert_type, "warning", f"ip:{w.ip}", w.window_start,
+                     {"distinct_keys": w.distinct_keys, "requests": w.requests},
+                     "block the address; check the keys' owners")
 
 
 @dataclass

@@ -35,7 +35,7 @@ from . import metrics
 from .detection import Screen
 from .settings import StreamSettings
 from .sink import UsageSink
-from .windows import ClientWindow, EndpointWindow, WindowAccumulator, encode_summary
+from .windows import Window, WindowAccumulator, encode_summary, summary_key
 
 __all__ = ["RequestProcessor", "ProcessorStats"]
 
@@ -136,17 +136,14 @@ class RequestProcessor:
             state.last_event_wall = time.monotonic()
             stats.last_event_decided_at_us = max(stats.last_event_decided_at_us, watermark)
 
-    def _close_windows(self, state: _PartitionState, close_all: bool) -> list[ClientWindow | EndpointWindow]:
-        closed: list[ClientWindow | EndpointWindow] = []
+    def _close_windows(self, state: _PartitionState, close_all: bool) -> list[Window]:
+        closed: list[Window] = []
         idle = time.monotonic() - state.last_event_wall >= self.settings.idle_close_s
         for accumulator in state.accumulators:
             if close_all or idle:
-                clients, endpoints = accumulator.close_all()
+                closed += accumulator.close_all()
             else:
-                clients, endpoints = accumulator.close_ended_by(
-                    state.watermark_us / 1_000_000 - self.settings.allowed_lateness_s)
-            closed += clients
-            closed += endpoints
+                closed += accumulator.close_ended_by(state.watermark_us / 1_000_000 - self.settings.allowed_lateness_s)
         closed.sort(key=lambda w: (w.window_start, w.window_s))
         return closed
 
@@ -176,7 +173,7 @@ class RequestProcessor:
                 summary = window.summary()
                 if not self.screen.wanted(summary):
                     continue
-                key = window.client_id if isinstance(window, ClientWindow) else f"route:{window.route}"
+                key = summary_key(summary)
                 sends.append(await self.producer.send(self.settings.windows_topic, encode_summary(summary),
                                                       key=key.encode()))
                 self.stats.windows_emitted += 1

@@ -17,6 +17,7 @@ from enforcer.settings import split_list
 from .detectors import (
     CredentialStuffingDetector,
     EndpointStuffingDetector,
+    KeyCyclingDetector,
     KeySharingDetector,
     RetryStormDetector,
     ScrapingDetector,
@@ -36,6 +37,7 @@ class DetectorSettings(BaseModel):
     credential_stuffing_distributed: EndpointStuffingDetector = Field(default_factory=EndpointStuffingDetector)
     scraping: ScrapingDetector = Field(default_factory=ScrapingDetector)
     key_sharing: KeySharingDetector = Field(default_factory=KeySharingDetector)
+    key_cycling: KeyCyclingDetector = Field(default_factory=KeyCyclingDetector)
     traffic_spike: SpikeDetector = Field(default_factory=SpikeDetector)
 
 
@@ -55,6 +57,7 @@ def _default_penalties() -> dict[str, PenaltyAction]:
         "credential_stuffing": PenaltyAction(action="block", duration_s=900),
         "scraping": PenaltyAction(action="throttle", duration_s=900),
         "key_sharing": PenaltyAction(action="alert"),
+        "key_cycling": PenaltyAction(action="alert"),
         "traffic_spike": PenaltyAction(action="alert"),
         "credential_stuffing_distributed": PenaltyAction(action="alert"),
     }

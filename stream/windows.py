@@ -17,8 +17,9 @@ import msgspec
 
 from enforcer.events import RequestEvent
 
-__all__ = ["ClientWindow", "EndpointWindow", "ClientSummary", "EndpointSummary", "Summary", "WindowAccumulator",
-           "network_of", "encode_summary", "decode_summary"]
+__all__ = ["ClientWindow", "EndpointWindow", "IpWindow", "Window", "ClientSummary", "EndpointSummary", "IpSummary",
+           "Summary", "WindowAccumulator",
+           "network_of", "encode_summary", "decode_summary", "summary_key"]
 
 _TRAILING_ID = re.compile(r"/(\d{1,12})/?$")
 _MAX_TRACKED = 5_000  # distinct values kept per set: enough for every threshold, bounded memory
@@ -84,6 +85,20 @@ class ClientSummary(msgspec.Struct, kw_only=True, frozen=True, tag="client"):
         return self.sequential_steps / (self.id_requests - 1) if self.id_requests > 1 else 0.0
 
 
+class IpSummary(msgspec.Struct, kw_only=True, frozen=True, tag="ip"):
+    """The API keys one IP address used in one closed window."""
+
+    ip: str
+    window_start: float
+    window_s: float
+    requests: int
+    distinct_keys: int
+
+    @property
+    def scale(self) -> float:
+        return self.window_s / 60.0
+
+
 class EndpointSummary(msgspec.Struct, kw_only=True, frozen=True, tag="endpoint"):
     """Authentication failures on one route in one closed window, across clients."""
 
@@ -98,9 +113,18 @@ class EndpointSummary(msgspec.Struct, kw_only=True, frozen=True, tag="endpoint")
         return self.window_s / 60.0
 
 
-Summary = ClientSummary | EndpointSummary
+Summary = ClientSummary | EndpointSummary | IpSummary
 _summary_encoder = msgspec.json.Encoder()
 _summary_decoder = msgspec.json.Decoder(Summary)
+
+
+def summary_key(summary: Summary) -> str:
+    """What a summary is about: its Kafka key, and its key in the detectors' state."""
+    if isinstance(summary, ClientSummary):
+        return summary.client_id
+    if isinstance(summary, EndpointSummary):
+        return f"route:{summary.route}"
+    return f"ip-keys:{summary.ip}"
 
 
 def encode_summary(summary: Summary) -> bytes:
@@ -165,8 +189,27 @@ class EndpointWindow:
                                failures=self.failures, distinct_ips=len(self.ips))
 
 
+@dataclass
+class IpWindow:
+    """The API keys one IP address used in one open window."""
+
+    ip: str
+    window_start: float
+    window_s: float
+    first_offset: int | None = None
+    requests: int = 0
+    keys: set[str] = field(default_factory=set)
+
+    def summary(self) -> IpSummary:
+        return IpSummary(ip=self.ip, window_start=self.window_start, window_s=self.window_s,
+                         requests=self.requests, distinct_keys=len(self.keys))
+
+
+Window = ClientWindow | EndpointWindow | IpWindow
+
+
 class WindowAccumulator:
-    """Folds events into per-client and per-auth-endpoint windows of ``window_s`` seconds,
+    """Folds events into per-client, per-auth-endpoint and per-IP (keys used) windows of ``window_s`` seconds,
     starting every ``hop_s`` seconds (tumbling when ``hop_s`` is ``window_s``, the default)."""
 
     def __init__(self, window_s: float = 60.0, auth_routes: tuple[str, ...] = ("POST /v1/login",),
@@ -179,6 +222,7 @@ class WindowAccumulator:
         self.auth_routes = set(auth_routes)
         self.clients: dict[tuple[str, float], ClientWindow] = {}
         self.endpoints: dict[tuple[str, float], EndpointWindow] = {}
+        self.ips: dict[tuple[str, float], IpWindow] = {}  # keyed requests only
         self._retry_at: dict[str, int] = {}
 
     def starts_of(self, event: RequestEvent) -> list[float]:
@@ -201,7 +245,10 @@ class WindowAccumulator:
         auth = event.route in self.auth_routes and event.allowed
         failed_auth = auth and status in (401, 403)
         network = network_of(event.ip)
+        key_id = event.key_id
         for start in self.starts_of(event):
+            if key_id is not None:
+                self._add_key_for_ip(event.ip, key_id, start, offset)
             key = (client_id, start)
             w = self.clients.get(key)
             if w is None:
@@ -236,6 +283,14 @@ class WindowAccumulator:
                     w.auth_failures += 1
                     self._add_auth_failure(event, start, offset)
 
+    def _add_key_for_ip(self, ip: str, key_id: str, start: float, offset: int | None) -> None:
+        ipkey = (ip, start)
+        window = self.ips.get(ipkey)
+        if window is None:
+            window = self.ips[ipkey] = IpWindow(ip, start, self.window_s, offset)
+        window.requests += 1
+        _add(window.keys, key_id)
+
     def _add_auth_failure(self, event: RequestEvent, start: float, offset: int | None) -> None:
         ekey = (event.route, start)
         endpoint = self.endpoints.get(ekey)
@@ -244,26 +299,28 @@ class WindowAccumulator:
         endpoint.failures += 1
         _add(endpoint.ips, event.ip)
 
-    def close_before(self, start: float) -> tuple[list[ClientWindow], list[EndpointWindow]]:
+    def close_before(self, start: float) -> list[Window]:
         """Remove and return every window that began before ``start``."""
-        clients = [w for k, w in self.clients.items() if k[1] < start]
-        endpoints = [w for k, w in self.endpoints.items() if k[1] < start]
-        self.clients = {k: w for k, w in self.clients.items() if k[1] >= start}
-        self.endpoints = {k: w for k, w in self.endpoints.items() if k[1] >= start}
-        return clients, endpoints
+        closed: list[Window] = []
+        for name in ("clients", "endpoints", "ips"):
+            windows = getattr(self, name)
+            closed += [w for k, w in windows.items() if k[1] < start]
+            setattr(self, name, {k: w for k, w in windows.items() if k[1] >= start})
+        return closed
 
-    def close_ended_by(self, watermark_s: float) -> tuple[list[ClientWindow], list[EndpointWindow]]:
+    def close_ended_by(self, watermark_s: float) -> list[Window]:
         """Remove and return every window that ended at or before ``watermark_s``."""
         closed = self.close_before(watermark_s - self.window_s + 1e-9)
         watermark_us = watermark_s * 1_000_000
         self._retry_at = {client: at for client, at in self._retry_at.items() if at > watermark_us}
         return closed
 
-    def close_all(self) -> tuple[list[ClientWindow], list[EndpointWindow]]:
+    def close_all(self) -> list[Window]:
         return self.close_before(float("inf"))
 
     def first_open_offset(self) -> int | None:
         """The earliest source offset an open window holds (None when none holds one)."""
         offsets = [w.first_offset for w in self.clients.values() if w.first_offset is not None]
         offsets += [w.first_offset for w in self.endpoints.values() if w.first_offset is not None]
+        offsets += [w.first_offset for w in self.ips.values() if w.first_offset is not None]
         return min(offsets) if offsets else None

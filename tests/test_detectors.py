@@ -9,6 +9,7 @@ from enforcer.events import RequestEvent
 from stream.detectors import (
     CredentialStuffingDetector,
     EndpointStuffingDetector,
+    KeyCyclingDetector,
     KeySharingDetector,
     RetryStormDetector,
     ScrapingDetector,
@@ -122,3 +123,15 @@ def test_spike_against_own_baseline_with_an_absolute_floor() -> None:
         if alert:
             found.append((alert.client_id, alert.evidence["requests"]))
     assert found == [("k:spiky", 1000)]
+
+
+def test_key_cycling_is_seen_per_ip() -> None:
+    cycling = [event(i, client=f"k:stolen{i % 15}", key_id=f"stolen{i % 15}", ip="203.0.113.99", at_s=i)
+               for i in range(45)]
+    acc = windows(cycling)
+    assert all(KeySharingDetector().check(w.summary()) is None for w in acc.clients.values())
+    (ip_window,) = acc.ips.values()
+    alert = KeyCyclingDetector().check(ip_window.summary())
+    assert alert and alert.client_id == "ip:203.0.113.99" and alert.evidence == {"distinct_keys": 15, "requests": 45}
+    office = [event(i, client=f"k:team{i % 3}", key_id=f"team{i % 3}", ip="198.51.100.7") for i in range(300)]
+    assert KeyCyclingDetector().check(next(iter(windows(office).ips.values())).summary()) is None
