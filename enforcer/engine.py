@@ -27,6 +27,7 @@ from .plan import Plan, RouteLimits, compile_plan
 from .policy import Policy
 from .scripts import script
 from .settings import EnforcerSettings
+from .tiers import with_live_tiers
 from .transport import AsyncScriptRunner, SyncScriptRunner
 
 __all__ = ["Enforcer", "EnforcerCore", "SyncEnforcer"]
@@ -58,6 +59,7 @@ class EnforcerCore:
     live: LiveCache
 
     def __init__(self, policy: Policy, settings: EnforcerSettings | None = None) -> None:
+        self.file_policy = policy  # as loaded; run-time tiers are laid over it
         self.policy = policy
         self.settings = settings = settings or EnforcerSettings()
         self.ips = ClientIPResolver(settings.trusted_proxies, settings.ipv6_prefix)
@@ -67,6 +69,7 @@ class EnforcerCore:
         self._plans: dict[tuple[object, ...], Plan] = {}
         self._denied: dict[str, tuple[float, int]] = {}
         self._generation = -1
+        self._tiers_generation = 0
         self._redis_down_until = 0.0
         self._rid_prefix = secrets.token_hex(4) + ":"
         self._rids = itertools.count()
@@ -157,6 +160,10 @@ class EnforcerCore:
             self._generation = live.generation
             self._denied.clear()
             self._plans = {k: v for k, v in self._plans.items() if k[3] is None}
+            if live.tiers_generation != self._tiers_generation:
+                self._tiers_generation = live.tiers_generation
+                self.policy = with_live_tiers(self.file_policy, live.tiers)
+                self._plans = {}
         override = live.override(identity.client_id) if live.overrides else None
         if override is not None:
             if override.allow:

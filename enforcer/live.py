@@ -1,4 +1,4 @@
-"""What an enforcer keeps in memory of run-time state: overrides and API keys,
+"""What an enforcer keeps in memory of run-time state: overrides, run-time tiers and API keys,
 kept fresh by the change feed (see ``enforcer.changes``).
 
 ``LiveCache`` holds the state and the rules for changing it; ``LiveState``
@@ -18,6 +18,8 @@ import structlog
 from .apikeys import KEYS_HASH, ApiKeyRecord, decode_record, hash_api_key
 from .changes import CHANGES_CHANNEL, POLL_INTERVAL_S, VERSION_KEY
 from .overrides import OVERRIDES_HASH, Override
+from .policy import Tier
+from .tiers import TIERS_HASH
 from .transport import AsyncScriptRunner
 
 __all__ = ["LiveCache", "LiveState", "SyncLiveState"]
@@ -34,7 +36,9 @@ class LiveCache:
     def __init__(self, api_key_secret: bytes | None) -> None:
         self.secret = api_key_secret
         self.overrides: dict[str, Override] = {}
+        self.tiers: dict[str, Tier] = {}  # set at run time, over the policy file's
         self.generation = 0  # bumped on every applied change
+        self.tiers_generation = 0  # bumped when run-time tiers change
         self._keys: dict[str, tuple[ApiKeyRecord | None, float]] = {}
         self._version: bytes | None = None
         self._closing = False
@@ -64,8 +68,8 @@ class LiveCache:
         self._keys[digest] = (record, time.monotonic() + (_KEY_TTL_S if record else _UNKNOWN_KEY_TTL_S))
         return record
 
-    def load(self, version: bytes | None, raw: dict[bytes, bytes]) -> None:
-        """Replace every override (from HGETALL) and forget cached keys."""
+    def load(self, version: bytes | None, raw: dict[bytes, bytes], raw_tiers: dict[bytes, bytes]) -> None:
+        """Replace every override and run-time tier (from HGETALL) and forget cached keys."""
         overrides = {}
         for client_id, value in raw.items():
             try:
@@ -73,18 +77,27 @@ class LiveCache:
             except ValueError:
                 log.warning("override_unreadable", client_id=client_id.decode(errors="replace"))
         self.overrides = overrides
+        tiers = {}
+        for name, value in raw_tiers.items():
+            try:
+                tiers[name.decode()] = Tier.model_validate_json(value)
+            except ValueError:
+                log.warning("tier_unreadable", tier=name.decode(errors="replace"))
+        if tiers != self.tiers:
+            self.tiers = tiers
+            self.tiers_generation += 1
         self._keys.clear()
         self._version = version
         self.generation += 1
 
     def parse(self, message: bytes) -> tuple[str, str | None]:
-        """The change a feed message announces: ("override", client id) needs that override
-        read from Redis; an API key change is applied at once and returns ("apikey", None)."""
+        """The change a feed message announces: ("override", client id) and ("tier", name) need
+        that entry read from Redis; an API key change is applied at once: ("apikey", None)."""
         kind, _, subject = message.decode(errors="replace").partition(" ")
         if kind == "apikey":
             self.forget_key(subject)
             return kind, None
-        return kind, subject if kind == "override" else None
+        return kind, subject if kind in ("override", "tier") else None
 
     def needs_reload(self, version: bytes | None, heard: bool) -> bool:
         """After a version poll: True if the version moved while no message came (the feed
@@ -99,6 +112,22 @@ class LiveCache:
         else:
             self.overrides[client_id] = Override.model_validate_json(raw)
         self.generation += 1
+
+    def set_tier(self, name: str, raw: bytes | None) -> None:
+        if raw is None:
+            self.tiers.pop(name, None)
+        else:
+            self.tiers[name] = Tier.model_validate_json(raw)
+        self.tiers_generation += 1
+        self.generation += 1
+
+    def apply_fetched(self, kind: str, subject: str, raw: bytes | None) -> None:
+        """Apply an override or tier read from Redis after a feed message."""
+        (self.set_tier if kind == "tier" else self.set_override)(subject, raw)
+
+    @staticmethod
+    def hash_of(kind: str) -> str:
+        return TIERS_HASH if kind == "tier" else OVERRIDES_HASH
 
     def forget_key(self, digest: str) -> None:
         self._keys.pop(digest, None)
@@ -138,12 +167,13 @@ class LiveState(LiveCache):
         pipe = self.client.pipeline(transaction=True)
         pipe.get(VERSION_KEY)
         pipe.hgetall(OVERRIDES_HASH)
+        pipe.hgetall(TIERS_HASH)
         self.load(*await pipe.execute())
 
     async def _apply(self, message: bytes) -> None:
-        _, client_id = self.parse(message)
-        if client_id is not None:
-            self.set_override(client_id, await self.client.hget(OVERRIDES_HASH, client_id))
+        kind, subject = self.parse(message)
+        if subject is not None:
+            self.apply_fetched(kind, subject, await self.client.hget(self.hash_of(kind), subject))
 
     async def _follow(self) -> None:
         while not self._closing:
@@ -209,12 +239,13 @@ class SyncLiveState(LiveCache):
         pipe = self.client.pipeline(transaction=True)
         pipe.get(VERSION_KEY)
         pipe.hgetall(OVERRIDES_HASH)
+        pipe.hgetall(TIERS_HASH)
         self.load(*pipe.execute())
 
     def _apply(self, message: bytes) -> None:
-        _, client_id = self.parse(message)
-        if client_id is not None:
-            self.set_override(client_id, self.client.hget(OVERRIDES_HASH, client_id))
+        kind, subject = self.parse(message)
+        if subject is not None:
+            self.apply_fetched(kind, subject, self.client.hget(self.hash_of(kind), subject))
 
     def _follow(self) -> None:
         while not self._closing:

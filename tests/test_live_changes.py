@@ -129,3 +129,37 @@ async def test_api_keys_are_stored_hashed_and_revocation_is_live(redis_sync: red
     await eventually(refused)
     assert not keys.revoke("key_nope")
     await e.aclose()
+
+
+async def test_a_tier_changed_at_run_time_applies_within_a_second_and_clearing_restores_the_file(
+        redis_sync: redis.Redis, redis_url: str) -> None:
+    from enforcer.policy import Tier
+    from enforcer.tiers import TierStore
+
+    enforcer = await started(redis_url)
+    store = TierStore(redis_sync)
+    ip = "203.0.113.77"
+
+    async def limit_seen() -> int:
+        decision = await enforcer.decide(await enforcer.identify(ip=ip), "GET /x")
+        return decision.limit
+
+    assert await limit_seen() == 2
+    store.set("anonymous", Tier(rules=[Rule(name="anon", algorithm="fixed_window", limit=50, period=3600,
+                                            scope=["ip"])]))
+
+    async def raised() -> bool:
+        return await limit_seen() == 50
+
+    took = await eventually(raised)
+    assert store.get("anonymous").rules[0].limit == 50 and set(store.all()) == {"anonymous"}
+    store.clear("anonymous")
+
+    async def restored() -> bool:
+        return await limit_seen() == 2
+
+    await eventually(restored)
+    with pytest.raises(ValueError):
+        store.set("bad name!", Tier())
+    print(f"\nrun-time tier applied in {took:.3f} s")
+    await enforcer.aclose()

@@ -1,0 +1,53 @@
+"""Tiers changed at run time: stored in Redis, laid over the policy file's tiers by every
+enforcer within a second (a tier set here replaces the file's tier of that name or adds one;
+cleared, the file's version applies again)."""
+
+from __future__ import annotations
+
+import redis
+
+from .changes import CHANGES_CHANNEL, VERSION_KEY
+from .policy import Policy, Tier
+
+__all__ = ["TierStore", "TIERS_HASH", "with_live_tiers"]
+
+TIERS_HASH = "rw:tiers"  # field: tier name -> Tier (JSON)
+
+
+def with_live_tiers(policy: Policy, tiers: dict[str, Tier]) -> Policy:
+    """``policy`` with ``tiers`` replacing or adding tiers of the same names."""
+    if not tiers:
+        return policy
+    return policy.model_copy(update={"tiers": {**policy.tiers, **tiers}})
+
+
+class TierStore:
+    """Set, clear and list run-time tiers (management side, synchronous)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def set(self, name: str, tier: Tier) -> None:
+        """Store ``tier`` under ``name``; every enforcer uses it within a second."""
+        Policy(tiers={name: tier}, anonymous_tier=name, default_tier=name)  # the name must be valid too
+        self._write(name, tier.model_dump_json(exclude_defaults=True))
+
+    def clear(self, name: str) -> bool:
+        return bool(self._write(name, None))
+
+    def get(self, name: str) -> Tier | None:
+        raw = self.client.hget(TIERS_HASH, name)
+        return Tier.model_validate_json(raw) if raw else None
+
+    def all(self) -> dict[str, Tier]:
+        return {name.decode(): Tier.model_validate_json(raw) for name, raw in self.client.hgetall(TIERS_HASH).items()}
+
+    def _write(self, name: str, value: str | None) -> int:
+        pipe = self.client.pipeline(transaction=True)
+        if value is None:
+            pipe.hdel(TIERS_HASH, name)
+        else:
+            pipe.hset(TIERS_HASH, name, value)
+        pipe.incr(VERSION_KEY)
+        pipe.publish(CHANGES_CHANNEL, f"tier {name}")
+        return pipe.execute()[0]
