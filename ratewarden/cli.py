@@ -143,6 +143,38 @@ def worker(
 
 
 @app.command()
+def admin(
+    host: str | None = typer.Option(None, help="listen address (default RATEWARDEN_ADMIN_HOST, 127.0.0.1)"),
+    port: int | None = typer.Option(None, help="port (default RATEWARDEN_ADMIN_PORT, 8090)"),
+) -> None:
+    """Serve the admin and usage API (OpenAPI docs at /docs), behind RATEWARDEN_ADMIN_TOKEN.
+
+    Without a token set, one is made for this run and printed once.
+    """
+    import secrets
+
+    import uvicorn
+    from pydantic import SecretStr, ValidationError
+
+    from analytics.admin import AdminSettings, create_admin_app
+    from analytics.client import connect
+    from analytics.migrations import migrate
+
+    try:
+        settings = AdminSettings()
+    except ValidationError as exc:
+        errors.print(f"[red]invalid admin settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if settings.admin_token is None:
+        settings.admin_token = SecretStr(secrets.token_urlsafe(24))
+        console.print(f"admin token for this run: [bold]{settings.admin_token.get_secret_value()}[/bold]")
+    clickhouse = connect(settings.clickhouse_url)
+    migrate(clickhouse, settings.clickhouse_database)
+    uvicorn.run(create_admin_app(settings, clickhouse), host=host or settings.admin_host,
+                port=port or settings.admin_port, log_level="info")
+
+
+@app.command()
 def demo(
     duration: float = typer.Option(20.0, "--duration", "-d", help="seconds of traffic"),
     report: Path | None = typer.Option(None, "--report", help="write the results as JSON to this file"),

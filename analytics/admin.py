@@ -1,0 +1,265 @@
+"""The admin and usage HTTP API (``ratewarden admin``): usage queries, tiers, overrides, API
+keys and alerts, behind a bearer admin token. OpenAPI docs at ``/docs``.
+
+Changes go to the same Redis the enforcers read, so they apply everywhere within a second.
+ClickHouse is read through the query layer (``analytics.queries``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import msgspec
+import redis
+from clickhouse_connect.driver.client import Client
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from enforcer.apikeys import ApiKeyRecord, ApiKeyStore
+from enforcer.loader import load_policy
+from enforcer.overrides import Override, OverrideStore
+from enforcer.policy import Policy, Tier
+from enforcer.tiers import TierStore, with_live_tiers
+
+from . import queries
+
+__all__ = ["AdminSettings", "create_admin_app"]
+
+ClientId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^(k|u|ip):\S+$",
+                               description="k:<key id>, u:<user> or ip:<address>")]
+TierName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+class AdminSettings(BaseSettings):
+    """What the admin API reads from its environment. See the README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix="RATEWARDEN_", extra="ignore")
+
+    admin_token: SecretStr | None = Field(None, description="bearer token of the admin API (>= 16 characters)",
+                                          min_length=16)
+    admin_host: str = Field("127.0.0.1", description="address the admin API listens on")
+    admin_port: int = Field(8090, ge=1, le=65535, description="port of the admin API")
+    redis_url: str = Field("redis://127.0.0.1:6379/0")
+    clickhouse_url: str | None = None
+    clickhouse_database: str = Field("ratewarden", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_key_secret: SecretStr | None = None
+    policy_file: str | None = Field(None, description="the policy file the enforcers load (for GET /tiers)")
+
+
+class KeyRequest(BaseModel):
+    owner: str = Field(min_length=1, max_length=200)
+    tier: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class KeyInfo(BaseModel):
+    """What is known of a key: never the key itself."""
+
+    id: str
+    owner: str
+    tier: str | None
+    prefix: str = Field(description="the key's first characters, to recognise it")
+    created_at: float
+    revoked_at: float | None = None
+
+    @classmethod
+    def of(cls, record: ApiKeyRecord) -> KeyInfo:
+        return cls(**msgspec.structs.asdict(record))
+
+
+class CreatedKey(BaseModel):
+    api_key: str = Field(description="the secret: shown now and never again")
+    record: KeyInfo
+
+
+_BEARER = HTTPBearer(auto_error=False)
+
+
+def _bearer(token: SecretStr) -> Callable[..., None]:
+    expected = token.get_secret_value().encode()
+
+    def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
+        given = credentials.credentials.encode() if credentials else b""
+        if not hmac.compare_digest(given, expected):
+            raise HTTPException(401, "a valid admin bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+    return require_token
+
+
+_FIRST, _LAST = dt.date(1970, 1, 2), dt.date(2105, 12, 31)  # what ClickHouse's DateTime holds
+
+
+def _invalid(field: str, message: str) -> HTTPException:
+    return HTTPException(422, [{"loc": ["query", field], "msg": message, "type": "value_error"}])
+
+
+def _checked(field: str, value: dt.date) -> None:
+    day = value.date() if isinstance(value, dt.datetime) else value
+    if not _FIRST <= day <= _LAST:
+        raise _invalid(field, f"must be between {_FIRST} and {_LAST}")
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _window(start: dt.datetime | None, end: dt.datetime | None, default: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
+    for field, value in (("start", start), ("end", end)):
+        if value is not None:
+            _checked(field, value)
+    end = _utc(end) if end else dt.datetime.now(dt.timezone.utc)
+    start = _utc(start) if start else max(end - default, dt.datetime(1970, 1, 2, tzinfo=dt.timezone.utc))
+    if start >= end:
+        raise _invalid("start", "start must be before end")
+    return start, end
+
+
+def create_admin_app(settings: AdminSettings, clickhouse: Client, client: redis.Redis | None = None) -> FastAPI:
+    """The admin API on ``clickhouse`` and the enforcers' Redis (``settings.redis_url``)."""
+    if settings.admin_token is None:
+        raise ValueError("set RATEWARDEN_ADMIN_TOKEN (at least 16 characters)")
+    client = client or redis.Redis.from_url(settings.redis_url)
+    db = settings.clickhouse_database
+    lock = threading.Lock()  # one query at a time on the shared ClickHouse client
+    file_policy = load_policy(settings.policy_file) if settings.policy_file else None
+    overrides, tiers = OverrideStore(client), TierStore(client)
+    keys = ApiKeyStore(client, settings.api_key_secret.get_secret_value().encode()) if settings.api_key_secret else None
+
+    def query(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return function(clickhouse, *args, db=db, **kwargs)
+
+    app = FastAPI(title="ratewarden admin API", version="1", description=__doc__)
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(_bearer(settings.admin_token))])
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # -- usage ---------------------------------------------------------------------
+
+    @api.get("/usage", tags=["usage"])
+    def usage(start: dt.datetime | None = None, end: dt.datetime | None = None,
+              step: Literal["minute", "hour", "day"] = "minute",
+              client_id: Annotated[str | None, Query(max_length=200)] = None) -> list[dict[str, Any]]:
+        """Requests, admitted, denied and cost per step (default: the last hour, per minute)."""
+        return query(queries.usage_over_time, *_window(start, end, dt.timedelta(hours=1)), step, client_id)
+
+    @api.get("/usage/top", tags=["usage"])
+    def top(start: dt.datetime | None = None, end: dt.datetime | None = None,
+            by: Literal["requests", "denied"] = "requests", limit: Limit = 10) -> list[dict[str, Any]]:
+        """Top clients by requests or denials (default: the last 24 hours)."""
+        return query(queries.top_clients, *_window(start, end, dt.timedelta(days=1)), by, limit)
+
+    @api.get("/usage/endpoints", tags=["usage"])
+    def endpoints(start: dt.datetime | None = None, end: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Per-route usage (default: the last hour)."""
+        return query(queries.endpoint_usage, *_window(start, end, dt.timedelta(hours=1)))
+
+    @api.get("/usage/quota/{client_id}", tags=["usage"])
+    def quota(client_id: ClientId, day: dt.date | None = None,
+              anchor_day: Annotated[int | None, Query(ge=1, le=31)] = None) -> dict[str, Any]:
+        """Quota consumption of one client for the day and the (calendar or billing) month."""
+        if day is not None:
+            _checked("day", day)
+        return query(queries.quota_consumption, client_id, day, anchor_day)
+
+    @api.get("/usage/export.csv", tags=["usage"], response_class=Response,
+             responses={200: {"content": {"text/csv": {}}}})
+    def export(start: dt.date, end: dt.date) -> Response:
+        """Usage per client and day in [start, end), as CSV for billing."""
+        _checked("start", start)
+        _checked("end", end)
+        if start >= end:
+            raise _invalid("start", "start must be before end")
+        return Response(query(queries.usage_csv, start, end), media_type="text/csv")
+
+    @api.get("/alerts", tags=["alerts"])
+    def alerts(start: dt.datetime | None = None, end: dt.datetime | None = None,
+               client_id: Annotated[str | None, Query(max_length=200)] = None, limit: Limit = 100) -> list[dict[str, Any]]:
+        """Alerts (latest version of each), newest first (default: the last 24 hours)."""
+        return query(queries.alert_history, *_window(start, end, dt.timedelta(days=1)), client_id, limit)
+
+    @api.get("/penalties", tags=["alerts"])
+    def penalties(start: dt.datetime | None = None, end: dt.datetime | None = None,
+                  client_id: Annotated[str | None, Query(max_length=200)] = None,
+                  limit: Limit = 100) -> list[dict[str, Any]]:
+        """Penalties the stream applied, newest first (default: the last 24 hours)."""
+        return query(queries.penalty_history, *_window(start, end, dt.timedelta(days=1)), client_id, limit)
+
+    # -- tiers ---------------------------------------------------------------------
+
+    @api.get("/tiers", tags=["tiers"])
+    def list_tiers() -> dict[str, Any]:
+        """The effective tiers (the policy file's, with run-time changes laid over) and which are run-time."""
+        live = tiers.all()
+        effective = with_live_tiers(file_policy, live).tiers if file_policy else live
+        return {"tiers": {name: tier.model_dump(mode="json") for name, tier in effective.items()},
+                "runtime": sorted(live)}
+
+    @api.put("/tiers/{name}", tags=["tiers"])
+    def put_tier(name: TierName, tier: Tier) -> dict[str, Any]:
+        """Set a tier's rules and quotas at run time (every enforcer within a second)."""
+        if file_policy:
+            Policy.model_validate({**file_policy.model_dump(), "tiers": {**file_policy.tiers, name: tier}})
+        tiers.set(name, tier)
+        return tier.model_dump(mode="json")
+
+    @api.delete("/tiers/{name}", tags=["tiers"], status_code=204)
+    def delete_tier(name: TierName) -> None:
+        """Drop a run-time tier: the policy file's version applies again."""
+        if not tiers.clear(name):
+            raise HTTPException(404, f"no run-time tier {name!r}")
+
+    # -- overrides -----------------------------------------------------------------
+
+    @api.get("/overrides", tags=["overrides"])
+    def list_overrides(include_expired: bool = False) -> list[Override]:
+        return overrides.list(include_expired)
+
+    @api.put("/overrides/{client_id}", tags=["overrides"])
+    def put_override(client_id: ClientId, override: Override) -> Override:
+        """Create or replace a client's override (tier, rules, quotas, block or allow, expiry)."""
+        if override.client_id != client_id:
+            raise HTTPException(422, [{"loc": ["body", "client_id"], "msg": "must match the path",
+                                       "type": "value_error"}])
+        overrides.set(override)
+        return override
+
+    @api.delete("/overrides/{client_id}", tags=["overrides"], status_code=204)
+    def delete_override(client_id: ClientId) -> None:
+        if not overrides.clear(client_id):
+            raise HTTPException(404, f"no override for {client_id!r}")
+
+    # -- API keys ------------------------------------------------------------------
+
+    def key_store() -> ApiKeyStore:
+        if keys is None:
+            raise HTTPException(503, "API keys are disabled: set RATEWARDEN_API_KEY_SECRET")
+        return keys
+
+    @api.post("/keys", tags=["keys"], status_code=201)
+    def create_key(request: KeyRequest) -> CreatedKey:
+        """Issue a key: the secret is in this answer only; Redis keeps a keyed hash."""
+        api_key, record = key_store().create(request.owner, request.tier)
+        return CreatedKey(api_key=api_key, record=KeyInfo.of(record))
+
+    @api.get("/keys", tags=["keys"])
+    def list_keys() -> list[KeyInfo]:
+        """Every key's id, owner, tier and prefix (never the key)."""
+        return [KeyInfo.of(record) for record in key_store().list()]
+
+    @api.delete("/keys/{key_id}", tags=["keys"], status_code=204)
+    def revoke_key(key_id: Annotated[str, Path(pattern=r"^key_[0-9a-f]{1,32}$")]) -> None:
+        """Revoke a key: refused by every enforcer within a second."""
+        if not key_store().revoke(key_id):
+            raise HTTPException(404, f"no key {key_id!r}")
+
+    app.include_router(api)
+    return app
