@@ -174,6 +174,30 @@ def admin(
                 port=port or settings.admin_port, log_level="info")
 
 
+dashboards_app = typer.Typer(help="Grafana dashboards.", no_args_is_help=True)
+app.add_typer(dashboards_app, name="dashboards")
+
+
+@dashboards_app.command("push")
+def dashboards_push(
+    url: str = typer.Option(..., envvar="GRAFANA_URL", help="Grafana base URL, e.g. http://localhost:3000"),
+    token: str = typer.Option(..., envvar="GRAFANA_TOKEN", help="Grafana service account token (or user:password)"),
+    clickhouse_host: str | None = typer.Option(None, help="also create or update the ClickHouse datasource for this host"),
+    clickhouse_port: int = typer.Option(8123, help="ClickHouse HTTP port"),
+    clickhouse_user: str = typer.Option("default", help="ClickHouse user"),
+    clickhouse_password: str = typer.Option("", envvar="CLICKHOUSE_PASSWORD", help="ClickHouse password"),
+) -> None:
+    """Upload the dashboards into the 'ratewarden' folder (idempotent: run it again any time)."""
+    from dashboards.push import datasource_model, push
+
+    datasource = (datasource_model(clickhouse_host, clickhouse_port, clickhouse_user, clickhouse_password)
+                  if clickhouse_host else None)
+    credential: str | tuple[str, str] = tuple(token.split(":", 1)) if ":" in token else token  # type: ignore[assignment]
+    report = push(url, credential, datasource)
+    console.print(f"folder {'created' if report.folder_created else 'exists'}; datasource {report.datasource}; "
+                  f"dashboards: {', '.join(report.dashboards)}")
+
+
 @app.command()
 def demo(
     duration: float = typer.Option(20.0, "--duration", "-d", help="seconds of traffic"),

@@ -1,0 +1,1 @@
+"""Grafana dashboards on ClickHouse: definitions, provisioning files, and ``ratewarden dashboards push``."""
