@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import threading
+from pathlib import Path as PathlibPath
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,7 @@ import msgspec
 import redis
 from clickhouse_connect.driver.client import Client
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Response
+from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +32,8 @@ from enforcer.tiers import TierStore, with_live_tiers
 from . import queries
 
 __all__ = ["AdminSettings", "create_admin_app"]
+
+CONSOLE_PAGE = PathlibPath(__file__).parent / "console" / "index.html"
 
 ClientId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^(k|u|ip):\S+$",
                                description="k:<key id>, u:<user> or ip:<address>")]
@@ -142,6 +146,14 @@ def create_admin_app(settings: AdminSettings, clickhouse: Client, client: redis.
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/console", include_in_schema=False)
+    def console() -> HTMLResponse:
+        """The web console: a static page (no data) that signs in with the admin token and
+        reads everything through the API below."""
+        return HTMLResponse(CONSOLE_PAGE.read_text(), headers={
+            "content-security-policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            "cache-control": "no-store"})
+
     # -- usage ---------------------------------------------------------------------
 
     @api.get("/usage", tags=["usage"])
@@ -150,6 +162,11 @@ def create_admin_app(settings: AdminSettings, clickhouse: Client, client: redis.
               client_id: Annotated[str | None, Query(max_length=200)] = None) -> list[dict[str, Any]]:
         """Requests, admitted, denied and cost per step (default: the last hour, per minute)."""
         return query(queries.usage_over_time, *_window(start, end, dt.timedelta(hours=1)), step, client_id)
+
+    @api.get("/usage/tiers", tags=["usage"])
+    def per_tier(start: dt.datetime | None = None, end: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Requests and denials per minute and tier (default: the last hour): the console's live chart."""
+        return query(queries.tier_rates, *_window(start, end, dt.timedelta(hours=1)))
 
     @api.get("/usage/top", tags=["usage"])
     def top(start: dt.datetime | None = None, end: dt.datetime | None = None,

@@ -140,8 +140,7 @@ def test_malformed_input_is_a_422_naming_the_field(admin: TestClient, method: st
     assert field in str([error["loc"] for error in response.json()["detail"]]), response.json()
 
 
-def test_a_property_based_run_over_the_openapi_document_finds_no_500(admin_app: FastAPI,
-                                                                      redis_sync: redis.Redis) -> None:
+def test_a_property_based_run_over_the_openapi_document_finds_no_500(admin: TestClient, admin_app: FastAPI) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", admin_app)
     failures: list[str] = []
     seen: set[str] = set()
@@ -149,12 +148,25 @@ def test_a_property_based_run_over_the_openapi_document_finds_no_500(admin_app: 
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(case=schema.as_strategy())
     def check(case: Any) -> None:
-        case.headers = {**(case.headers or {}), **AUTH}
-        response = case.call()
+        # the call goes through the app's own test client (httpx), not schemathesis' requests session
+        body = None if case.body is schemathesis.core.NOT_SET else case.body
+        response = admin.request(case.method, case.formatted_path, params=case.query or None,
+                                 json=body, headers={**(case.headers or {}), **AUTH})
         seen.add(f"{case.method} {case.path}")
         if response.status_code >= 500:
-            failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:200]}")
+            failures.append(f"{case.method} {case.formatted_path} {case.query} -> {response.status_code}: "
+                            f"{response.text[:200]}")
 
     check()
     assert failures == []
     assert len(seen) >= 10, seen  # the run reached most operations
+
+
+def test_the_console_is_a_static_page_and_its_data_needs_the_token(admin: TestClient) -> None:
+    page = admin.get("/console")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Admin token" in page.text and "default-src 'self'" in page.headers["content-security-policy"]
+    assert "k:legit" not in page.text  # no data without the token
+    assert admin.get("/api/v1/usage/tiers").status_code == 401
+    rates = admin.get("/api/v1/usage/tiers", headers=AUTH).json()
+    assert {r["tier"] for r in rates} == {"free", "paid", "trusted"} and all(r["requests"] > 0 for r in rates)
