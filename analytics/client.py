@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-__all__ = ["connect", "default_url"]
+__all__ = ["connect", "default_url", "Serialized"]
 
 DEFAULT_CHDB_DIR = Path("var/clickhouse")
 
@@ -28,3 +30,24 @@ def connect(url: str | None = None) -> Client:
     if url.startswith("chdb://"):
         Path(url.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
     return clickhouse_connect.get_client(dsn=url)
+
+
+class Serialized:
+    """A client whose calls run one at a time, for sharing one (chDB) client between threads,
+    e.g. the stream worker's writes and the admin API it serves in embedded mode."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._lock = threading.RLock()
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._client.query(*args, **kwargs)
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._client.insert(*args, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._client.command(*args, **kwargs)

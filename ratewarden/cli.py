@@ -199,6 +199,49 @@ def dashboards_push(
 
 
 @app.command()
+def up(
+    data_dir: Path = typer.Option(Path("var"), help="where ClickHouse data, Faust state, spills and logs go"),
+) -> None:
+    """Start the whole pipeline on this machine and keep it up until Ctrl-C or SIGTERM.
+
+    Valkey, the Kafka broker (Tansu), ClickHouse (chDB), a stream worker, the admin API
+    with its console, and the demo API behind the enforcer. Set RATEWARDEN_REDIS_URL,
+    RATEWARDEN_KAFKA_BOOTSTRAP or RATEWARDEN_CLICKHOUSE_URL to use existing servers.
+    """
+    import signal
+    import threading
+
+    from .stack import Stack
+
+    stack = Stack(data_dir=data_dir, say=lambda text: console.print(f"[dim]{text}[/dim]"))
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    try:
+        stack.start()
+        _print_stack(stack)
+        console.print("[green]up[/green]; Ctrl-C (or SIGTERM) stops everything")
+        while not stopped.wait(1.0):
+            dead = [p.name for p in stack.processes if not p.running]
+            if dead:
+                errors.print(f"[red]{', '.join(dead)} stopped unexpectedly; logs in {stack.urls['logs']}[/red]")
+                break
+    finally:
+        stack.stop()
+        console.print("stopped")
+
+
+def _print_stack(stack: object) -> None:
+    table = Table(title="ratewarden is up")
+    table.add_column("what")
+    table.add_column("where")
+    for name, url in stack.urls.items():  # type: ignore[attr-defined]
+        table.add_row(name, url)
+    table.add_row("admin token", stack.admin_token)  # type: ignore[attr-defined]
+    console.print(table)
+
+
+@app.command()
 def demo(
     duration: float = typer.Option(20.0, "--duration", "-d", help="seconds of traffic"),
     report: Path | None = typer.Option(None, "--report", help="write the results as JSON to this file"),

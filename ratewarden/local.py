@@ -102,6 +102,10 @@ class ManagedProcess(ABC):
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def start(self) -> ManagedProcess:
         if self._proc is not None:
             return self

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 from prometheus_client import start_http_server
 
-from analytics.client import connect
+from analytics.client import Serialized, connect
 from analytics.migrations import migrate
 
 from . import metrics
@@ -51,6 +51,7 @@ class Pipeline(Service):
     """The worker's shared resources and stage one. ``settings`` is set by :func:`create_app`."""
 
     settings: StreamSettings
+    shared_clickhouse: Any = None  # a client made by create_app (when it also serves the admin API)
     current: Pipeline | None = None  # the running instance, for the agents
 
     def __init__(self, **kwargs: Any) -> None:
@@ -70,7 +71,7 @@ class Pipeline(Service):
 
         await acreate_topics(s.kafka_bootstrap, {name: s.topic_partitions for name in (
             s.kafka_topic, s.windows_topic, s.alerts_topic, s.dead_letter_topic, s.undeliverable_topic)})
-        self.clickhouse = await asyncio.to_thread(connect, s.clickhouse_url)
+        self.clickhouse = self.shared_clickhouse or Serialized(await asyncio.to_thread(connect, s.clickhouse_url))
         applied = await asyncio.to_thread(migrate, self.clickhouse, s.clickhouse_database)
         log.info("clickhouse ready", migrations_applied=[m.version for m in applied])
         self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=False,
@@ -124,12 +125,15 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     app = faust.App(
         s.consumer_group, broker=_broker(s.kafka_bootstrap), store="memory://",
         topic_partitions=s.topic_partitions, topic_replication_factor=1, datadir=s.data_dir,
-        web_enabled=s.worker_web_port > 0, web_port=s.worker_web_port or 6066, web_bind="127.0.0.1",
+        web_enabled=bool(s.worker_web_port or s.worker_admin_port), web_port=s.worker_web_port or 6066,
+        web_bind="127.0.0.1",
         consumer_auto_offset_reset="earliest", producer_acks=-1, broker_rebalance_timeout=s.rebalance_timeout_s,
         broker_session_timeout=s.rebalance_timeout_s, key_serializer="raw", value_serializer="raw",
     )
     pipeline_class = type("Pipeline", (Pipeline,), {"settings": s})
     app.service(pipeline_class)
+    if s.worker_admin_port:
+        _serve_admin(app, pipeline_class)
 
     windows = app.topic(s.windows_topic, key_serializer="raw", value_serializer="raw")
     alerts = app.topic(s.alerts_topic, key_serializer="raw", value_serializer="raw")
@@ -172,6 +176,21 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                                          value=json.dumps({**alert, "refused_by": refused}).encode())
 
     return app
+
+
+def _serve_admin(app: faust.App, pipeline_class: type[Pipeline]) -> None:
+    """Serve the admin API and console on the worker's loop, sharing its ClickHouse client
+    (with embedded chDB, only this process may open the data directory)."""
+    from faust.contrib.asgi import serve_asgi
+
+    from analytics.admin import AdminSettings, create_admin_app
+
+    s = pipeline_class.settings
+    admin = AdminSettings()
+    pipeline_class.shared_clickhouse = Serialized(connect(s.clickhouse_url))
+    migrate(pipeline_class.shared_clickhouse, s.clickhouse_database)  # the API may be asked before the pipeline starts
+    serve_asgi(app, create_admin_app(admin, pipeline_class.shared_clickhouse), host=admin.admin_host,
+               port=s.worker_admin_port, log_level="warning")
 
 
 async def _ready(pipeline_class: type[Pipeline]) -> Pipeline:

@@ -106,6 +106,8 @@ class StreamSettings(BaseSettings):
     delivery_max_backoff_s: float = Field(60.0, gt=0, description="retry delay cap for a failing sink")
     rebalance_timeout_s: float = Field(10.0, gt=0, description="group session and rebalance timeout")
     worker_metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus metrics port of the worker (0: off)")
+    worker_admin_port: int = Field(0, ge=0, le=65535, description="serve the admin API and console from the worker "
+                                   "on this port (0: off); the way to have them with embedded chDB")
     worker_web_port: int = Field(0, ge=0, le=65535, description="Faust's web port (0: off)")
     data_dir: str = Field("var/stream", description="Faust's local state directory")
 

@@ -1,0 +1,152 @@
+"""The embedded default: the whole pipeline on one machine (``ratewarden up``).
+
+Starts, in order and each only if its ``RATEWARDEN_*`` variable does not point at an
+existing server: Valkey, the Tansu Kafka broker (with the topics), then a stream worker
+(which applies the ClickHouse migrations and, with embedded chDB, also serves the admin
+API and console, since only one process may open a chDB directory), the admin API as its
+own process when ClickHouse is a server, and the demo API behind the enforcer. Stops them
+in reverse order; every child also dies with this process.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .local import KafkaServer, ManagedProcess, RedisServer, StreamWorker, create_topics, free_port
+
+__all__ = ["Stack", "ApiServer", "AdminServer"]
+
+TOPICS = ("ratewarden.requests", "ratewarden.windows", "ratewarden.alerts", "ratewarden.requests.dlq",
+          "ratewarden.alerts.undeliverable")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+class ApiServer(ManagedProcess):
+    """The demo FastAPI app behind the enforcer, under uvicorn."""
+
+    name = "demo-api"
+    ready_timeout_s = 60.0
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "examples.demo_fastapi.app:app", "--host", self.host,
+                "--port", str(self.port), "--log-level", "warning", "--no-access-log"]
+
+    def is_ready(self) -> bool:
+        return _http_ok(f"{self.url}/healthz")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class AdminServer(ApiServer):
+    """``ratewarden admin``, when ClickHouse is a server (with chDB the worker serves it)."""
+
+    name = "admin-api"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "ratewarden.cli", "admin", "--host", self.host, "--port", str(self.port)]
+
+
+@dataclass
+class Stack:
+    """The pipeline's processes. ``start()`` reports progress through ``say``."""
+
+    data_dir: Path = Path("var")
+    partitions: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+    say: Callable[[str], None] = print
+    processes: list[ManagedProcess] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def _start(self, process: ManagedProcess, what: str) -> ManagedProcess:
+        self.say(f"starting {what} ...")
+        self.processes.append(process)
+        process.start()
+        return process
+
+    def start(self) -> Stack:
+        data = self.data_dir.resolve()
+        data.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.extra_env}
+        env.setdefault("RATEWARDEN_API_KEY_SECRET", secrets.token_urlsafe(24))
+        env.setdefault("RATEWARDEN_ADMIN_TOKEN", secrets.token_urlsafe(24))
+        env.setdefault("RATEWARDEN_CLICKHOUSE_URL", f"chdb://{data / 'clickhouse'}")
+        env.setdefault("RATEWARDEN_DATA_DIR", str(data / "stream"))
+        env.setdefault("RATEWARDEN_SPILL_DIR", str(data / "spill"))
+        env.setdefault("RATEWARDEN_TOPIC_PARTITIONS", str(self.partitions))
+        env.setdefault("RATEWARDEN_TRUSTED_PROXIES", "127.0.0.1/32")  # the demo's clients say who they are
+        self.env = env
+        try:
+            if "RATEWARDEN_REDIS_URL" not in env:
+                env["RATEWARDEN_REDIS_URL"] = self._start(RedisServer(), "Valkey").url
+            if "RATEWARDEN_KAFKA_BOOTSTRAP" not in env:
+                env["RATEWARDEN_KAFKA_BOOTSTRAP"] = self._start(KafkaServer(), "Kafka broker (Tansu)").url
+            create_topics(env["RATEWARDEN_KAFKA_BOOTSTRAP"], dict.fromkeys(TOPICS, int(env["RATEWARDEN_TOPIC_PARTITIONS"])))
+            embedded = env["RATEWARDEN_CLICKHOUSE_URL"].startswith("chdb://")
+            admin_port = free_port()
+            worker_env = {**env, "RATEWARDEN_WORKER_ADMIN_PORT": str(admin_port) if embedded else "0"}
+            (data / "logs").mkdir(exist_ok=True)
+            self._start(StreamWorker(workdir=data / "logs", env=worker_env),
+                        "stream worker (migrations" + (", admin API and console)" if embedded else ")"))
+            if embedded:
+                self.say("waiting for the admin API in the worker ...")
+                self._wait(lambda: _http_ok(f"http://127.0.0.1:{admin_port}/healthz"), "admin API")
+            else:
+                self._start(AdminServer(port=admin_port, workdir=data / "logs", env=env), "admin API")
+            api = self._start(ApiServer(workdir=data / "logs", env=env), "demo API behind the enforcer")
+        except BaseException:
+            self.stop()
+            raise
+        self.urls = {
+            "demo API": api.url, "admin API": f"http://127.0.0.1:{admin_port}/docs",
+            "console": f"http://127.0.0.1:{admin_port}/console", "redis": env["RATEWARDEN_REDIS_URL"],
+            "kafka": env["RATEWARDEN_KAFKA_BOOTSTRAP"], "clickhouse": env["RATEWARDEN_CLICKHOUSE_URL"],
+            "logs": str(data / "logs"),
+        }
+        return self
+
+    @property
+    def admin_url(self) -> str:
+        return self.urls["console"].removesuffix("/console")
+
+    @property
+    def admin_token(self) -> str:
+        return self.env["RATEWARDEN_ADMIN_TOKEN"]
+
+    def _wait(self, check: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            worker = self.processes[-1]
+            if not worker.running or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not come up; log:\n{worker.log_tail(40)}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Stop every process, newest first."""
+        while self.processes:
+            process = self.processes.pop()
+            self.say(f"stopping {process.name} ...")
+            process.stop(timeout_s=20)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
