@@ -243,13 +243,17 @@ def _print_stack(stack: object) -> None:
 
 @app.command()
 def demo(
-    duration: float = typer.Option(20.0, "--duration", "-d", help="seconds of traffic"),
+    duration: float = typer.Option(60.0, "--duration", "-d", help="seconds of traffic"),
     report: Path | None = typer.Option(None, "--report", help="write the results as JSON to this file"),
+    keep: bool = typer.Option(False, "--keep", help="leave the stack up afterwards (Ctrl-C stops it)"),
+    data_dir: Path = typer.Option(Path("var/demo"), help="the demo's data directory (emptied first)"),
 ) -> None:
-    """Serve the demo API behind the enforcer and drive labelled traffic through it."""
+    """Run the whole pipeline (as `ratewarden up`) and drive labelled traffic through it:
+    legitimate clients of every tier and each abuse pattern, with a live view, a
+    reconciliation of requests, events and ClickHouse, and detection scores."""
     from .demo import run_demo
 
-    run_demo(duration, report, console)
+    run_demo(duration, report, console, keep=keep, data_dir=data_dir)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,12 @@ class Alert:
         return f"{self.alert_type}:{self.client_id}"
 
 
+def at_least(threshold: float, scale: float, floor: float) -> float:
+    """A per-minute count threshold for a window ``scale`` minutes long, never below ``floor``
+    (a few events in a very short window prove nothing)."""
+    return max(floor, threshold * scale)
+
+
 @dataclass
 class RetryStormDetector:
     """Retry storm / limit abuse: denied most of the time and retrying before Retry-After."""
@@ -46,7 +52,7 @@ class RetryStormDetector:
     alert_type: str = "retry_storm"
 
     def check(self, w: ClientSummary) -> Alert | None:
-        if w.requests < self.min_requests * w.scale or w.denied_ratio < self.min_denied_ratio:
+        if w.requests < at_least(self.min_requests, w.scale, 5) or w.denied_ratio < self.min_denied_ratio:
             return None
         early = w.early_retries / w.requests
         if early < self.min_early_retry_ratio:
@@ -65,7 +71,7 @@ class CredentialStuffingDetector:
     alert_type: str = "credential_stuffing"
 
     def check(self, w: ClientSummary) -> Alert | None:
-        if w.auth_failures < self.min_failures * w.scale or w.auth_attempts == 0:
+        if w.auth_failures < at_least(self.min_failures, w.scale, 3) or w.auth_attempts == 0:
             return None
         ratio = w.auth_failures / w.auth_attempts
         if ratio < self.min_failure_ratio:
@@ -84,7 +90,7 @@ class EndpointStuffingDetector:
     alert_type: str = "credential_stuffing_distributed"
 
     def check(self, e: EndpointSummary) -> Alert | None:
-        if e.failures < self.min_failures * e.scale or e.distinct_ips < self.min_ips * e.scale:
+        if e.failures < at_least(self.min_failures, e.scale, 10) or e.distinct_ips < at_least(self.min_ips, e.scale, 5):
             return None
         return Alert(self.alert_type, "critical", f"route:{e.route}", e.window_start,
                      {"failures": e.failures, "distinct_ips": e.distinct_ips},
@@ -103,7 +109,7 @@ class ScrapingDetector:
     alert_type: str = "scraping"
 
     def check(self, w: ClientSummary) -> Alert | None:
-        if w.distinct_paths < self.min_distinct_paths * w.scale or w.distinct_paths < self.min_unique_ratio * w.requests:
+        if w.distinct_paths < at_least(self.min_distinct_paths, w.scale, 10) or w.distinct_paths < self.min_unique_ratio * w.requests:
             return None
         if w.not_found_ratio < self.min_not_found_ratio and w.sequential_ratio < self.min_sequential_ratio:
             return None
@@ -124,7 +130,8 @@ class KeySharingDetector:
     def check(self, w: ClientSummary) -> Alert | None:
         if not w.client_id.startswith("k:"):
             return None
-        if w.distinct_ips < self.min_ips * w.scale and w.distinct_networks < self.min_networks * w.scale:
+        if (w.distinct_ips < at_least(self.min_ips, w.scale, 5)
+                and w.distinct_networks < at_least(self.min_networks, w.scale, 3)):
             return None
         return Alert(self.alert_type, "warning", w.client_id, w.window_start,
                      {"distinct_ips": w.distinct_ips, "distinct_networks": w.distinct_networks},
@@ -140,7 +147,7 @@ class KeyCyclingDetector:
     alert_type: str = "key_cycling"
 
     def check(self, w: IpSummary) -> Alert | None:
-        if w.distinct_keys < max(2.0, self.min_keys * w.scale):
+        if w.distinct_keys < at_least(self.min_keys, w.scale, 3):
             return None
         return Alert(self.alert_type, "warning", f"ip:{w.ip}", w.window_start,
                      {"distinct_keys": w.distinct_keys, "requests": w.requests},
