@@ -30,6 +30,17 @@ _KEY_TTL_S, _UNKNOWN_KEY_TTL_S, _MAX_CACHED_KEYS = 60.0, 10.0, 100_000
 _FEED_ERRORS = (redis.RedisError, OSError, ValueError)
 
 
+def _readable(raw: dict[bytes, bytes], model: type[Override] | type[Tier], what: str) -> dict:
+    """Every entry of a Redis hash that parses as ``model``; the others are logged and skipped."""
+    parsed = {}
+    for name, value in raw.items():
+        try:
+            parsed[name.decode()] = model.model_validate_json(value)
+        except ValueError:
+            log.warning(f"{what}_unreadable", name=name.decode(errors="replace"))
+    return parsed
+
+
 class LiveCache:
     """Overrides and API key records of one enforcer, and how changes apply to them."""
 
@@ -70,19 +81,8 @@ class LiveCache:
 
     def load(self, version: bytes | None, raw: dict[bytes, bytes], raw_tiers: dict[bytes, bytes]) -> None:
         """Replace every override and run-time tier (from HGETALL) and forget cached keys."""
-        overrides = {}
-        for client_id, value in raw.items():
-            try:
-                overrides[client_id.decode()] = Override.model_validate_json(value)
-            except ValueError:
-                log.warning("override_unreadable", client_id=client_id.decode(errors="replace"))
-        self.overrides = overrides
-        tiers = {}
-        for name, value in raw_tiers.items():
-            try:
-                tiers[name.decode()] = Tier.model_validate_json(value)
-            except ValueError:
-                log.warning("tier_unreadable", tier=name.decode(errors="replace"))
+        self.overrides = _readable(raw, Override, "override")
+        tiers = _readable(raw_tiers, Tier, "tier")
         if tiers != self.tiers:
             self.tiers = tiers
             self.tiers_generation += 1
