@@ -8,8 +8,10 @@ ClickHouse is read through the query layer (``analytics.queries``).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
 import threading
+import time
 from pathlib import Path as PathlibPath
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -31,7 +33,7 @@ from enforcer.tiers import TierStore, with_live_tiers
 
 from . import queries
 
-__all__ = ["AdminSettings", "create_admin_app"]
+__all__ = ["AdminSettings", "create_admin_app", "expiring_token", "token_valid"]
 
 CONSOLE_PAGE = PathlibPath(__file__).parent / "console" / "index.html"
 
@@ -83,14 +85,35 @@ class CreatedKey(BaseModel):
 
 
 _BEARER = HTTPBearer(auto_error=False)
+_EXPIRING = "rwat"
+
+
+def expiring_token(admin_token: str, expires_at: float) -> str:
+    """A token valid until ``expires_at`` (unix time), derived from (and revoked with) the admin token:
+    ``rwat.<expiry>.<HMAC-SHA256 of the expiry keyed by the admin token>``."""
+    expiry = str(int(expires_at))
+    signature = hmac.new(admin_token.encode(), f"{_EXPIRING}.{expiry}".encode(), hashlib.sha256).hexdigest()
+    return f"{_EXPIRING}.{expiry}.{signature}"
+
+
+def token_valid(given: str, admin_token: str, now: float | None = None) -> bool:
+    """The admin token itself, or an unexpired token derived from it; compared in constant time."""
+    given_bytes = given.encode("utf-8", "surrogateescape")
+    if hmac.compare_digest(given_bytes, admin_token.encode()):
+        return True
+    parts = given.split(".")
+    if len(parts) != 3 or parts[0] != _EXPIRING or not parts[1].isdigit():
+        return False
+    expected = expiring_token(admin_token, int(parts[1]))
+    valid = hmac.compare_digest(given_bytes, expected.encode())
+    return valid and int(parts[1]) > (time.time() if now is None else now)
 
 
 def _bearer(token: SecretStr) -> Callable[..., None]:
-    expected = token.get_secret_value().encode()
+    admin_token = token.get_secret_value()
 
     def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
-        given = credentials.credentials.encode() if credentials else b""
-        if not hmac.compare_digest(given, expected):
+        if credentials is None or not token_valid(credentials.credentials, admin_token):
             raise HTTPException(401, "a valid admin bearer token is required", headers={"WWW-Authenticate": "Bearer"})
 
     return require_token

@@ -198,6 +198,30 @@ def dashboards_push(
                   f"dashboards: {', '.join(report.dashboards)}")
 
 
+@app.command("admin-token")
+def admin_token(
+    ttl: str = typer.Option("1h", help="how long the token is valid, e.g. 30m, 8h, 7d"),
+) -> None:
+    """Print an admin API token that expires after TTL, derived from RATEWARDEN_ADMIN_TOKEN
+    (changing the admin token revokes every token derived from it)."""
+    import os
+    import time
+
+    from analytics.admin import expiring_token
+    from enforcer.durations import parse_duration
+
+    master = os.environ.get("RATEWARDEN_ADMIN_TOKEN")
+    if not master:
+        errors.print("[red]set RATEWARDEN_ADMIN_TOKEN[/red]")
+        raise typer.Exit(2)
+    try:
+        seconds = parse_duration(ttl)
+    except ValueError as exc:
+        errors.print(f"[red]--ttl: {exc}[/red]")
+        raise typer.Exit(2) from None
+    print(expiring_token(master, time.time() + seconds))
+
+
 @app.command()
 def up(
     data_dir: Path = typer.Option(Path("var"), help="where ClickHouse data, Faust state, spills and logs go"),

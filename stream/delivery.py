@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ DELIVERY_HEADER = "X-Ratewarden-Delivery"
 _EMOJI = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 
 log = structlog.get_logger("ratewarden.delivery")
+# httpx logs every request's URL at INFO, and webhook URLs are secrets
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def slack_message(alert: dict[str, Any]) -> dict[str, Any]:

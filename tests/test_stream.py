@@ -177,3 +177,11 @@ def test_usage_alerts_and_penalties_in_clickhouse(run: Run, tmp_path: Path) -> N
     penalised = {a["client_id"] for a in run.alerts if a["penalty"]}
     assert {r[0] for r in penalties} == penalised and penalised
     assert all(r[1] in ("throttle", "block") for r in penalties)
+
+
+def test_no_secret_or_webhook_url_in_the_worker_log(run: Run) -> None:
+    log = (Path(run.env["RATEWARDEN_DATA_DIR"]).parent / "worker" / "stream-worker.log").read_text(errors="replace")
+    assert "alert delivery failed; retrying" in log and "sink=slack" in log  # the outage was logged, by sink name
+    for secret in (SECRET, run.slack.url, run.webhook.url, f":{run.slack.server.server_port}",
+                   f":{run.webhook.server.server_port}"):
+        assert secret not in log
