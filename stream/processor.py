@@ -78,6 +78,7 @@ class RequestProcessor:
         self._consumer: AIOKafkaConsumer | None = None
         self._delay_samples: list[int] = []  # production timestamps (ms) of 1 record in DELAY_SAMPLE
         self._reported = ProcessorStats()
+        self._clickhouse_down = False
         self._stopping = asyncio.Event()
 
     # -- partitions -------------------------------------------------------------------
@@ -147,10 +148,11 @@ class RequestProcessor:
         closed.sort(key=lambda w: (w.window_start, w.window_s))
         return closed
 
-    def _commit_offset(self, state: _PartitionState) -> int | None:
-        first_open = min((o for o in (a.first_open_offset() for a in state.accumulators) if o is not None),
-                         default=None)
-        return first_open if first_open is not None else state.next_offset
+    def _commit_offset(self, partition: int, state: _PartitionState) -> int | None:
+        """Where a restart must resume: the first event an open window or an unwritten row needs."""
+        needed = [a.first_open_offset() for a in state.accumulators] + [self.sink.first_unwritten(partition)]
+        first_needed = min((o for o in needed if o is not None), default=None)
+        return first_needed if first_needed is not None else state.next_offset
 
     # -- output -----------------------------------------------------------------------
 
@@ -158,7 +160,16 @@ class RequestProcessor:
         """Write usage, emit closed windows and dead letters, then commit what is safe to."""
         partitions = list(self._partitions) if partitions is None else partitions
         async with self._clickhouse_lock:
-            self.stats.rows_written += await asyncio.to_thread(self.sink.flush, partitions)
+            try:
+                self.stats.rows_written += await asyncio.to_thread(self.sink.flush, partitions)
+            except Exception as exc:  # noqa: BLE001 - ClickHouse away: keep the rows, retry next flush
+                if not self._clickhouse_down:
+                    log.warning("clickhouse_unavailable", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+                self._clickhouse_down = True
+            else:
+                if self._clickhouse_down:
+                    log.info("clickhouse_recovered")
+                self._clickhouse_down = False
         sends = []
         for key, value, reason, partition, offset in self._dead_letters:
             headers = [("reason", reason.encode()), ("source", f"{self.settings.kafka_topic}/{partition}@{offset}".encode())]
@@ -177,7 +188,7 @@ class RequestProcessor:
                 sends.append(await self.producer.send(self.settings.windows_topic, encode_summary(summary),
                                                       key=key.encode()))
                 self.stats.windows_emitted += 1
-            offset = self._commit_offset(state)
+            offset = self._commit_offset(partition, state)
             if offset is not None:
                 commits[TopicPartition(self.settings.kafka_topic, partition)] = offset
         if sends:

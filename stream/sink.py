@@ -95,6 +95,17 @@ class _PartitionUsage:
 
 
 @dataclass
+class _Block:
+    """One partition's rows of one flush: written whole, or kept to retry as they are."""
+
+    rows: list[list[object]]
+    markers: list[list[object]]
+    token: str
+    first: int
+    last: int
+
+
+@dataclass
 class UsageSink:
     """Usage of many partitions of one topic, flushed to ClickHouse as one block per flush."""
 
@@ -103,6 +114,7 @@ class UsageSink:
     database: str = "ratewarden"
     dedup_window_s: float = 180.0
     partitions: dict[int, _PartitionUsage] = field(default_factory=dict)
+    _unwritten: dict[int, _Block] = field(default_factory=dict)
 
     def assign(self, partitions: list[int]) -> None:
         """Start tracking ``partitions``, resuming after what ClickHouse already holds."""
@@ -112,8 +124,11 @@ class UsageSink:
                                                          written.get(partition, -1))
 
     def revoke(self, partitions: list[int]) -> None:
+        """Stop tracking ``partitions``; what was not written is dropped (their next owner
+        replays it from the committed offset, which never passed it)."""
         for partition in partitions:
             self.partitions.pop(partition, None)
+            self._unwritten.pop(partition, None)
 
     def written_through(self, partition: int) -> int:
         return self.partitions[partition].written_through
@@ -135,34 +150,57 @@ class UsageSink:
             usage.first_pending = offset if usage.first_pending is None else usage.first_pending
             usage.last_pending = offset
 
+    def first_unwritten(self, partition: int) -> int | None:
+        """The earliest offset folded in but not yet in ClickHouse (commits must stay at or before it)."""
+        block = self._unwritten.get(partition)
+        if block is not None:
+            return block.first
+        usage = self.partitions.get(partition)
+        return usage.first_pending if usage else None
+
     def flush(self, partitions: list[int] | None = None) -> int:
-        """Write what ``partitions`` (default all) hold in one insert; returns the rows written."""
-        rows: list[list[object]] = []
-        markers: list[list[object]] = []
-        token_parts = []
-        done = []
+        """Write what ``partitions`` (default all) hold, one insert per partition; returns the rows written.
+
+        A block whose insert fails is kept and retried, alone and with the same deduplication
+        token, before anything newer of its partition: whether or not the failed attempt
+        landed, it counts once. The error is raised after every partition was tried.
+        """
+        written, error = 0, None
         for partition in sorted(partitions if partitions is not None else self.partitions):
             usage = self.partitions.get(partition)
-            if usage is None or usage.last_pending is None:
+            if usage is None:
                 continue
-            source = f"{self.topic}/{partition}"
-            drained = usage.aggregator.drain()
-            if drained:
-                rows += [[*row, source, usage.last_pending] for row in drained]
-            else:  # only duplicates or dead letters: record the offsets as handled all the same
-                markers.append([source, usage.last_pending])
-            token_parts.append(f"{partition}:{usage.first_pending}-{usage.last_pending}")
-            done.append(usage)
-        token = f"{self.topic}|{','.join(token_parts)}"
-        if rows:
-            write_usage(self.client, rows, token=token, db=self.database)
-        if markers:
-            self.client.insert(f"{self.database}.sink_offsets", markers, column_names=["source", "source_offset"],
-                               settings=dedup_insert_settings(token))
-        for usage in done:
-            usage.written_through = usage.last_pending
-            usage.first_pending = usage.last_pending = None
-        return len(rows)
+            block = self._unwritten.pop(partition, None) or self._take_block(partition, usage)
+            if block is None:
+                continue
+            try:
+                self._write(block)
+            except Exception as exc:  # noqa: BLE001 - any failure: keep the block, try the others
+                self._unwritten[partition] = block
+                error = exc
+                continue
+            usage.written_through = max(usage.written_through, block.last)
+            written += len(block.rows)
+        if error is not None:
+            raise error
+        return written
+
+    def _take_block(self, partition: int, usage: _PartitionUsage) -> _Block | None:
+        if usage.last_pending is None:
+            return None
+        source = f"{self.topic}/{partition}"
+        rows = [[*row, source, usage.last_pending] for row in usage.aggregator.drain()]
+        block = _Block(rows, [] if rows else [[source, usage.last_pending]],  # no rows: record the offsets alone
+                       f"{source}|{usage.first_pending}-{usage.last_pending}", usage.first_pending, usage.last_pending)
+        usage.first_pending = usage.last_pending = None
+        return block
+
+    def _write(self, block: _Block) -> None:
+        if block.rows:
+            write_usage(self.client, block.rows, token=block.token, db=self.database)
+        if block.markers:
+            self.client.insert(f"{self.database}.sink_offsets", block.markers, column_names=["source", "source_offset"],
+                               settings=dedup_insert_settings(block.token))
 
 
 def written_offsets(client: Client, topic: str, db: str = "ratewarden") -> dict[int, int]:

@@ -96,3 +96,57 @@ def test_sink_totals_are_exact_with_duplicates_redelivery_and_a_restarted_worker
     for e in simulated:
         expected[e.client_id] = expected.get(e.client_id, 0) + 1
     assert per_client == expected
+
+
+class Flaky:
+    """The real chDB client behind a switch: inserts fail (before or after they land) while ``down``."""
+
+    def __init__(self, client: object) -> None:
+        self.client, self.down, self.land_anyway = client, False, False
+
+    def insert(self, *args: object, **kwargs: object) -> object:
+        if self.down:
+            if self.land_anyway:  # the insert lands but the answer is lost (a timeout)
+                self.client.insert(*args, **kwargs)
+            raise ConnectionError("ClickHouse is away")
+        return self.client.insert(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.client, name)
+
+
+def test_the_sink_keeps_and_retries_blocks_while_clickhouse_is_away(clickhouse) -> None:
+    import msgspec
+    import pytest
+
+    from stream.simulate import events, scenario
+    from stream.sink import UsageSink
+
+    migrate(clickhouse, db="rw_flaky")
+    simulated = list(events(scenario(legit=20, per_abuse=1), 2, 1_900_000_020_000_000))
+    flaky = Flaky(clickhouse)
+    sink = UsageSink(flaky, "requests", database="rw_flaky")
+    sink.assign([0, 1])
+    chunks = [simulated[i:i + 700] for i in range(0, len(simulated), 700)]
+    offset = 0
+    for n, chunk in enumerate(chunks):
+        for event in chunk:
+            sink.add(offset % 2, offset, event)
+            offset += 1
+        flaky.down, flaky.land_anyway = n % 3 != 0, n % 2 == 0  # away two flushes in three, sometimes landing
+        try:
+            sink.flush()
+        except ConnectionError:
+            assert sink.first_unwritten(0) is not None or sink.first_unwritten(1) is not None
+    flaky.down = False
+    sink.flush()
+    sink.flush()
+    assert sink.first_unwritten(0) is None and sink.first_unwritten(1) is None
+    total = clickhouse.query("SELECT sum(requests) FROM rw_flaky.usage_minute").result_rows[0][0]
+    assert total == len(simulated)
+    assert clickhouse.query("SELECT sum(requests) FROM rw_flaky.usage_day").result_rows[0][0] == len(simulated)
+    flaky.down = True
+    sink.add(0, offset, msgspec.structs.replace(simulated[0], event_id="one-more"))
+    with pytest.raises(ConnectionError):  # the caller hears of the outage; the row waits
+        sink.flush()
+    assert sink.first_unwritten(0) == offset
