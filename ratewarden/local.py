@@ -166,6 +166,15 @@ class ManagedProcess(ABC):
             self._proc = None
             _running.discard(self)
 
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its state and its port but answers nothing (a network partition)."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def restart(self) -> None:
         """Start again on the same port, after :meth:`kill` or a crash."""
         self._proc = None

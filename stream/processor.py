@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
 
 from enforcer.events import RequestEvent, decode_event
@@ -151,6 +152,7 @@ class RequestProcessor:
     def _commit_offset(self, partition: int, state: _PartitionState) -> int | None:
         """Where a restart must resume: the first event an open window or an unwritten row needs."""
         needed = [a.first_open_offset() for a in state.accumulators] + [self.sink.first_unwritten(partition)]
+        needed += [offset for _, _, _, p, offset in self._dead_letters if p == partition]
         first_needed = min((o for o in needed if o is not None), default=None)
         return first_needed if first_needed is not None else state.next_offset
 
@@ -170,33 +172,41 @@ class RequestProcessor:
                 if self._clickhouse_down:
                     log.info("clickhouse_recovered")
                 self._clickhouse_down = False
-        sends = []
-        for key, value, reason, partition, offset in self._dead_letters:
-            headers = [("reason", reason.encode()), ("source", f"{self.settings.kafka_topic}/{partition}@{offset}".encode())]
-            sends.append(await self.producer.send(self.settings.dead_letter_topic, value or b"", key=key,
-                                                  headers=headers))
-        self.stats.dead_letters += len(self._dead_letters)
-        self._dead_letters.clear()
+        await self._send_dead_letters()
         commits = {}
+        summaries: list[tuple[bytes, bytes]] = []
         for partition in partitions:
             state = self._partitions[partition]
             for window in self._close_windows(state, close_all):
                 summary = window.summary()
-                if not self.screen.wanted(summary):
-                    continue
-                key = summary_key(summary)
-                sends.append(await self.producer.send(self.settings.windows_topic, encode_summary(summary),
-                                                      key=key.encode()))
-                self.stats.windows_emitted += 1
+                if self.screen.wanted(summary):
+                    summaries.append((summary_key(summary).encode(), encode_summary(summary)))
             offset = self._commit_offset(partition, state)
             if offset is not None:
                 commits[TopicPartition(self.settings.kafka_topic, partition)] = offset
-        if sends:
-            await asyncio.gather(*sends)
-        if commits and self._consumer is not None:
-            await self._consumer.commit(commits)
+        try:
+            await asyncio.gather(*[await self.producer.send(self.settings.windows_topic, value, key=key)
+                                   for key, value in summaries])
+            self.stats.windows_emitted += len(summaries)
+            if commits and self._consumer is not None:
+                await self._consumer.commit(commits)
+        except KafkaError as exc:  # Kafka away or the group rebalancing: the next flush commits again
+            log.warning("kafka_write_failed", error=type(exc).__name__, window_summaries_lost=len(summaries))
         self.stats.flushes += 1
         self._report()
+
+    async def _send_dead_letters(self) -> None:
+        """Send the records that were not events; those Kafka refuses now wait for the next flush."""
+        unsent = []
+        for record in self._dead_letters:
+            key, value, reason, partition, offset = record
+            headers = [("reason", reason.encode()), ("source", f"{self.settings.kafka_topic}/{partition}@{offset}".encode())]
+            try:
+                await (await self.producer.send(self.settings.dead_letter_topic, value or b"", key=key, headers=headers))
+                self.stats.dead_letters += 1
+            except KafkaError:
+                unsent.append(record)
+        self._dead_letters = unsent
 
     def _report(self) -> None:
         """Move what happened since the last flush into the Prometheus metrics."""

@@ -33,6 +33,7 @@ class Receiver:
     after the first request, then 200, and records everything."""
 
     fail_s: float
+    hang_s: float = 0.0  # while failing, answer only after this long (past the sender's timeout)
     requests: list[dict[str, Any]] = field(default_factory=list)
     first_at: float | None = None
 
@@ -45,6 +46,8 @@ class Receiver:
                 now = time.monotonic()
                 receiver.first_at = receiver.first_at or now
                 status = 500 if now - receiver.first_at < receiver.fail_s else 200
+                if status == 500 and receiver.hang_s:
+                    time.sleep(receiver.hang_s)
                 receiver.requests.append({"headers": dict(self.headers), "body": body, "status": status})
                 self.send_response(status)
                 self.end_headers()
@@ -77,10 +80,10 @@ class Run:
 @pytest.fixture(scope="module")
 def run(kafka_bootstrap_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     workdir = tmp_path_factory.mktemp("stream")
-    slack, webhook = Receiver(fail_s=6.0), Receiver(fail_s=6.0)
+    slack, webhook = Receiver(fail_s=6.0), Receiver(fail_s=6.0, hang_s=1.5)  # the webhook times out
     env = worker_env(kafka_bootstrap_url, redis_url, workdir, RATEWARDEN_SLACK_WEBHOOK_URL=slack.url,
                      RATEWARDEN_WEBHOOK_URLS=webhook.url, RATEWARDEN_WEBHOOK_SECRET=SECRET,
-                     RATEWARDEN_DELIVERY_MAX_BACKOFF_S="2")
+                     RATEWARDEN_DELIVERY_MAX_BACKOFF_S="2", RATEWARDEN_DELIVERY_TIMEOUT_S="1")
     clients = scenario(legit=200, per_abuse=3)
     start_us = int(time.time() // 60 * 60 - 6 * 60) * 1_000_000
     sent = asyncio.run(publish(kafka_bootstrap_url, env["RATEWARDEN_KAFKA_TOPIC"], events(clients, 5, start_us)))
@@ -143,6 +146,7 @@ def test_a_sustained_attack_is_one_alert_per_client_and_type(run: Run) -> None:
 
 
 def test_alerts_reach_slack_and_the_webhook_once_each_after_an_outage(run: Run) -> None:
+    """Slack answers 500 for a while; the webhook times out (answers after the sender gave up)."""
     for receiver in (run.slack, run.webhook):
         assert any(r["status"] == 500 for r in receiver.requests)  # the outage happened
         accepted = [r["headers"][DELIVERY_HEADER] for r in receiver.accepted()]
@@ -182,6 +186,7 @@ def test_usage_alerts_and_penalties_in_clickhouse(run: Run, tmp_path: Path) -> N
 def test_no_secret_or_webhook_url_in_the_worker_log(run: Run) -> None:
     log = (Path(run.env["RATEWARDEN_DATA_DIR"]).parent / "worker" / "stream-worker.log").read_text(errors="replace")
     assert "alert delivery failed; retrying" in log and "sink=slack" in log  # the outage was logged, by sink name
+    assert "error=ReadTimeout" in log and "sink=webhook[0]" in log
     for secret in (SECRET, run.slack.url, run.webhook.url, f":{run.slack.server.server_port}",
                    f":{run.webhook.server.server_port}"):
         assert secret not in log

@@ -1,0 +1,138 @@
+"""The running pipeline for fault tests: Valkey, Tansu, a stream worker serving the admin API,
+and the demo API behind the enforcer, each a handle a test can kill and restart; plus a
+steady load and the reconciliation every fault test ends with."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ratewarden.local import KafkaServer, RedisServer, StreamWorker, create_topics, free_port
+from ratewarden.stack import ApiServer
+
+from ..helpers import read_topic
+
+PARTITIONS = 4
+
+
+@dataclass
+class Pipeline:
+    redis: RedisServer
+    kafka: KafkaServer
+    worker: StreamWorker
+    api: ApiServer
+    env: dict[str, str]
+    admin_url: str
+    workdir: Path
+
+    def new_worker(self) -> StreamWorker:
+        self.worker = StreamWorker(workdir=self.workdir / "logs", env=self.env).start()
+        return self.worker
+
+    def usage_total(self) -> int:
+        response = httpx.get(f"{self.admin_url}/api/v1/usage", params={"start": "2000-01-01T00:00:00"},
+                             headers={"authorization": f"Bearer {self.env['RATEWARDEN_ADMIN_TOKEN']}"}, timeout=10)
+        response.raise_for_status()
+        return sum(row["requests"] for row in response.json())
+
+    def events_in_kafka(self) -> int:
+        records = read_topic(self.env["RATEWARDEN_KAFKA_BOOTSTRAP"], "ratewarden.requests", idle_s=2, timeout_s=120)
+        return len({r.value for r in records})
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    admin_port = free_port()
+    redis = RedisServer().start()
+    (tmp_path / "kafka").mkdir()
+    kafka = KafkaServer(workdir=tmp_path / "kafka").start()
+    create_topics(kafka.url, {name: PARTITIONS for name in ("ratewarden.requests", "ratewarden.windows",
+                                                            "ratewarden.alerts", "ratewarden.requests.dlq",
+                                                            "ratewarden.alerts.undeliverable")})
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "RATEWARDEN_REDIS_URL": redis.url, "RATEWARDEN_KAFKA_BOOTSTRAP": kafka.url,
+        "RATEWARDEN_CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}", "RATEWARDEN_DATA_DIR": str(tmp_path / "faust"),
+        "RATEWARDEN_SPILL_DIR": str(tmp_path / "spill"), "RATEWARDEN_TOPIC_PARTITIONS": str(PARTITIONS),
+        "RATEWARDEN_API_KEY_SECRET": secrets.token_urlsafe(24), "RATEWARDEN_ADMIN_TOKEN": secrets.token_urlsafe(24),
+        "RATEWARDEN_WORKER_ADMIN_PORT": str(admin_port), "RATEWARDEN_CONSUMER_GROUP": f"faults-{uuid.uuid4().hex[:6]}",
+        "RATEWARDEN_REDIS_BUDGET_MS": "200",
+    }
+    env["PATH"] = os.path.dirname(sys.executable) + ":" + env["PATH"]
+    (tmp_path / "logs").mkdir()
+    worker = StreamWorker(workdir=tmp_path / "logs", env=env).start()
+    api = ApiServer(workdir=tmp_path / "logs", env=env).start()
+    pipe = Pipeline(redis, kafka, worker, api, env, f"http://127.0.0.1:{admin_port}", tmp_path)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            pipe.usage_total()
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, worker.log_tail(40)
+            time.sleep(0.5)
+    yield pipe
+    for process in (pipe.api, pipe.worker, kafka, redis):
+        process.stop(timeout_s=20)
+
+
+@dataclass
+class Load:
+    """Steady requests (``rate_per_s``) from one client, recording every status and latency."""
+
+    base_url: str
+    rate_per_s: float = 40.0
+    headers: dict[str, str] = field(default_factory=dict)
+    statuses: Counter = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Load:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+        return self
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=10, headers=self.headers) as http:
+            next_at = time.monotonic()
+            i = 0
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    response = await http.get(f"/v1/items/{i % 50 + 1}")
+                    self.statuses[response.status_code] += 1
+                except httpx.HTTPError as exc:
+                    self.statuses[type(exc).__name__] += 1
+                self.latencies.append(time.monotonic() - started)
+                i += 1
+                next_at += 1 / self.rate_per_s
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    def stop(self) -> int:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(30)
+        return sum(self.statuses.values())
+
+
+def reconcile(pipe: Pipeline, sent: int, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Wait until requests sent = events in Kafka = requests counted in ClickHouse."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        in_kafka, in_clickhouse = pipe.events_in_kafka(), pipe.usage_total()
+        if sent == in_kafka == in_clickhouse or time.monotonic() > deadline:
+            return {"sent": sent, "kafka": in_kafka, "clickhouse": in_clickhouse}
+        time.sleep(2)
