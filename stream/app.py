@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import faust
@@ -63,6 +64,8 @@ class Pipeline(Service):
         self.producer: AIOKafkaProducer | None = None
         self.processor: RequestProcessor | None = None
         self.penalties = PenaltyBox(self.settings, redis.Redis.from_url(self.settings.redis_url))
+        self._unwritten_alerts: list[AlertRecord] = []
+        self._unwritten_penalties: list[Penalty] = []
         self.deliverer = AlertDeliverer(self.settings)
 
     async def on_start(self) -> None:
@@ -103,16 +106,40 @@ class Pipeline(Service):
         penalties = []
         for record, deliver in found:
             if deliver:
-                penalty = await asyncio.to_thread(self.penalties.apply, record.alert, record.tier, time.time())
+                try:
+                    penalty = await asyncio.to_thread(self.penalties.apply, record.alert, record.tier, time.time())
+                except redis.RedisError as exc:  # the alert still goes out; the penalty is reported missing
+                    log.warning("penalty_failed", client_id=record.alert.client_id, error=type(exc).__name__)
+                    penalty = None
                 metrics.ALERTS.labels(record.alert.alert_type).inc()
                 if penalty is not None:
                     metrics.PENALTIES.labels(penalty.action).inc()
                     penalties.append(penalty)
                 to_publish.append((record, penalty))
-        async with self.clickhouse_lock:
-            await asyncio.to_thread(write_alerts, self.clickhouse, [r for r, _ in found], self.settings.clickhouse_database)
-            await asyncio.to_thread(write_penalties, self.clickhouse, penalties, self.settings.clickhouse_database)
+        self._unwritten_alerts += [replace(r) for r, _ in found]
+        self._unwritten_penalties += penalties
+        await self.write_alerts()
         return to_publish
+
+    @Service.timer(5.0)
+    async def _retry_alert_writes(self) -> None:
+        await self.write_alerts()
+
+    async def write_alerts(self) -> None:
+        """Write the alert versions and penalties not yet in ClickHouse; kept for the next try if it is away."""
+        if not (self._unwritten_alerts or self._unwritten_penalties) or self.clickhouse is None:
+            return
+        db = self.settings.clickhouse_database
+        try:
+            async with self.clickhouse_lock:
+                if self._unwritten_alerts:
+                    await asyncio.to_thread(write_alerts, self.clickhouse, self._unwritten_alerts, db)
+                    self._unwritten_alerts = []
+                if self._unwritten_penalties:
+                    await asyncio.to_thread(write_penalties, self.clickhouse, self._unwritten_penalties, db)
+                    self._unwritten_penalties = []
+        except Exception as exc:  # noqa: BLE001 - ClickHouse away: the timer tries again
+            log.warning("alert_write_failed", error=type(exc).__name__, waiting=len(self._unwritten_alerts))
 
 
 def _broker(bootstrap: str) -> list[str]:

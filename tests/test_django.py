@@ -34,7 +34,7 @@ def test_policy_throttle_allows_then_denies_with_headers() -> None:
     assert ok["RateLimit"].startswith('"per-ip";r=59;t=') and ok["X-RateLimit-Remaining"] == "59"
     assert "Retry-After" not in ok
     assert denied.status_code == 429
-    assert 1 <= int(denied["Retry-After"]) <= 60
+    assert 1 <= int(denied["Retry-After"]) <= 61  # a sliding window counter may need period + period/limit
     assert denied["RateLimit"].startswith('"per-ip";r=0;t=') and denied["X-RateLimit-Remaining"] == "0"
 
 

@@ -46,7 +46,7 @@ def test_anonymous_callers_get_60_per_minute_then_problem_json(redis_sync: redis
     assert statuses == [200] * 60
     assert denied.status_code == 429
     assert denied.headers["content-type"] == "application/problem+json"
-    assert 1 <= int(denied.headers["retry-after"]) <= 60
+    assert 1 <= int(denied.headers["retry-after"]) <= 61  # a sliding window counter may need period + period/limit
     assert denied.headers["ratelimit"].startswith('"per-ip";r=0;t=')
     body = denied.json()
     assert body["type"] == "urn:ratewarden:problem:rate-limited"
