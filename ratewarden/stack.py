@@ -22,6 +22,7 @@ from .local import KafkaServer, ManagedProcess, RedisServer, StreamWorker, creat
 
 __all__ = ["Stack", "ApiServer", "AdminServer"]
 
+DEMO_POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
 TOPICS = ("ratewarden.requests", "ratewarden.windows", "ratewarden.alerts", "ratewarden.requests.dlq",
           "ratewarden.alerts.undeliverable")
 
@@ -90,6 +91,7 @@ class Stack:
         env.setdefault("RATEWARDEN_SPILL_DIR", str(data / "spill"))
         env.setdefault("RATEWARDEN_TOPIC_PARTITIONS", str(self.partitions))
         env.setdefault("RATEWARDEN_TRUSTED_PROXIES", "127.0.0.1/32")  # the demo's clients say who they are
+        env.setdefault("RATEWARDEN_POLICY_FILE", str(DEMO_POLICY))  # the demo API's, and the console shows its tiers
         self.env = env
         try:
             if "RATEWARDEN_REDIS_URL" not in env:
