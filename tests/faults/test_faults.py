@@ -3,9 +3,13 @@ sent, events in Kafka and requests counted in ClickHouse. Run alone: ``pytest te
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
 from enforcer import ApiKeyStore
@@ -77,3 +81,34 @@ def test_kafka_away_for_30_seconds(pipeline: Pipeline) -> None:
     assert slow < 1.0, slow
     totals = reconcile(pipeline, sent, timeout_s=180)
     assert totals["sent"] == totals["kafka"] == totals["clickhouse"], totals
+
+
+def _immutable(paths: list[Path], on: bool) -> None:
+    """chattr +i / -i: not even root may create files there (a full or failed disk, as ClickHouse sees it)."""
+    result = subprocess.run(["chattr", "+i" if on else "-i", *map(str, paths)], capture_output=True, text=True)
+    if result.returncode:
+        message = f"cannot make ClickHouse's data unwritable (chattr needs root on ext4/xfs): {result.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def test_clickhouse_unwritable_for_30_seconds(pipeline: Pipeline) -> None:
+    load = _trusted_load(pipeline).start()
+    time.sleep(4)
+    tables = [p for p in (pipeline.workdir / "clickhouse" / "store").glob("*/*") if p.is_dir()]
+    assert tables
+    _immutable(tables, True)
+    try:
+        time.sleep(30)
+        behind = pipeline.usage_total()  # reads still work; nothing new lands
+    finally:
+        _immutable(tables, False)
+    time.sleep(5)
+    sent = load.stop()
+    assert set(load.statuses) <= {200}, load.statuses  # requests never noticed
+    totals = reconcile(pipeline, sent)
+    assert totals["sent"] == totals["kafka"] == totals["clickhouse"], totals
+    assert behind < sent - 1000  # the outage was real: 30 s of traffic waited
+    log = (pipeline.workdir / "logs" / "stream-worker.log").read_text(errors="replace")
+    assert "clickhouse_unavailable" in log and "clickhouse_recovered" in log
