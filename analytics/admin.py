@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import threading
 import time
 from pathlib import Path as PathlibPath
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from enforcer.policy import Policy, Tier
 from enforcer.tiers import TierStore, with_live_tiers
 
 from . import queries
+from .client import Serialized
 
 __all__ = ["AdminSettings", "create_admin_app", "expiring_token", "token_valid"]
 
@@ -153,14 +153,14 @@ def create_admin_app(settings: AdminSettings, clickhouse: Client, client: redis.
         raise ValueError("set RATEWARDEN_ADMIN_TOKEN (at least 16 characters)")
     client = client or redis.Redis.from_url(settings.redis_url)
     db = settings.clickhouse_database
-    lock = threading.Lock()  # one query at a time on the shared ClickHouse client
+    if not isinstance(clickhouse, Serialized):  # requests run in threads: one query at a time
+        clickhouse = Serialized(clickhouse)
     file_policy = load_policy(settings.policy_file) if settings.policy_file else None
     overrides, tiers = OverrideStore(client), TierStore(client)
     keys = ApiKeyStore(client, settings.api_key_secret.get_secret_value().encode()) if settings.api_key_secret else None
 
     def query(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return function(clickhouse, *args, db=db, **kwargs)
+        return function(clickhouse, *args, db=db, **kwargs)
 
     app = FastAPI(title="ratewarden admin API", version="1", description=__doc__)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(_bearer(settings.admin_token))])

@@ -59,7 +59,6 @@ class Pipeline(Service):
         super().__init__(**kwargs)
         type(self).current = self
         self.ready = asyncio.Event()
-        self.clickhouse_lock = asyncio.Lock()
         self.clickhouse = None
         self.producer: AIOKafkaProducer | None = None
         self.processor: RequestProcessor | None = None
@@ -82,7 +81,7 @@ class Pipeline(Service):
         await self.producer.start()
         if s.worker_metrics_port:
             start_http_server(s.worker_metrics_port, addr="127.0.0.1")
-        self.processor = RequestProcessor(s, self.clickhouse, self.producer, self.clickhouse_lock)
+        self.processor = RequestProcessor(s, self.clickhouse, self.producer)
         self.add_future(self.processor.run())
         self.ready.set()
 
@@ -131,13 +130,12 @@ class Pipeline(Service):
             return
         db = self.settings.clickhouse_database
         try:
-            async with self.clickhouse_lock:
-                if self._unwritten_alerts:
-                    await asyncio.to_thread(write_alerts, self.clickhouse, self._unwritten_alerts, db)
-                    self._unwritten_alerts = []
-                if self._unwritten_penalties:
-                    await asyncio.to_thread(write_penalties, self.clickhouse, self._unwritten_penalties, db)
-                    self._unwritten_penalties = []
+            if self._unwritten_alerts:
+                await asyncio.to_thread(write_alerts, self.clickhouse, self._unwritten_alerts, db)
+                self._unwritten_alerts = []
+            if self._unwritten_penalties:
+                await asyncio.to_thread(write_penalties, self.clickhouse, self._unwritten_penalties, db)
+                self._unwritten_penalties = []
         except Exception as exc:  # noqa: BLE001 - ClickHouse away: the timer tries again
             log.warning("alert_write_failed", error=type(exc).__name__, waiting=len(self._unwritten_alerts))
 

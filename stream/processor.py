@@ -66,14 +66,12 @@ class _PartitionState:
 class RequestProcessor:
     """Consumes request events for its share of partitions until stopped."""
 
-    def __init__(self, settings: StreamSettings, clickhouse: Client, producer: AIOKafkaProducer,
-                 clickhouse_lock: asyncio.Lock | None = None) -> None:
+    def __init__(self, settings: StreamSettings, clickhouse: Client, producer: AIOKafkaProducer) -> None:
         self.settings = settings
         self.producer = producer
         self.sink = UsageSink(clickhouse, settings.kafka_topic, settings.clickhouse_database, settings.dedup_window_s)
         self.stats = ProcessorStats()
         self.screen = Screen(settings)
-        self._clickhouse_lock = clickhouse_lock or asyncio.Lock()
         self._partitions: dict[int, _PartitionState] = {}
         self._dead_letters: list[tuple[bytes | None, bytes | None, str, int, int]] = []
         self._consumer: AIOKafkaConsumer | None = None
@@ -91,8 +89,7 @@ class RequestProcessor:
                                 WindowAccumulator(s.short_window_s, routes, hop_s=s.short_hop_s)])
 
     async def assigned(self, partitions: list[int]) -> None:
-        async with self._clickhouse_lock:
-            await asyncio.to_thread(self.sink.assign, partitions)
+        await asyncio.to_thread(self.sink.assign, partitions)
         for partition in partitions:
             self._partitions[partition] = self._new_state()
         log.info("partitions assigned", partitions=partitions,
@@ -161,17 +158,16 @@ class RequestProcessor:
     async def flush(self, partitions: list[int] | None = None, close_all: bool = False) -> None:
         """Write usage, emit closed windows and dead letters, then commit what is safe to."""
         partitions = list(self._partitions) if partitions is None else partitions
-        async with self._clickhouse_lock:
-            try:
-                self.stats.rows_written += await asyncio.to_thread(self.sink.flush, partitions)
-            except Exception as exc:  # noqa: BLE001 - ClickHouse away: keep the rows, retry next flush
-                if not self._clickhouse_down:
-                    log.warning("clickhouse_unavailable", error=f"{type(exc).__name__}: {str(exc)[:200]}")
-                self._clickhouse_down = True
-            else:
-                if self._clickhouse_down:
-                    log.info("clickhouse_recovered")
-                self._clickhouse_down = False
+        try:
+            self.stats.rows_written += await asyncio.to_thread(self.sink.flush, partitions)
+        except Exception as exc:  # noqa: BLE001 - ClickHouse away: keep the rows, retry next flush
+            if not self._clickhouse_down:
+                log.warning("clickhouse_unavailable", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            self._clickhouse_down = True
+        else:
+            if self._clickhouse_down:
+                log.info("clickhouse_recovered")
+            self._clickhouse_down = False
         await self._send_dead_letters()
         commits = {}
         summaries: list[tuple[bytes, bytes]] = []
