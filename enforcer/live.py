@@ -106,27 +106,20 @@ class LiveCache:
         self._version = version
         return moved and not heard
 
-    def set_override(self, client_id: str, raw: bytes | None) -> None:
-        if raw is None:
-            self.overrides.pop(client_id, None)
-        else:
-            self.overrides[client_id] = Override.model_validate_json(raw)
-        self.generation += 1
-
-    def set_tier(self, name: str, raw: bytes | None) -> None:
-        if raw is None:
-            self.tiers.pop(name, None)
-        else:
-            self.tiers[name] = Tier.model_validate_json(raw)
-        self.tiers_generation += 1
-        self.generation += 1
-
     def apply_fetched(self, kind: str, subject: str, raw: bytes | None) -> None:
-        """Apply an override or tier read from Redis after a feed message."""
-        (self.set_tier if kind == "tier" else self.set_override)(subject, raw)
+        """Apply an override or a tier (``kind``) read from Redis after a feed message; None removes it."""
+        entries, model = (self.tiers, Tier) if kind == "tier" else (self.overrides, Override)
+        if raw is None:
+            entries.pop(subject, None)
+        else:
+            entries[subject] = model.model_validate_json(raw)
+        if kind == "tier":
+            self.tiers_generation += 1
+        self.generation += 1
 
     @staticmethod
     def hash_of(kind: str) -> str:
+        """The Redis hash an override or a tier (``kind``) is read from."""
         return TIERS_HASH if kind == "tier" else OVERRIDES_HASH
 
     def forget_key(self, digest: str) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import replace
 from typing import Any
 
 import faust
@@ -115,7 +114,7 @@ class Pipeline(Service):
                     metrics.PENALTIES.labels(penalty.action).inc()
                     penalties.append(penalty)
                 to_publish.append((record, penalty))
-        self._unwritten_alerts += [replace(r) for r, _ in found]
+        self._unwritten_alerts += [record for record, _ in found]
         self._unwritten_penalties += penalties
         await self.write_alerts()
         return to_publish
