@@ -232,15 +232,10 @@ def up(
     with its console, and the demo API behind the enforcer. Set RATEWARDEN_REDIS_URL,
     RATEWARDEN_KAFKA_BOOTSTRAP or RATEWARDEN_CLICKHOUSE_URL to use existing servers.
     """
-    import signal
-    import threading
-
-    from .stack import Stack
+    from .stack import Stack, stop_requested
 
     stack = Stack(data_dir=data_dir, say=lambda text: console.print(f"[dim]{text}[/dim]"))
-    stopped = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopped.set())
+    stopped = stop_requested()
     try:
         stack.start()
         _print_stack(stack)

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from enforcer import ApiKeyStore
 
-from .stack import Stack
+from .stack import Stack, stop_requested
 
 __all__ = ["run_demo", "DEMO_SETTINGS"]
 
@@ -270,20 +270,10 @@ def run_demo(duration_s: float, report: Path | None, console: Console, keep: boo
             console.print(f"report written to {report}")
         if keep:
             console.print("[green]--keep[/green]: the stack stays up; Ctrl-C stops it")
-            _wait_for_interrupt()
+            stop_requested().wait()
         return result
     finally:
         stack.stop()
-
-
-def _wait_for_interrupt() -> None:
-    import signal
-    import threading
-
-    stopped = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopped.set())
-    stopped.wait()
 
 
 def _summary(result: dict[str, Any], console: Console) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
+import threading
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,11 +22,19 @@ from pathlib import Path
 
 from .local import KafkaServer, ManagedProcess, RedisServer, StreamWorker, create_topics, free_port
 
-__all__ = ["Stack", "ApiServer", "AdminServer"]
+__all__ = ["Stack", "ApiServer", "AdminServer", "stop_requested"]
 
 DEMO_POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
 TOPICS = ("ratewarden.requests", "ratewarden.windows", "ratewarden.alerts", "ratewarden.requests.dlq",
           "ratewarden.alerts.undeliverable")
+
+
+def stop_requested() -> threading.Event:
+    """An event set by SIGINT (Ctrl-C) or SIGTERM, for commands that keep the stack up."""
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    return stopped
 
 
 def _http_ok(url: str) -> bool:
