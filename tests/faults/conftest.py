@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from ratewarden.local import KafkaServer, RedisServer, StreamWorker, create_topics, free_port
-from ratewarden.stack import ApiServer
+from ratewarden.stack import TOPICS, ApiServer
 
 from ..helpers import read_topic
 
@@ -59,9 +59,7 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     redis = RedisServer().start()
     (tmp_path / "kafka").mkdir()
     kafka = KafkaServer(workdir=tmp_path / "kafka").start()
-    create_topics(kafka.url, {name: PARTITIONS for name in ("ratewarden.requests", "ratewarden.windows",
-                                                            "ratewarden.alerts", "ratewarden.requests.dlq",
-                                                            "ratewarden.alerts.undeliverable")})
+    create_topics(kafka.url, dict.fromkeys(TOPICS, PARTITIONS))
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin", "RATEWARDEN_REDIS_URL": redis.url, "RATEWARDEN_KAFKA_BOOTSTRAP": kafka.url,
         "RATEWARDEN_CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}", "RATEWARDEN_DATA_DIR": str(tmp_path / "faust"),
