@@ -2,8 +2,8 @@
 
 Events are folded per Kafka partition into ``usage_minute`` rows (client, tier, route,
 method, status class, decision). Every row carries its provenance: the partition it came
-from (``source``) and the last offset the write covers (``source_offset``). One flush is
-one insert, one block, so it lands whole or not at all; on start a worker reads the
+from (``source``) and the last offset the write covers (``source_offset``). Each
+partition's flush is one insert, one block, so it lands whole or not at all; on start a worker reads the
 highest offset written per partition and skips every event at or below it. A worker
 killed at any moment therefore neither loses nor double-counts, whatever its committed
 Kafka offsets say. The insert also carries a deterministic deduplication token, so a
@@ -22,6 +22,8 @@ from clickhouse_connect.driver.client import Client
 
 from analytics.migrations import dedup_insert_settings
 from enforcer.events import RequestEvent
+
+from .windows import status_class
 
 __all__ = ["MinuteAggregator", "UsageRow", "UsageSink", "USAGE_COLUMNS", "write_usage", "written_offsets"]
 
@@ -59,7 +61,7 @@ class MinuteAggregator:
         if event.event_id in seen:
             return False
         seen.add(event.event_id)
-        key = (minute, event.client_id, event.tier, event.route, event.method, f"{event.status // 100}xx",
+        key = (minute, event.client_id, event.tier, event.route, event.method, status_class(event.status),
                "allowed" if event.allowed else "denied")
         row = self.rows.get(key)
         if row is None:

@@ -19,11 +19,16 @@ from enforcer.events import RequestEvent
 
 __all__ = ["ClientWindow", "EndpointWindow", "IpWindow", "Window", "ClientSummary", "EndpointSummary", "IpSummary",
            "Summary", "WindowAccumulator",
-           "network_of", "encode_summary", "decode_summary", "summary_key"]
+           "network_of", "status_class", "encode_summary", "decode_summary", "summary_key"]
 
 _TRAILING_ID = re.compile(r"/(\d{1,12})/?$")
 _MAX_TRACKED = 5_000  # distinct values kept per set: enough for every threshold, bounded memory
 _STATUS_CLASS = {code: f"{code // 100}xx" for code in range(100, 600)}
+
+
+def status_class(status: int) -> str:
+    """``"2xx"`` for 200..299 and so on (a table lookup: this runs for every event)."""
+    return _STATUS_CLASS.get(status) or f"{status // 100}xx"
 
 
 @lru_cache(maxsize=65_536)
@@ -239,7 +244,7 @@ class WindowAccumulator:
             self._retry_at[client_id] = event.decided_at_us + int(event.retry_after_s * 1_000_000)
         # what the event says, worked out once for every window it lands in
         status = event.status
-        status_class = _STATUS_CLASS.get(status) or f"{status // 100}xx"
+        klass = status_class(status)
         match = _TRAILING_ID.search(event.path)
         item = int(match.group(1)) if match else None
         auth = event.route in self.auth_routes and event.allowed
@@ -261,7 +266,7 @@ class WindowAccumulator:
                 w.denied += 1
             if early:
                 w.early_retries += 1
-            w.status_classes[status_class] = w.status_classes.get(status_class, 0) + 1
+            w.status_classes[klass] = w.status_classes.get(klass, 0) + 1
             w.latency_sum_ms += event.latency_ms
             if status == 404:
                 w.not_found += 1
