@@ -132,16 +132,12 @@ def _checked(field: str, value: dt.date) -> None:
         raise _invalid(field, f"must be between {_FIRST} and {_LAST}")
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
 def _window(start: dt.datetime | None, end: dt.datetime | None, default: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
     for field, value in (("start", start), ("end", end)):
         if value is not None:
             _checked(field, value)
-    end = _utc(end) if end else dt.datetime.now(dt.timezone.utc)
-    start = _utc(start) if start else max(end - default, dt.datetime(1970, 1, 2, tzinfo=dt.timezone.utc))
+    end = queries.as_utc(end) if end else dt.datetime.now(dt.timezone.utc)
+    start = queries.as_utc(start) if start else max(end - default, dt.datetime.combine(_FIRST, dt.time(), dt.timezone.utc))
     if start >= end:
         raise _invalid("start", "start must be before end")
     return start, end

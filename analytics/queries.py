@@ -16,7 +16,7 @@ from typing import Any, Literal
 from clickhouse_connect.driver.client import Client
 
 __all__ = ["usage_over_time", "top_clients", "endpoint_usage", "quota_consumption", "alert_history",
-           "penalty_history", "usage_csv", "tier_rates", "month_start"]
+           "penalty_history", "usage_csv", "tier_rates", "month_start", "as_utc"]
 
 Step = Literal["minute", "hour", "day"]
 _SOURCES = {  # step -> (table, time column)
@@ -29,10 +29,10 @@ _SOURCES = {  # step -> (table, time column)
 def _rows(client: Client, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
     # aggregates are named after the columns they sum: let column names win over those aliases
     result = client.query(sql, parameters=parameters, settings={"prefer_column_name_to_alias": 1})
-    return [{name: _utc(value) for name, value in zip(result.column_names, row)} for row in result.result_rows]
+    return [{name: as_utc(value) for name, value in zip(result.column_names, row)} for row in result.result_rows]
 
 
-def _utc(value: Any) -> Any:
+def as_utc(value: Any) -> Any:
     """Datetimes as aware UTC, whatever the server's or the client's time zone."""
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.timezone.utc) if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
