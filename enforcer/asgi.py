@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
-
+from starlette.requests import Request
 from starlette.routing import Match, Mount
 
 from .decision import Decision
 from .engine import Enforcer
 from .events import make_event
 from .headers import rate_limit_headers
-from .identity import bearer_token
-from .publisher import EventPublisher
-from .plan import UNMATCHED_ROUTE, RouteLimits
+from .identity import Identity, bearer_token, bounded
+from .plan import UNMATCHED_ROUTE, KeyFunction, RouteLimits
 from .policy import Rule
 from .problem import problem_body, problem_status
+from .publisher import EventPublisher
 
 __all__ = ["RatewardenMiddleware", "limit", "RouteResolver"]
 
@@ -34,19 +35,27 @@ _MAX_CACHED_PATHS = 10_000
 _PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
 
 
-def limit(*rules: Rule | dict[str, Any], cost: int | None = None, exempt: bool = False) -> Callable:
+def limit(*rules: Rule | dict[str, Any], cost: int | None = None, exempt: bool = False,
+          key: KeyFunction | None = None) -> Callable:
     """Attach rules, a cost or an exemption to one route's endpoint function::
 
+        async def username(request: Request) -> str | None:
+            return (await request.json()).get("username")
+
         @app.post("/v1/login")
-        @limit({"name": "login", "limit": 5, "period": "15m", "scope": ["ip"]})
+        @limit({"name": "login-ip", "limit": 5, "period": "15m", "scope": ["ip"], "count_statuses": [401]},
+               {"name": "login-user", "limit": 5, "period": "15m", "scope": ["custom"], "count_statuses": [401]},
+               key=username)
         async def login(...): ...
 
-    The middleware evaluates them in the same script call as the policy's rules.
+    The middleware evaluates them in the same script call as the policy's rules. ``key``
+    (sync or async) receives the request, body readable, before the handler does; what it
+    returns is the ``custom`` scope of the rules (None: the client).
     """
     parsed = tuple(r if isinstance(r, Rule) else Rule.model_validate(r) for r in rules)
 
     def decorate(endpoint: Callable) -> Callable:
-        setattr(endpoint, _LIMITS_ATTR, RouteLimits(parsed, cost, exempt))
+        setattr(endpoint, _LIMITS_ATTR, RouteLimits(parsed, cost, exempt, key=key))
         return endpoint
 
     return decorate
@@ -89,6 +98,32 @@ def _match(routes: Any, scope: Scope, prefix: str) -> tuple[str, RouteLimits | N
     return partial
 
 
+async def _apply_key_function(key: KeyFunction, identity: Identity, scope: Scope, receive: Receive) -> Receive:
+    """Set ``identity.custom`` from the route's key function; returns a ``receive`` that
+    replays the request body the function may have read, for the app to read again."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    value = key(Request(scope, _replaying(messages, receive)))
+    if inspect.isawaitable(value):
+        value = await value
+    identity.custom = bounded(str(value)) if value else None
+    return _replaying(messages, receive)
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` that returns ``messages`` first, then reads on."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
 class RatewardenMiddleware:
     """Decides every HTTP request before the app sees it; adds rate-limit headers;
     answers 429 (or 503 for a fail-closed outage) with a problem+json body.
@@ -113,7 +148,7 @@ class RatewardenMiddleware:
             log.info("events_off", reason="no Kafka bootstrap configured (RATEWARDEN_KAFKA_BOOTSTRAP)")
         self.publisher = publisher
         self._service, self._instance = settings.service_name, settings.instance_id
-        self._draft, self._legacy = settings.draft_headers, settings.legacy_headers
+        self._draft, self._legacy, self._shadow = settings.draft_headers, settings.legacy_headers, settings.shadow_headers
         header = settings.api_key_header.lower()
         self._bearer = header == "authorization"
         self._key_header = header.encode("latin-1")
@@ -174,14 +209,16 @@ class RatewardenMiddleware:
         ip, api_key, user_agent = self._caller(scope)
         user = self.user_resolver(scope) if self.user_resolver else None
         identity = await enforcer.identify(ip=ip, api_key=api_key, user=user)
+        if route_limits is not None and route_limits.key is not None:
+            receive = await _apply_key_function(route_limits.key, identity, scope, receive)
         decision = await enforcer.decide(identity, route, route_limits)
         scope.setdefault("state", {})["ratewarden"] = decision
         if not decision.allowed:
             await self._deny(decision, send)
             self._publish(decision, scope, user_agent, problem_status(decision), started)
             return
-        extra = rate_limit_headers(decision, draft=self._draft, legacy=self._legacy)
-        if not extra and not decision.leases and self.publisher is None:
+        extra = rate_limit_headers(decision, draft=self._draft, legacy=self._legacy, shadow=self._shadow)
+        if not extra and not decision.leases and decision.settle is None and self.publisher is None:
             await self.app(scope, receive, send)
             return
         status = 500  # if the app fails before answering
@@ -196,7 +233,7 @@ class RatewardenMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            enforcer.release(decision)
+            enforcer.finish(decision, status)
             self._publish(decision, scope, user_agent, status, started)
 
     def _publish(self, decision: Decision, scope: Scope, user_agent: str | None, status: int, started: float) -> None:
@@ -210,6 +247,6 @@ class RatewardenMiddleware:
     async def _deny(self, decision: Decision, send: Send) -> None:
         body = problem_body(decision)
         headers = [*_PROBLEM_HEADERS, (b"content-length", str(len(body)).encode()),
-                   *rate_limit_headers(decision, draft=self._draft, legacy=self._legacy)]
+                   *rate_limit_headers(decision, draft=self._draft, legacy=self._legacy, shadow=self._shadow)]
         await send({"type": "http.response.start", "status": problem_status(decision), "headers": headers})
         await send({"type": "http.response.body", "body": body})

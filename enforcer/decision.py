@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from .identity import Identity
+    from .plan import Plan
 
-__all__ = ["Decision", "DenialKind"]
+__all__ = ["Decision", "DenialKind", "Settlement"]
 
-DenialKind = Literal["rate", "quota", "concurrency", "blocked", "unavailable"]
+DenialKind = Literal["rate", "quota", "concurrency", "capacity", "blocked", "unavailable"]
 
 
 @dataclass(slots=True)
@@ -19,7 +20,9 @@ class Decision:
 
     ``rule``/``limit``/``remaining``/``reset_s`` describe the deciding rule when
     denied and the rule closest to exhaustion when allowed (what the RateLimit
-    header reports). ``degraded`` means Redis was not consulted.
+    header reports). ``degraded`` means Redis was not consulted. ``shadow_denied``
+    names the shadow rule that would have denied the request (it was admitted).
+    ``quota`` is the tightest quota when allowed: (name, remaining, seconds to its reset).
     """
 
     allowed: bool
@@ -40,3 +43,18 @@ class Decision:
     leases: tuple[tuple[str, str], ...] = ()
     exempt: bool = False  # the route is exempt: nothing was decided (no headers, no event)
     identity: Identity | None = None  # the caller it was made for (set by the enforcer)
+    status: int = 429  # the denial's HTTP status: 429, or 503 (limiter unavailable, load shed)
+    shadow_denied: str | None = None
+    shadow_retry_after_s: float = 0.0
+    quota: tuple[str, int, float] | None = None
+    settle: Settlement | None = None  # response-aware rules to count or refund when the response ends
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What settling a decision after its response needs: its plan, keys, request id and time."""
+
+    plan: Plan
+    keys: list[str]
+    rid: str
+    decided_at_us: int

@@ -7,9 +7,11 @@ and ``SyncEnforcer`` on threads (WSGI), with the same script and the same answer
 from __future__ import annotations
 
 import itertools
+import queue
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import redis
@@ -18,7 +20,7 @@ import structlog
 
 from . import metrics
 from .apikeys import ApiKeyRecord
-from .decision import Decision
+from .decision import Decision, Settlement
 from .fallback import FallbackLimiter
 from .identity import ClientIPResolver, Identity, bounded
 from .live import LiveCache, LiveState, SyncLiveState
@@ -53,7 +55,8 @@ class _ScriptCall(NamedTuple):
 class EnforcerCore:
     """Plans, local denials, fallback and decisions from script replies: no I/O.
 
-    Set ``clock_offset_s`` only in tests, to move the scripts' clock forward.
+    Set ``clock_offset_s`` only in tests, to move the scripts' clock forward. With
+    ``time_source="app"`` the scripts read ``clock()`` (unix seconds; tests may replace it).
     """
 
     live: LiveCache
@@ -74,6 +77,7 @@ class EnforcerCore:
         self._rid_prefix = secrets.token_hex(4) + ":"
         self._rids = itertools.count()
         self._offset_arg = b"0"
+        self.clock: Callable[[], float] = time.time
         self.started = False
 
     @classmethod
@@ -134,9 +138,26 @@ class EnforcerCore:
             return prepared
         plan, keys, sent_at = prepared
         rid = self._rid_prefix + str(next(self._rids))
-        now_arg = str(int(time.time() * 1_000_000)) if self.settings.time_source == "app" else ""
-        args = (now_arg, self._offset_arg, plan.cost, rid, *plan.script_args)
+        args = (b"d", self._now_arg(), self._offset_arg, plan.cost, rid, b"", *plan.script_args)
         return _ScriptCall(identity, plan, keys, args, rid, sent_at)
+
+    def _now_arg(self) -> str:
+        return str(int(self.clock() * 1_000_000)) if self.settings.time_source == "app" else ""
+
+    def _settle_call(self, decision: Decision, status: int) -> tuple[list[str], tuple[object, ...]] | None:
+        """The script call that counts or refunds ``decision``'s response-aware rules, if any match."""
+        settle = decision.settle
+        if settle is None:
+            return None
+        matched = settle.plan.settlement(status)
+        if not matched:
+            return None
+        plan = settle.plan
+        args: list[object] = [b"s", self._now_arg(), self._offset_arg, plan.cost, settle.rid,
+                              settle.decided_at_us, len(matched)]
+        for i in matched:
+            args += plan.script_args[1 + 5 * i: 6 + 5 * i]
+        return [settle.keys[i] for i in matched], tuple(args)
 
     def _end(self, call: _ScriptCall, reply: list[int] | None, error: BaseException | None = None) -> Decision:
         """The decision from the script's ``reply``, or made without Redis if the call raised ``error``."""
@@ -185,23 +206,34 @@ class EnforcerCore:
 
     def _from_reply(self, reply: list[int], plan: Plan, keys: list[str], identity: Identity, rid: str,
                     sent_at: float) -> Decision:
-        allowed, decider, now_us, retry_us, head, remaining, reset_us = reply
+        (allowed, decider, now_us, retry_us, head, remaining, reset_us,
+         shadow, shadow_retry_us, quota, quota_remaining, quota_reset_us) = reply
         if allowed:
             metrics.ALLOWED.inc()
-            rule = plan.rules[head - 1]
-            leases = tuple((keys[i], rid) for i in plan.lease_indices)
-            return Decision(True, identity.tier, plan.route, identity.client_id, plan.cost, rule.name, None,
-                            rule.limit, remaining, reset_us / 1e6, 0.0, plan.policy_header, now_us, leases=leases)
-        metrics.DENIED.inc()
-        rule = plan.rules[decider - 1]
-        retry_s = retry_us / 1e6
-        if self.settings.local_deny_cache and rule.kind != "concurrency" and retry_s >= _MIN_LOCAL_DENY_S:
-            if len(self._denied) >= _MAX_LOCAL_DENIALS:
-                self._denied.clear()
-            # Redis decided at or after sent_at, so it admits nothing of this cost before sent_at + retry
-            self._denied[keys[decider - 1]] = (sent_at + retry_s, plan.cost)
-        return Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, rule.name, rule.kind,
-                        rule.limit, 0, retry_s, retry_s, plan.policy_header, now_us)
+            rule = plan.rules[head - 1] if head else None
+            decision = Decision(
+                True, identity.tier, plan.route, identity.client_id, plan.cost, rule.name if rule else None, None,
+                rule.limit if rule else 0, remaining, reset_us / 1e6, 0.0, plan.policy_header, now_us,
+                leases=tuple((keys[i], rid) for i in plan.lease_indices),
+                quota=(plan.rules[quota - 1].name, quota_remaining, quota_reset_us / 1e6) if quota else None,
+                settle=Settlement(plan, keys, rid, now_us) if plan.response_aware else None)
+        else:
+            metrics.DENIED.inc()
+            rule = plan.rules[decider - 1]
+            retry_s = retry_us / 1e6
+            if self.settings.local_deny_cache and rule.kind != "concurrency" and retry_s >= _MIN_LOCAL_DENY_S:
+                if len(self._denied) >= _MAX_LOCAL_DENIALS:
+                    self._denied.clear()
+                # Redis decided at or after sent_at, so it admits nothing of this cost before sent_at + retry
+                self._denied[keys[decider - 1]] = (sent_at + retry_s, plan.cost)
+            decision = Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, rule.name, rule.kind,
+                                rule.limit, 0, retry_s, retry_s, plan.policy_header, now_us,
+                                status=rule.denial_status)
+        if shadow:
+            metrics.SHADOW_DENIED.inc()
+            decision.shadow_denied = plan.rules[shadow - 1].name
+            decision.shadow_retry_after_s = shadow_retry_us / 1e6
+        return decision
 
     def _denied_locally(self, plan: Plan, keys: list[str], identity: Identity, now: float) -> Decision | None:
         for i, key in enumerate(keys):
@@ -217,7 +249,7 @@ class EnforcerCore:
                 wait = until - now
                 return Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, rule.name,
                                 rule.kind, rule.limit, 0, wait, wait, plan.policy_header,
-                                int(time.time() * 1e6), local=True)
+                                int(time.time() * 1e6), local=True, status=rule.denial_status)
         return None
 
     def _blocked(self, identity: Identity, route: str, override: Override) -> Decision:
@@ -232,7 +264,7 @@ class EnforcerCore:
         if plan.fail_mode == "closed":
             wait = self.settings.redis_retry_after_s
             return Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, None, "unavailable",
-                            0, 0, wait, wait, plan.policy_header, now_us, degraded=True)
+                            0, 0, wait, wait, plan.policy_header, now_us, degraded=True, status=503)
         allowed, index, wait = self.fallback.decide(plan, keys)
         rule = plan.rules[index] if index >= 0 else None
         if allowed:
@@ -241,7 +273,8 @@ class EnforcerCore:
                             policy_header=plan.policy_header, now_us=now_us, degraded=True, leases=leases)
         assert rule is not None
         return Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, rule.name, rule.kind,
-                        rule.limit, 0, wait, wait, plan.policy_header, now_us, degraded=True)
+                        rule.limit, 0, wait, wait, plan.policy_header, now_us, degraded=True,
+                        status=rule.denial_status)
 
     def _redis_failed(self, exc: BaseException) -> None:
         metrics.REDIS_FAILURES.inc()
@@ -310,9 +343,14 @@ class Enforcer(EnforcerCore):
             return self._end(call, None, exc)
         return self._end(call, reply)
 
-    def release(self, decision: Decision) -> None:
-        """Free the concurrency slots ``decision`` holds (call when the response has ended)."""
-        self._release(decision, self.runner.command)
+    def finish(self, decision: Decision, status: int) -> None:
+        """The response to ``decision`` ended with ``status``: free its concurrency slots and
+        count or refund its response-aware rules. Queued on the pipelined connection, not awaited."""
+        if decision.leases:
+            self._release(decision, self.runner.command)
+        call = self._settle_call(decision, status) if decision.settle is not None else None
+        if call is not None:
+            self.runner.fire(self._script, *call)
 
 
 class SyncEnforcer(EnforcerCore):
@@ -332,6 +370,8 @@ class SyncEnforcer(EnforcerCore):
         feed_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.live = SyncLiveState(feed_client, self._secret)
         self._lock = threading.Lock()
+        self._settlements: queue.SimpleQueue[tuple[list[str], tuple[object, ...]] | None] = queue.SimpleQueue()
+        self._settler: threading.Thread | None = None
 
     def start(self) -> None:
         with self._lock:
@@ -344,6 +384,9 @@ class SyncEnforcer(EnforcerCore):
                 self._redis_failed(exc)
 
     def close(self) -> None:
+        if self._settler is not None:
+            self._settlements.put(None)  # settle what is queued, then stop
+            self._settler.join(timeout=2)
         self.live.close()
         self.client.close()
         self.started = False
@@ -369,5 +412,24 @@ class SyncEnforcer(EnforcerCore):
             return self._end(call, None, exc)
         return self._end(call, reply)
 
-    def release(self, decision: Decision) -> None:
-        self._release(decision, self.runner.command)
+    def finish(self, decision: Decision, status: int) -> None:
+        """The response to ``decision`` ended with ``status``: free its concurrency slots, and
+        count or refund its response-aware rules from a background thread (off the request path)."""
+        if decision.leases:
+            self._release(decision, self.runner.command)
+        call = self._settle_call(decision, status) if decision.settle is not None else None
+        if call is not None:
+            self._settlements.put(call)
+            if self._settler is None or not self._settler.is_alive():
+                with self._lock:
+                    if self._settler is None or not self._settler.is_alive():
+                        self._settler = threading.Thread(target=self._settle_forever, name="ratewarden-settle",
+                                                         daemon=True)
+                        self._settler.start()
+
+    def _settle_forever(self) -> None:
+        while (call := self._settlements.get()) is not None:
+            try:
+                self.runner.call(self._script, *call)
+            except _REDIS_ERRORS as exc:  # a lost settlement errs by one request; never fail a response
+                log.warning("settle_failed", error=type(exc).__name__)

@@ -2,14 +2,15 @@
 
 Every rule becomes an in-memory token bucket holding ``share`` of its limit;
 concurrency rules count this process's in-flight requests. Quotas are not
-counted while degraded (a calendar quota barely moves during an outage).
+counted while degraded (a calendar quota barely moves during an outage), nor
+are shadow rules (they never deny) and rules that count only some responses.
 """
 
 from __future__ import annotations
 
 import time
 
-from .plan import Plan
+from .plan import DEFERRED, SHADOW, Plan
 
 __all__ = ["FallbackLimiter"]
 
@@ -31,7 +32,7 @@ class FallbackLimiter:
             self._buckets.clear()
         checks = []
         for i, (rule, key) in enumerate(zip(plan.rules, keys)):
-            if rule.kind == "quota":
+            if rule.kind == "quota" or rule.flags & (SHADOW | DEFERRED):
                 continue
             if rule.kind == "concurrency":
                 if self._in_flight.get(key, 0) + 1 > max(1, int(rule.limit * self.share)):

@@ -35,6 +35,7 @@ class Identity:
     key_id: str | None = None
     user: str | None = None
     owner: str | None = None
+    custom: str | None = None  # the route's key function's value (the ``custom`` scope)
 
 
 def bearer_token(value: str) -> str | None:

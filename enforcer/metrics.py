@@ -11,4 +11,5 @@ ALLOWED = DECISIONS.labels("allowed")
 DENIED = DECISIONS.labels("denied")
 DENIED_LOCALLY = DECISIONS.labels("denied_locally")
 DEGRADED = DECISIONS.labels("degraded")
+SHADOW_DENIED = DECISIONS.labels("shadow_denied")  # admitted, but a shadow rule would have denied
 REDIS_FAILURES = Counter("ratewarden_redis_failures", "Decisions Redis failed to answer in budget")

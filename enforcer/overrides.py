@@ -24,6 +24,8 @@ class Override(BaseModel):
     tier: str | None = Field(None, description="use this tier instead of the client's own")
     rules: list[Rule] | None = Field(None, description="replace the tier's rules")
     quotas: Quotas | None = Field(None, description="replace the tier's quotas")
+    billing_anchor_day: int | None = Field(
+        None, ge=1, le=31, description="this client's monthly quota resets on this day (clamped to month length)")
     block: bool = Field(False, description="deny every request")
     allow: bool = Field(False, description="never limit (allow-list)")
     reason: str = Field("", max_length=500)
@@ -41,13 +43,13 @@ class Override(BaseModel):
 
     def custom_tier(self, base: Tier) -> Tier | None:
         """The tier this override makes of ``base``, or None if it changes no limits."""
-        if self.rules is None and self.quotas is None:
+        if self.rules is None and self.quotas is None and self.billing_anchor_day is None:
             return None
-        return Tier(
-            rules=self.rules if self.rules is not None else base.rules,
-            quotas=self.quotas if self.quotas is not None else base.quotas,
-            fail_mode=base.fail_mode,
-        )
+        quotas = self.quotas if self.quotas is not None else base.quotas
+        if self.billing_anchor_day is not None:
+            quotas = quotas.model_copy(update={"billing_anchor_day": self.billing_anchor_day})
+        return base.model_copy(update={"rules": self.rules if self.rules is not None else base.rules,
+                                       "quotas": quotas})
 
 
 class OverrideStore:

@@ -3,12 +3,14 @@ a request on that route needs, computed once and reused for every request."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .identity import Identity
-from .policy import Algorithm, Endpoint, Policy, Quotas, Rule, Scope, Tier
+from .policy import Algorithm, Capacity, Endpoint, Policy, Quotas, Rule, Scope, StatusSet, Tier, status_in
 
-__all__ = ["CompiledRule", "Plan", "RouteLimits", "compile_plan", "UNMATCHED_ROUTE"]
+__all__ = ["CompiledRule", "Plan", "RouteLimits", "compile_plan", "UNMATCHED_ROUTE", "KeyFunction"]
 
 UNMATCHED_ROUTE = "* (unmatched)"
 
@@ -22,18 +24,26 @@ ALGORITHM_CODES = {
 }
 QUOTA_DAILY, QUOTA_MONTHLY = 7, 8
 _KEY_SUFFIX = {1: "fw", 2: "swc", 3: "swl", 4: "tb", 5: "gcra", 6: "conc", 7: "qd", 8: "qm"}
+SHADOW, DEFERRED, QUIET, REFUND = 1, 2, 4, 8  # rule flags of the script (see decide.lua)
 _MONTH_S = 31 * 86400
 _MAX_CACHED_CALLERS = 20_000
 
 
+KeyFunction = Callable[[Any], "str | None | Awaitable[str | None]"]
+
+
 @dataclass(frozen=True, slots=True)
 class RouteLimits:
-    """Limits an application attaches to one route (see ``enforcer.asgi.limit``)."""
+    """Limits an application attaches to one route (see ``enforcer.asgi.limit``).
+
+    ``key`` computes the ``custom`` scope of a request (e.g. the username of a login).
+    """
 
     rules: tuple[Rule, ...] = ()
     cost: int | None = None
     exempt: bool = False
     standalone: bool = False  # only these rules: not the tier's rules, endpoint rules or quotas
+    key: KeyFunction | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +56,18 @@ class CompiledRule:
     period_s: float
     capacity: int
     scope: tuple[Scope, ...]
-    kind: str  # "rate", "quota" or "concurrency"
-    policy_member: str
+    kind: str  # "rate", "quota", "concurrency" or "capacity"
+    policy_member: str  # "" for rules not reported in RateLimit-Policy (shadow, capacity)
+    flags: int = 0
+    count_statuses: StatusSet | None = None
+    refund_statuses: StatusSet | None = None
+    shared_key: str | None = None  # one counter for every caller (capacity)
+    denial_status: int = 429
 
     def key(self, identity: Identity, route: str) -> str:
         """The Redis key of this rule's counter for a caller; tagged by its first dimension."""
+        if self.shared_key is not None:
+            return self.shared_key
         values = [_dimension(dim, identity, route) for dim in self.scope]
         rest = "".join(":" + value for value in values[1:])
         return f"rw:{{{values[0]}}}:{self.name}:{_KEY_SUFFIX[self.code]}{rest}"
@@ -66,6 +83,8 @@ def _dimension(dim: Scope, identity: Identity, route: str) -> str:
         return f"u:{identity.user}" if identity.user else identity.client_id
     if dim is Scope.ip:
         return f"ip:{identity.ip}"
+    if dim is Scope.custom:
+        return f"c:{identity.custom}" if identity.custom else identity.client_id
     return f"e:{route}"
 
 
@@ -82,10 +101,22 @@ class Plan:
     script_args: tuple[bytes, ...] = field(repr=False)
     policy_header: str = ""
     lease_indices: tuple[int, ...] = ()
-    _keys: dict[tuple[str, str, str | None], list[str]] = field(default_factory=dict, repr=False, compare=False)
+    response_aware: tuple[int, ...] = ()  # rules counted or refunded by the response's status
+    _keys: dict[tuple[str, str, str | None, str | None], list[str]] = field(
+        default_factory=dict, repr=False, compare=False)
+
+    def settlement(self, status: int) -> list[int]:
+        """The response-aware rules a response with ``status`` counts toward or refunds."""
+        found = []
+        for i in self.response_aware:
+            rule = self.rules[i]
+            statuses = rule.count_statuses or rule.refund_statuses
+            if statuses is not None and status_in(status, statuses):
+                found.append(i)
+        return found
 
     def keys(self, identity: Identity) -> list[str]:
-        caller = (identity.client_id, identity.ip, identity.user)
+        caller = (identity.client_id, identity.ip, identity.user, identity.custom)
         keys = self._keys.get(caller)
         if keys is None:
             if len(self._keys) >= _MAX_CACHED_CALLERS:
@@ -99,33 +130,64 @@ def _policy_member(name: str, quota: int, window_s: float, unit: str | None = No
     return member + (f';qu="{unit}"' if unit else "")
 
 
-def _compile_rule(rule: Rule) -> CompiledRule:
-    code = ALGORITHM_CODES[rule.algorithm]
+def _flags(shadow: bool, counting: Rule | Quotas) -> int:
+    flags = SHADOW if shadow else 0
+    if counting.count_statuses is not None:
+        flags |= DEFERRED
+    if counting.refund_statuses is not None:
+        flags |= REFUND
+    return flags
+
+
+def _compile_rule(rule: Rule, shadow: bool) -> CompiledRule:
     concurrency = rule.algorithm is Algorithm.concurrency
+    shadow = shadow or rule.shadow
+    member = _policy_member(rule.name, rule.limit, rule.period, "concurrent-requests" if concurrency else None)
     return CompiledRule(
         name=rule.name,
-        code=code,
+        code=ALGORITHM_CODES[rule.algorithm],
         limit=rule.limit,
         period_s=rule.period,
         capacity=rule.burst or 0,
         scope=tuple(rule.scope),
         kind="concurrency" if concurrency else "rate",
-        policy_member=_policy_member(rule.name, rule.limit, rule.period, "concurrent-requests" if concurrency else None),
+        policy_member="" if shadow else member,
+        flags=_flags(shadow, rule),
+        count_statuses=rule.count_statuses,
+        refund_statuses=rule.refund_statuses,
     )
 
 
-def _quota_rules(quotas: Quotas) -> list[CompiledRule]:
+def _quota_rules(quotas: Quotas, shadow: bool) -> list[CompiledRule]:
     rules = []
+    flags = _flags(shadow, quotas)
+    statuses = {"count_statuses": quotas.count_statuses, "refund_statuses": quotas.refund_statuses}
     if quotas.daily:
         rules.append(
             CompiledRule("daily", QUOTA_DAILY, quotas.daily, 86400.0, 0, (Scope.client,), "quota",
-                         _policy_member("daily", quotas.daily, 86400))
+                         "" if shadow else _policy_member("daily", quotas.daily, 86400), flags, **statuses)
         )
     if quotas.monthly:
         rules.append(
             CompiledRule("monthly", QUOTA_MONTHLY, quotas.monthly, _MONTH_S, quotas.billing_anchor_day or 0,
-                         (Scope.client,), "quota", _policy_member("monthly", quotas.monthly, _MONTH_S))
+                         (Scope.client,), "quota",
+                         "" if shadow else _policy_member("monthly", quotas.monthly, _MONTH_S), flags, **statuses)
         )
+    return rules
+
+
+def _capacity_rules(capacity: Capacity, tier_name: str, shadow: bool) -> list[CompiledRule]:
+    """The capacity as a whole, and the tier's share of it if it has one (shared keys, one hash tag)."""
+    code = ALGORITHM_CODES[capacity.algorithm]
+    flags = QUIET | (SHADOW if shadow or capacity.shadow else 0)
+    prefix = f"rw:{{cap:{capacity.name}}}"
+    rules = [CompiledRule(capacity.name, code, capacity.limit, capacity.period, 0, (), "capacity", "", flags,
+                          shared_key=f"{prefix}:all:{_KEY_SUFFIX[code]}", denial_status=capacity.shed_status)]
+    share = capacity.tier_limit(tier_name)
+    if share is not None:
+        rules.append(CompiledRule(f"{capacity.name}:{tier_name}", code, share, capacity.period, 0, (), "capacity", "",
+                                  flags, shared_key=f"{prefix}:tier:{tier_name}:{_KEY_SUFFIX[code]}",
+                                  denial_status=capacity.shed_status))
     return rules
 
 
@@ -151,7 +213,14 @@ def compile_plan(
         quotas = tier.quotas
     cost = route_limits.cost or (endpoint.cost if endpoint else 1)
     exempt = route_limits.exempt or bool(endpoint and endpoint.exempt)
-    compiled = [] if exempt else [_compile_rule(r) for r in rules] + _quota_rules(quotas)
+    compiled: list[CompiledRule] = []
+    if not exempt:
+        tier_rules = set(map(id, tier.rules))
+        for rule in rules:
+            compiled.append(_compile_rule(rule, policy.shadow or (tier.shadow and id(rule) in tier_rules)))
+        compiled += _quota_rules(quotas, policy.shadow or tier.shadow)
+        for capacity in policy.capacity_for(route):
+            compiled += _capacity_rules(capacity, tier_name, policy.shadow)
     for rule in compiled:
         capacity = rule.capacity or rule.limit
         if rule.kind != "concurrency" and cost > capacity:
@@ -162,7 +231,7 @@ def compile_plan(
     args: list[bytes] = [str(len(compiled)).encode()]
     for rule in compiled:
         args += [str(rule.code).encode(), str(rule.limit).encode(),
-                 str(int(rule.period_s * 1_000_000)).encode(), str(rule.capacity).encode()]
+                 str(int(rule.period_s * 1_000_000)).encode(), str(rule.capacity).encode(), str(rule.flags).encode()]
     return Plan(
         tier=tier_name,
         route=route,
@@ -171,6 +240,7 @@ def compile_plan(
         fail_mode=tier.fail_mode,
         rules=tuple(compiled),
         script_args=tuple(args),
-        policy_header=", ".join(rule.policy_member for rule in compiled),
+        policy_header=", ".join(rule.policy_member for rule in compiled if rule.policy_member),
         lease_indices=tuple(i for i, rule in enumerate(compiled) if rule.kind == "concurrency"),
+        response_aware=tuple(i for i, rule in enumerate(compiled) if rule.flags & (DEFERRED | REFUND)),
     )

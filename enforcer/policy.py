@@ -10,7 +10,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt,
 
 from .durations import parse_duration
 
-__all__ = ["Algorithm", "Scope", "Rule", "Quotas", "Tier", "Endpoint", "Policy", "parse_route_pattern", "route_matches"]
+__all__ = ["Algorithm", "Scope", "Rule", "Quotas", "Tier", "Endpoint", "Capacity", "Policy", "StatusSet", "status_in",
+           "parse_route_pattern", "route_matches"]
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -30,13 +31,15 @@ class Algorithm(StrEnum):
 
 class Scope(StrEnum):
     """What a rule counts per. ``client`` is the caller's primary identity:
-    its API key, else its user id, else its IP address."""
+    its API key, else its user id, else its IP address. ``custom`` is what the
+    route's key function returns (see ``enforcer.asgi.limit``); the client without one."""
 
     client = "client"
     key = "key"
     user = "user"
     ip = "ip"
     endpoint = "endpoint"
+    custom = "custom"  # the value the route's key function returns (e.g. the username of a login)
 
 
 _SCOPE_ORDER = list(Scope)
@@ -71,8 +74,57 @@ def route_matches(pattern: str, route: str) -> bool:
 Route = Annotated[str, BeforeValidator(parse_route_pattern)]
 
 
-class Rule(_Model):
-    """One limit: ``limit`` units per ``period`` counted per ``scope`` with ``algorithm``."""
+def parse_statuses(value: object) -> tuple[tuple[int, int], ...]:
+    """``[401, 403, "5xx"]`` -> ``((401, 401), (403, 403), (500, 599))``."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    ranges = []
+    for item in items:
+        if isinstance(item, (list, tuple)) and len(item) == 2:  # already parsed
+            ranges.append((int(item[0]), int(item[1])))
+            continue
+        text = str(item).strip().lower()
+        if re.fullmatch(r"[1-5]xx", text):
+            ranges.append((int(text[0]) * 100, int(text[0]) * 100 + 99))
+        elif re.fullmatch(r"[1-5][0-9][0-9]", text):
+            ranges.append((int(text), int(text)))
+        else:
+            raise ValueError(f"invalid status {item!r}: expected a code such as 401 or a class such as '5xx'")
+    if not ranges:
+        raise ValueError("list at least one status")
+    return tuple(ranges)
+
+
+StatusSet = Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_statuses)]
+
+
+def status_in(status: int, statuses: StatusSet) -> bool:
+    """True if ``status`` falls in one of the ranges of ``statuses``."""
+    return any(low <= status <= high for low, high in statuses)
+
+
+class _ResponseAware(_Model):
+    """Counting that depends on how the response ended."""
+
+    count_statuses: StatusSet | None = Field(
+        default=None, description="count only responses with these statuses (e.g. [401, 403]); "
+        "the limit is still checked before the handler runs")
+    refund_statuses: StatusSet | None = Field(
+        default=None, description="give a request back when its response has one of these statuses (e.g. ['5xx'])")
+
+    @model_validator(mode="after")
+    def _count_or_refund(self) -> _ResponseAware:
+        if self.count_statuses is not None and self.refund_statuses is not None:
+            raise ValueError("count_statuses and refund_statuses exclude each other: "
+                             "a rule counting only some responses has nothing to refund")
+        return self
+
+
+class Rule(_ResponseAware):
+    """One limit: ``limit`` units per ``period`` counted per ``scope`` with ``algorithm``.
+
+    ``shadow`` rules are evaluated and counted but never deny: the request is admitted and
+    the rule that would have denied it is reported (event, optional header).
+    """
 
     name: str = Field(pattern=_NAME)
     algorithm: Algorithm = Algorithm.sliding_window_counter
@@ -81,6 +133,7 @@ class Rule(_Model):
     burst: PositiveInt | None = Field(default=None, description="bucket capacity (token_bucket, gcra); default: limit")
     scope: list[Scope] = Field(default_factory=lambda: [Scope.client], min_length=1)
     endpoints: list[Route] | None = Field(default=None, description="only on these routes; default: all")
+    shadow: bool = Field(default=False, description="evaluate and report, never deny")
 
     @field_validator("scope")
     @classmethod
@@ -95,6 +148,9 @@ class Rule(_Model):
             raise ValueError(f"burst applies only to token_bucket and gcra, not {self.algorithm.value}")
         if self.period < 0.001:
             raise ValueError("period must be at least 1ms")
+        if self.algorithm is Algorithm.concurrency and (self.count_statuses or self.refund_statuses):
+            raise ValueError("count_statuses and refund_statuses do not apply to concurrency "
+                             "(its slot is freed when the response ends, whatever its status)")
         return self
 
     @property
@@ -106,8 +162,9 @@ class Rule(_Model):
         return self.endpoints is None or any(route_matches(p, route) for p in self.endpoints)
 
 
-class Quotas(_Model):
-    """Calendar quotas (UTC), counted in cost units of admitted requests only."""
+class Quotas(_ResponseAware):
+    """Calendar quotas (UTC), counted in cost units of admitted requests only
+    (of those whose response matches ``count_statuses``, if set)."""
 
     daily: PositiveInt | None = None
     monthly: PositiveInt | None = None
@@ -122,6 +179,7 @@ class Tier(_Model):
     rules: list[Rule] = Field(default_factory=list)
     quotas: Quotas = Field(default_factory=Quotas)
     fail_mode: Literal["open", "closed"] = "open"
+    shadow: bool = Field(default=False, description="every rule and quota of this tier is a shadow")
 
     @field_validator("rules")
     @classmethod
@@ -143,6 +201,41 @@ class Endpoint(_Model):
     rules: list[Rule] = Field(default_factory=list)
 
 
+class Capacity(_Model):
+    """What an endpoint (or a group of them) can serve, all clients together, and each tier's share.
+
+    A tier listed in ``shares`` may use at most that fraction of ``limit``; since the
+    shares sum to at most 1, each is also reserved against the other listed tiers. A tier
+    not listed (e.g. trusted) is limited only by the capacity itself: never shed while
+    capacity remains. Counted in request cost units, in the same script call as the
+    client's own limits.
+    """
+
+    name: str = Field(pattern=_NAME)
+    endpoints: list[Route] = Field(min_length=1)
+    limit: PositiveInt = Field(description="cost units per period, all clients together")
+    period: Seconds = 1.0
+    algorithm: Literal[Algorithm.fixed_window, Algorithm.sliding_window_counter] = Algorithm.sliding_window_counter
+    shares: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=dict, description="tier -> the most of the capacity it may use (0-1]")
+    shed_status: Literal[429, 503] = Field(429, description="429 (rate limited) or 503 with Retry-After (load shed)")
+    shadow: bool = False
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> Capacity:
+        if sum(self.shares.values()) > 1 + 1e-9:
+            raise ValueError(f"shares sum to {sum(self.shares.values()):g}: at most 1, so each is reserved")
+        for tier, share in self.shares.items():
+            if int(share * self.limit) < 1:
+                raise ValueError(f"share {share:g} of {self.limit} leaves tier {tier!r} less than one unit")
+        return self
+
+    def tier_limit(self, tier: str) -> int | None:
+        """The units ``tier`` may use per period, or None if only the capacity bounds it."""
+        share = self.shares.get(tier)
+        return None if share is None else int(share * self.limit)
+
+
 class Policy(_Model):
     """The whole policy: tiers, which tier anonymous and keyed callers get, endpoint settings."""
 
@@ -151,6 +244,8 @@ class Policy(_Model):
     default_tier: str = Field(default="free", description="tier of an API key or user with none of its own")
     anonymous_tier: str = Field(default="anonymous", description="tier of callers with no key and no user")
     endpoints: list[Endpoint] = Field(default_factory=list)
+    capacity: list[Capacity] = Field(default_factory=list, description="shared capacity of endpoints, by tier")
+    shadow: bool = Field(default=False, description="every rule of the policy is a shadow: nothing is denied")
 
     @field_validator("tiers")
     @classmethod
@@ -168,7 +263,19 @@ class Policy(_Model):
             name = getattr(self, field)
             if name not in self.tiers:
                 raise ValueError(f"{field} {name!r} is not a tier; tiers are: {', '.join(self.tiers)}")
+        names = [c.name for c in self.capacity]
+        if len(set(names)) != len(names):
+            raise ValueError("capacity names must be unique")
+        for capacity in self.capacity:
+            unknown = set(capacity.shares) - set(self.tiers)
+            if unknown:
+                raise ValueError(f"capacity {capacity.name!r} shares name unknown tiers {sorted(unknown)}; "
+                                 f"tiers are: {', '.join(self.tiers)}")
         return self
+
+    def capacity_for(self, route: str) -> list[Capacity]:
+        """The capacities whose endpoints cover ``route``."""
+        return [c for c in self.capacity if any(route_matches(p, route) for p in c.endpoints)]
 
     def endpoint_for(self, route: str) -> Endpoint | None:
         """The first endpoint entry whose pattern matches ``route``."""

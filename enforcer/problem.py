@@ -14,6 +14,7 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "rate": ("urn:ratewarden:problem:rate-limited", "Too many requests"),
     "concurrency": ("urn:ratewarden:problem:concurrency-limited", "Too many requests in flight"),
     "quota": ("urn:ratewarden:problem:quota-exhausted", "Quota exhausted"),
+    "capacity": ("urn:ratewarden:problem:load-shed", "Endpoint capacity in use"),
     "blocked": ("urn:ratewarden:problem:blocked", "Client blocked"),
     "unavailable": ("urn:ratewarden:problem:limiter-unavailable", "Rate limiter unavailable"),
 }
@@ -22,7 +23,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def problem_status(decision: Decision) -> int:
-    return 503 if decision.kind == "unavailable" else 429
+    return decision.status
 
 
 def problem_body(decision: Decision) -> bytes:
@@ -34,6 +35,9 @@ def problem_body(decision: Decision) -> bytes:
         detail = f"The {decision.rule} quota of {decision.limit} is used up; it resets in {retry} s."
     elif kind == "blocked":
         detail = f"Requests from this client are blocked; retry in {retry} s."
+    elif kind == "capacity":
+        detail = (f"The shared capacity {decision.rule!r} of this endpoint is in use for tier {decision.tier}; "
+                  f"retry in {retry} s.")
     elif kind == "unavailable":
         detail = f"Limits cannot be checked right now and this tier fails closed; retry in {retry} s."
     else:

@@ -38,6 +38,7 @@ class EnforcerSettings(BaseSettings):
     ipv6_prefix: int = Field(64, ge=32, le=128, description="IPv6 clients are grouped by this prefix length")
     draft_headers: bool = Field(True, description="send RateLimit-Policy and RateLimit (IETF draft)")
     legacy_headers: bool = Field(True, description="send X-RateLimit-Limit/-Remaining/-Reset")
+    shadow_headers: bool = Field(False, description="send X-Ratewarden-Shadow when a shadow rule would have denied")
     local_deny_cache: bool = Field(True, description="answer a client denied until T with 429 locally until T")
     fallback_share: float = Field(
         1.0, gt=0, le=1, description="while Redis is away, each process admits this share of every limit"

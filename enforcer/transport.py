@@ -122,6 +122,11 @@ class AsyncScriptRunner:
         """Queue a command no one waits for (e.g. releasing a lease; leases also expire)."""
         self._queue(_pack(args), _Waiter(None, None, 0.0))
 
+    def fire(self, lua: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> None:
+        """Queue a script call no one waits for (reloaded and sent again after NOSCRIPT)."""
+        tail = (len(keys), *keys, *args)
+        self._queue(_pack(("EVALSHA", lua.sha, *tail)), _Waiter(None, ("EVAL", lua.source, *tail), 0.0))
+
     def _queue(self, packed: bytes, waiter: _Waiter) -> None:
         self._buffer.append(packed)
         self._buffered.append(waiter)

@@ -116,7 +116,7 @@ async def test_concurrency_slots_are_released_and_leaked_ones_expire(redis_sync:
     first, second, third = await hits(e, 3)
     assert (first.allowed, second.allowed, third.allowed) == (True, True, False)
     assert third.kind == "concurrency"
-    e.release(first)
+    e.finish(first, 200)
     await e.runner.execute("PING")  # queued after the release, so answered after it
     assert redis_sync.zcard(first.leases[0][0]) == 1
     fourth, fifth = await hits(e, 2)

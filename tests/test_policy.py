@@ -47,7 +47,7 @@ def test_toml_and_yaml_give_the_same_policy(tmp_path: Path) -> None:
          "tiers.free.rules[0].period", "ms, s, m, h or d"),
         ({"tiers": {"free": {"rules": [{"name": "a", "limit": 1, "period": "1m", "scope": ["planet"]}]},
                     "anonymous": {}}},
-         "tiers.free.rules[0].scope[0]", "'client', 'key', 'user', 'ip' or 'endpoint'"),
+         "tiers.free.rules[0].scope[0]", "'client', 'key', 'user', 'ip', 'endpoint' or 'custom'"),
         ({"tiers": {"free": {"rules": [{"name": "a", "limit": 1, "period": "1m", "burst": 5}]}, "anonymous": {}}},
          "tiers.free.rules[0]", "burst applies only to token_bucket and gcra"),
         ({"tiers": {"free": {}}}, "", "anonymous_tier 'anonymous' is not a tier"),

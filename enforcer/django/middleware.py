@@ -12,6 +12,7 @@ from ..decision import Decision
 from ..events import make_event
 from ..headers import rate_limit_headers
 from ..problem import problem_body, problem_status
+from ..settings import EnforcerSettings
 from .conf import get_enforcer, get_publisher, identify_request, route_of
 
 __all__ = ["RatewardenMiddleware"]
@@ -35,12 +36,13 @@ def denial_response(decision: Decision) -> HttpResponse:
     enforcer = get_enforcer()
     response = HttpResponse(problem_body(decision), status=problem_status(decision),
                             content_type="application/problem+json")
-    add_headers(response, decision, enforcer.settings.draft_headers, enforcer.settings.legacy_headers)
+    add_headers(response, decision, enforcer.settings)
     return response
 
 
-def add_headers(response: HttpResponse, decision: Decision, draft: bool, legacy: bool) -> None:
-    for name, value in rate_limit_headers(decision, draft=draft, legacy=legacy):
+def add_headers(response: HttpResponse, decision: Decision, settings: EnforcerSettings) -> None:
+    for name, value in rate_limit_headers(decision, draft=settings.draft_headers, legacy=settings.legacy_headers,
+                                          shadow=settings.shadow_headers):
         header = name.decode()
         if header not in response:
             response[header] = value.decode()
@@ -60,9 +62,8 @@ class RatewardenMiddleware:
         if decision is not None:
             enforcer = get_enforcer()
             settings = enforcer.settings
-            add_headers(response, decision, settings.draft_headers, settings.legacy_headers)
-            if decision.leases:
-                enforcer.release(decision)
+            add_headers(response, decision, settings)
+            enforcer.finish(decision, response.status_code)
             publisher = get_publisher()
             if publisher is not None and decision.identity is not None and not decision.exempt:
                 publisher.publish(make_event(

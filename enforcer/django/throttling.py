@@ -22,6 +22,7 @@ from rest_framework.throttling import BaseThrottle
 
 from ..decision import Decision
 from ..durations import parse_duration
+from ..identity import bounded
 from ..plan import RouteLimits
 from ..policy import Algorithm, Rule, Scope
 from .conf import get_enforcer, identify_request, route_of
@@ -50,7 +51,8 @@ class RatewardenThrottle(BaseThrottle):
         self.decision: Decision | None = None
 
     def route_limits(self, request: Any, view: Any) -> RouteLimits | None:
-        """Extra rules for this request (None: the policy's rules only)."""
+        """Extra rules for this request (None: the policy's rules only); a ``key`` on them is called
+        with the DRF request and keys their ``custom`` scope."""
         return None
 
     def allow_request(self, request: Any, view: Any) -> bool:
@@ -59,7 +61,11 @@ class RatewardenThrottle(BaseThrottle):
             return True
         enforcer = get_enforcer()
         django_request = getattr(request, "_request", request)
-        decision = enforcer.decide(identify_request(enforcer, request), route_of(django_request), limits)
+        identity = identify_request(enforcer, request)
+        if limits is not None and limits.key is not None:
+            value = limits.key(request)
+            identity.custom = bounded(str(value)) if value else None
+        decision = enforcer.decide(identity, route_of(django_request), limits)
         self.decision = decision
         previous: Decision | None = getattr(django_request, DECISION_ATTR, None)
         # the response's headers describe the most constrained decision

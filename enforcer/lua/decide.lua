@@ -1,19 +1,29 @@
--- ratewarden: decide one request against every rule that applies, atomically.
+-- ratewarden: decide one request against every rule that applies, atomically;
+-- or, after its response, settle the rules that count by the response.
 --
--- Phase 1 evaluates each rule without writing; phase 2 commits all of them,
--- only if every rule admits the request (all-or-nothing: a denied request
--- consumes nothing). Time is Redis TIME unless the caller passes its own.
+-- Deciding: phase 1 evaluates each rule without writing; phase 2 commits all
+-- of them, only if every enforcing rule admits the request (all-or-nothing: a
+-- denied request consumes nothing). A shadow rule never denies: it is counted
+-- when it would admit, and the first one that would deny is reported. A
+-- deferred rule is checked but not counted: settling counts it later, if the
+-- response matched. Time is Redis TIME unless the caller passes its own.
 --
--- KEYS[i]  state of rule i (all of one client's keys share a hash tag)
--- ARGV[1]  app time in microseconds, or "" to use Redis TIME
--- ARGV[2]  clock offset in microseconds (0 outside tests)
--- ARGV[3]  cost of this request in units
--- ARGV[4]  request id (unique; names log entries and concurrency leases)
--- ARGV[5]  number of rules n, then per rule four fields:
---          algorithm, limit, period in microseconds, burst (buckets) or
---          billing anchor day (monthly quota, 0 = 1st)
--- Returns  {allowed, deciding rule (1-based, 0 = none), now_us, retry_after_us,
---           headline rule, its remaining units, microseconds until it resets}
+-- KEYS[i]  state of rule i
+-- ARGV[1]  "d" to decide, "s" to settle
+-- ARGV[2]  app time in microseconds, or "" to use Redis TIME
+-- ARGV[3]  clock offset in microseconds (0 outside tests)
+-- ARGV[4]  cost of the request in units
+-- ARGV[5]  request id (unique; names log entries and concurrency leases)
+-- ARGV[6]  settling: the decision's time in microseconds ("" when deciding)
+-- ARGV[7]  number of rules n, then per rule five fields: algorithm, limit,
+--          period in microseconds, burst (buckets) or billing anchor day
+--          (monthly quota, 0 = 1st), flags (1 shadow, 2 deferred, 4 never the
+--          headline, 8 settle by refunding instead of counting)
+-- Returns  deciding: {allowed, deciding rule (1-based, 0 = none), now_us,
+--           retry_after_us, headline rule, its remaining units, microseconds
+--           until it resets, first shadow rule that would deny (0 = none), its
+--           retry_after_us, tightest quota (0 = none), its remaining, its reset}
+--          settling: the number of rules settled
 
 local FIXED, SW_COUNTER, SW_LOG, TOKEN_BUCKET, GCRA, CONCURRENCY, QUOTA_DAY, QUOTA_MONTH = 1, 2, 3, 4, 5, 6, 7, 8
 local DAY_US = 86400000000
@@ -80,29 +90,12 @@ local function quota_window(algo, now, anchor)
   return start, stop * DAY_US - now
 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if ARGV[1] ~= '' then now = tonumber(ARGV[1]) end
-now = now + tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local rid = ARGV[4]
-local n = tonumber(ARGV[5])
+-- Each algorithm: evaluate(key, limit, period, extra, cost, now, rid) ->
+-- ok, remaining, reset, wait, commit (a function writing the admission)
+local evaluate = {}
 
-local ok_all = true
-local decider, retry = 0, 0
-local head, head_ratio, head_remaining, head_reset = 0, 2, 0, 0
-local commits = {}
-
-for i = 1, n do
-  local base = 5 + (i - 1) * 4
-  local algo = tonumber(ARGV[base + 1])
-  local limit = tonumber(ARGV[base + 2])
-  local period = tonumber(ARGV[base + 3])
-  local extra = tonumber(ARGV[base + 4])
-  local key = KEYS[i]
-  local ok, remaining, reset, wait, commit
-
-  if algo == FIXED or algo == QUOTA_DAY or algo == QUOTA_MONTH then
+local function calendar(algo)
+  return function(key, limit, period, extra, cost, now)
     local w, left
     if algo == FIXED then
       w = floor(now / period)
@@ -113,132 +106,226 @@ for i = 1, n do
     local h = redis.call('HMGET', key, 'w', 'c')
     local count = 0
     if tonumber(h[1]) == w then count = tonumber(h[2]) end
-    ok = count + cost <= limit
-    remaining = limit - count
-    reset = left
-    wait = left
-    commit = function()
+    return count + cost <= limit, limit - count, left, left, function()
       redis.call('HSET', key, 'w', num(w), 'c', num(count + cost))
       redis.call('PEXPIRE', key, ttl_ms(left) + 1000)
     end
+  end
+end
+evaluate[FIXED] = calendar(FIXED)
+evaluate[QUOTA_DAY] = calendar(QUOTA_DAY)
+evaluate[QUOTA_MONTH] = calendar(QUOTA_MONTH)
 
-  elseif algo == SW_COUNTER then
-    local w = floor(now / period)
-    local h = redis.call('HMGET', key, 'w', 'c', 'p')
-    local hw = tonumber(h[1])
-    local curr, prev = 0, 0
-    if hw == w then
-      curr, prev = tonumber(h[2]), tonumber(h[3])
-    elseif hw == w - 1 then
-      prev = tonumber(h[2])
-    end
-    local into = now - w * period
-    local estimate = prev * (period - into) / period + curr
-    ok = estimate + cost <= limit
-    remaining = floor(limit - estimate)
-    reset = period - into
-    if ok then
-      wait = 0
-    elseif curr + cost <= limit then
-      -- the previous window's weight must fall until the request fits
-      wait = (period - into) - (limit - curr - cost) * period / prev
-    else
-      -- not before the next window, once this one's weight has fallen enough
-      wait = (period - into) + max(0, period - (limit - cost) * period / curr)
-    end
-    commit = function()
-      redis.call('HSET', key, 'w', num(w), 'c', num(curr + cost), 'p', num(prev))
-      redis.call('PEXPIRE', key, ttl_ms(2 * period))
-    end
-
-  elseif algo == SW_LOG then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - period))
-    local count = redis.call('ZCARD', key)
-    ok = count + cost <= limit
-    remaining = limit - count
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    reset = oldest[2] and (tonumber(oldest[2]) + period - now) or period
-    if ok then
-      wait = 0
-    else
-      local freed = redis.call('ZRANGE', key, count + cost - limit - 1, count + cost - limit - 1, 'WITHSCORES')
-      wait = freed[2] and (tonumber(freed[2]) + period - now) or period
-    end
-    commit = function()
-      for j = 1, cost do
-        redis.call('ZADD', key, num(now), rid .. ':' .. j)
-      end
-      redis.call('PEXPIRE', key, ttl_ms(period))
-    end
-
-  elseif algo == TOKEN_BUCKET then
-    local capacity = extra > 0 and extra or limit
-    local rate = limit / period
-    local h = redis.call('HMGET', key, 'tk', 'ts')
-    local tokens = capacity
-    if h[1] then
-      tokens = min(capacity, tonumber(h[1]) + max(0, now - tonumber(h[2])) * rate)
-    end
-    ok = tokens >= cost
-    remaining = floor(tokens)
-    reset = (capacity - tokens) / rate
-    wait = (cost - tokens) / rate
-    commit = function()
-      local left = tokens - cost
-      redis.call('HSET', key, 'tk', num(left), 'ts', num(now))
-      redis.call('PEXPIRE', key, ttl_ms((capacity - left) / rate) + 1000)
-    end
-
-  elseif algo == GCRA then
-    local capacity = extra > 0 and extra or limit
-    local interval = period / limit
-    local tau = interval * capacity
-    local h = redis.call('HMGET', key, 't', 'i')
-    local tat = tonumber(h[1]) or now
-    if tat < now then tat = now end
-    -- the limit changed: re-express the outstanding debt at the new rate, so a raised
-    -- limit takes effect at once instead of after the old arrival time
-    local stored_interval = tonumber(h[2])
-    if stored_interval and stored_interval ~= interval then
-      tat = now + (tat - now) * interval / stored_interval
-    end
-    local new_tat = tat + interval * cost
-    local allow_at = new_tat - tau
-    ok = now >= allow_at
-    remaining = floor((now + tau - tat) / interval)
-    reset = tat - now
-    wait = allow_at - now
-    commit = function()
-      redis.call('HSET', key, 't', num(new_tat), 'i', num(interval))
-      redis.call('PEXPIRE', key, ttl_ms(new_tat - now) + 1000)
-    end
-
-  elseif algo == CONCURRENCY then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now))
-    local count = redis.call('ZCARD', key)
-    ok = count + 1 <= limit
-    remaining = limit - count
-    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    reset = first[2] and (tonumber(first[2]) - now) or 0
-    -- a slot frees when a request ends; by its lease expiry at the latest
-    wait = min(reset, 1000000)
-    commit = function()
-      redis.call('ZADD', key, num(now + period), rid)
-      redis.call('PEXPIRE', key, ttl_ms(period) + 1000)
-    end
-
+evaluate[SW_COUNTER] = function(key, limit, period, extra, cost, now)
+  local w = floor(now / period)
+  local h = redis.call('HMGET', key, 'w', 'c', 'p')
+  local hw = tonumber(h[1])
+  local curr, prev = 0, 0
+  if hw == w then
+    curr, prev = tonumber(h[2]), tonumber(h[3])
+  elseif hw == w - 1 then
+    prev = tonumber(h[2])
+  end
+  local into = now - w * period
+  local estimate = prev * (period - into) / period + curr
+  local ok = estimate + cost <= limit
+  local wait = 0
+  if ok then
+    wait = 0
+  elseif curr + cost <= limit then
+    -- the previous window's weight must fall until the request fits
+    wait = (period - into) - (limit - curr - cost) * period / prev
   else
+    -- not before the next window, once this one's weight has fallen enough
+    wait = (period - into) + max(0, period - (limit - cost) * period / curr)
+  end
+  return ok, floor(limit - estimate), period - into, wait, function()
+    redis.call('HSET', key, 'w', num(w), 'c', num(curr + cost), 'p', num(prev))
+    redis.call('PEXPIRE', key, ttl_ms(2 * period))
+  end
+end
+
+evaluate[SW_LOG] = function(key, limit, period, extra, cost, now, rid)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - period))
+  local count = redis.call('ZCARD', key)
+  local ok = count + cost <= limit
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local reset = oldest[2] and (tonumber(oldest[2]) + period - now) or period
+  local wait = 0
+  if not ok then
+    local freed = redis.call('ZRANGE', key, count + cost - limit - 1, count + cost - limit - 1, 'WITHSCORES')
+    wait = freed[2] and (tonumber(freed[2]) + period - now) or period
+  end
+  return ok, limit - count, reset, wait, function()
+    for j = 1, cost do
+      redis.call('ZADD', key, num(now), rid .. ':' .. j)
+    end
+    redis.call('PEXPIRE', key, ttl_ms(period))
+  end
+end
+
+evaluate[TOKEN_BUCKET] = function(key, limit, period, extra, cost, now)
+  local capacity = extra > 0 and extra or limit
+  local rate = limit / period
+  local h = redis.call('HMGET', key, 'tk', 'ts')
+  local tokens = capacity
+  if h[1] then
+    tokens = min(capacity, tonumber(h[1]) + max(0, now - tonumber(h[2])) * rate)
+  end
+  return tokens >= cost, floor(tokens), (capacity - tokens) / rate, (cost - tokens) / rate, function()
+    local left = tokens - cost
+    redis.call('HSET', key, 'tk', num(left), 'ts', num(now))
+    redis.call('PEXPIRE', key, ttl_ms((capacity - left) / rate) + 1000)
+  end
+end
+
+evaluate[GCRA] = function(key, limit, period, extra, cost, now)
+  local capacity = extra > 0 and extra or limit
+  local interval = period / limit
+  local tau = interval * capacity
+  local h = redis.call('HMGET', key, 't', 'i')
+  local tat = tonumber(h[1]) or now
+  if tat < now then tat = now end
+  -- the limit changed: re-express the outstanding debt at the new rate, so a raised
+  -- limit takes effect at once instead of after the old arrival time
+  local stored_interval = tonumber(h[2])
+  if stored_interval and stored_interval ~= interval then
+    tat = now + (tat - now) * interval / stored_interval
+  end
+  local new_tat = tat + interval * cost
+  local allow_at = new_tat - tau
+  return now >= allow_at, floor((now + tau - tat) / interval), tat - now, allow_at - now, function()
+    redis.call('HSET', key, 't', num(new_tat), 'i', num(interval))
+    redis.call('PEXPIRE', key, ttl_ms(new_tat - now) + 1000)
+  end
+end
+
+evaluate[CONCURRENCY] = function(key, limit, period, extra, cost, now, rid)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now))
+  local count = redis.call('ZCARD', key)
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local reset = first[2] and (tonumber(first[2]) - now) or 0
+  -- a slot frees when a request ends; by its lease expiry at the latest
+  return count + 1 <= limit, limit - count, reset, min(reset, 1000000), function()
+    redis.call('ZADD', key, num(now + period), rid)
+    redis.call('PEXPIRE', key, ttl_ms(period) + 1000)
+  end
+end
+
+-- Each algorithm but concurrency: refund(key, limit, period, extra, cost, decided, now, rid)
+-- gives back what the decision at `decided` took, if its window still holds it
+local refund = {}
+
+local function refund_calendar(algo)
+  return function(key, limit, period, extra, cost, decided)
+    local w = (algo == FIXED) and floor(decided / period) or quota_window(algo, decided, extra)
+    local h = redis.call('HMGET', key, 'w', 'c')
+    if tonumber(h[1]) == w then
+      redis.call('HSET', key, 'c', num(max(0, tonumber(h[2]) - cost)))
+    end
+  end
+end
+refund[FIXED] = refund_calendar(FIXED)
+refund[QUOTA_DAY] = refund_calendar(QUOTA_DAY)
+refund[QUOTA_MONTH] = refund_calendar(QUOTA_MONTH)
+
+refund[SW_COUNTER] = function(key, limit, period, extra, cost, decided)
+  local w = floor(decided / period)
+  local h = redis.call('HMGET', key, 'w', 'c', 'p')
+  local hw = tonumber(h[1])
+  if hw == w then
+    redis.call('HSET', key, 'c', num(max(0, tonumber(h[2]) - cost)))
+  elseif hw == w + 1 then
+    redis.call('HSET', key, 'p', num(max(0, tonumber(h[3]) - cost)))
+  end
+end
+
+refund[SW_LOG] = function(key, limit, period, extra, cost, decided, now, rid)
+  for j = 1, cost do
+    redis.call('ZREM', key, rid .. ':' .. j)
+  end
+end
+
+refund[TOKEN_BUCKET] = function(key, limit, period, extra, cost, decided, now)
+  local capacity = extra > 0 and extra or limit
+  local rate = limit / period
+  local h = redis.call('HMGET', key, 'tk', 'ts')
+  if h[1] then
+    local tokens = min(capacity, tonumber(h[1]) + max(0, now - tonumber(h[2])) * rate + cost)
+    redis.call('HSET', key, 'tk', num(tokens), 'ts', num(now))
+  end
+end
+
+refund[GCRA] = function(key, limit, period, extra, cost, decided, now)
+  local h = redis.call('HMGET', key, 't', 'i')
+  if h[1] then
+    local interval = tonumber(h[2]) or period / limit
+    redis.call('HSET', key, 't', num(max(now, tonumber(h[1]) - interval * cost)))
+  end
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if ARGV[2] ~= '' then now = tonumber(ARGV[2]) end
+now = now + tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local rid = ARGV[5]
+local n = tonumber(ARGV[7])
+local SHADOW, DEFERRED, QUIET, REFUND = 1, 2, 4, 8
+
+local function flag(flags, bit) return flags % (2 * bit) >= bit end
+
+if ARGV[1] == 's' then
+  local decided = tonumber(ARGV[6]) + tonumber(ARGV[3])
+  for i = 1, n do
+    local base = 7 + (i - 1) * 5
+    local algo, limit, period, extra = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]),
+      tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+    if flag(tonumber(ARGV[base + 5]), REFUND) then
+      refund[algo](KEYS[i], limit, period, extra, cost, decided, now, rid)
+    else
+      local _, _, _, _, commit = evaluate[algo](KEYS[i], limit, period, extra, cost, now, rid .. ':s')
+      commit()
+    end
+  end
+  return n
+end
+
+local ok_all = true
+local decider, retry = 0, 0
+local head, head_ratio, head_remaining, head_reset = 0, 2, 0, 0
+local shadow_rule, shadow_retry = 0, 0
+local quota, quota_ratio, quota_remaining, quota_reset = 0, 2, 0, 0
+local commits = {}
+
+for i = 1, n do
+  local base = 7 + (i - 1) * 5
+  local algo = tonumber(ARGV[base + 1])
+  local limit = tonumber(ARGV[base + 2])
+  local flags = tonumber(ARGV[base + 5])
+  local run = evaluate[algo]
+  if not run then
     return redis.error_reply('ratewarden: unknown algorithm ' .. tostring(algo))
   end
-
+  local ok, remaining, reset, wait, commit = run(KEYS[i], limit, tonumber(ARGV[base + 3]),
+                                                 tonumber(ARGV[base + 4]), cost, now, rid)
+  local shadow = flags > 0 and flag(flags, SHADOW)
   if ok then
-    local used = (algo == CONCURRENCY) and 1 or cost
-    remaining = remaining - used
-    local ratio = remaining / limit
-    if ratio < head_ratio then
-      head, head_ratio, head_remaining, head_reset = i, ratio, remaining, reset
+    if flags == 0 or not flag(flags, DEFERRED) then
+      remaining = remaining - ((algo == CONCURRENCY) and 1 or cost)
+      commits[#commits + 1] = commit
     end
-    commits[#commits + 1] = commit
+    if not shadow and (flags == 0 or not flag(flags, QUIET)) then
+      local ratio = remaining / limit
+      if ratio < head_ratio then
+        head, head_ratio, head_remaining, head_reset = i, ratio, remaining, reset
+      end
+      if algo >= QUOTA_DAY and ratio < quota_ratio then
+        quota, quota_ratio, quota_remaining, quota_reset = i, ratio, remaining, reset
+      end
+    end
+  elseif shadow then
+    if shadow_rule == 0 then shadow_rule, shadow_retry = i, wait end
   else
     ok_all = false
     if wait > retry or decider == 0 then
@@ -247,8 +334,10 @@ for i = 1, n do
   end
 end
 
+local shadow_us = shadow_rule > 0 and max(1, ceil(shadow_retry)) or 0
 if ok_all then
   for _, commit in ipairs(commits) do commit() end
-  return {1, 0, now, 0, head, max(0, floor(head_remaining)), max(0, ceil(head_reset))}
+  return {1, 0, now, 0, head, max(0, floor(head_remaining)), max(0, ceil(head_reset)), shadow_rule, shadow_us,
+          quota, max(0, floor(quota_remaining)), max(0, ceil(quota_reset))}
 end
-return {0, decider, now, max(1, ceil(retry)), decider, 0, max(0, ceil(retry))}
+return {0, decider, now, max(1, ceil(retry)), decider, 0, max(0, ceil(retry)), shadow_rule, shadow_us, 0, 0, 0}
