@@ -229,6 +229,13 @@ def create_admin_app(settings: AdminSettings, clickhouse: Client, client: redis.
         """Penalties the stream applied, newest first (default: the last 24 hours)."""
         return query(queries.penalty_history, *_window(start, end, dt.timedelta(days=1)), client_id, limit)
 
+    @api.get("/shadow", tags=["usage"])
+    def shadow(start: dt.datetime | None = None, end: dt.datetime | None = None,
+               top: Annotated[int, Query(ge=1, le=100)] = 10) -> list[dict[str, Any]]:
+        """Per shadow rule: how many requests it would have denied and which clients
+        (default: the last 24 hours), the evidence for switching it on."""
+        return query(queries.shadow_denials, *_window(start, end, dt.timedelta(days=1)), top)
+
     # -- tiers ---------------------------------------------------------------------
 
     @api.get("/tiers", tags=["tiers"])

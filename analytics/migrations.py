@@ -98,6 +98,10 @@ def _migrations(db: str, ttl_days: int, rollup_ttl_days: int) -> list[Migration]
             TTL written_at + INTERVAL {ttl_days} DAY
             SETTINGS non_replicated_deduplication_window = 100000""",
         )),
+        Migration(4, "shadow rules in usage", (
+            f"ALTER TABLE {db}.usage_minute ADD COLUMN IF NOT EXISTS shadow_rule LowCardinality(String) DEFAULT '' "
+            "AFTER decision",
+        )),
     ]
 
 

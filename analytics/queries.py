@@ -1,5 +1,6 @@
 """The query layer over the ClickHouse schema: usage over time, top clients, endpoints,
-quota consumption, alert and penalty history, and CSV export for billing.
+quota consumption, alert and penalty history, shadow rules' would-deny counts, and CSV
+export for billing.
 
 Every function takes a clickhouse-connect client and returns plain rows (dicts), so the
 admin API, the console and the CLI share them. Times are UTC; ranges are ``[start, end)``.
@@ -16,7 +17,7 @@ from typing import Any, Literal
 from clickhouse_connect.driver.client import Client
 
 __all__ = ["usage_over_time", "top_clients", "endpoint_usage", "quota_consumption", "alert_history",
-           "penalty_history", "usage_csv", "tier_rates", "month_start", "as_utc"]
+           "penalty_history", "usage_csv", "tier_rates", "month_start", "as_utc", "shadow_denials"]
 
 Step = Literal["minute", "hour", "day"]
 _SOURCES = {  # step -> (table, time column)
@@ -42,6 +43,27 @@ def as_utc(value: Any) -> Any:
 def _range(start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
     return {"start": start.astimezone(dt.timezone.utc).replace(tzinfo=None),
             "end": end.astimezone(dt.timezone.utc).replace(tzinfo=None)}
+
+
+def shadow_denials(client: Client, start: dt.datetime, end: dt.datetime, top: int = 10,
+                   db: str = "ratewarden") -> list[dict[str, Any]]:
+    """Per shadow rule: the requests it would have denied, how many clients, which (most first)."""
+    rows = _rows(client, f"""
+        SELECT shadow_rule AS rule, sum(requests) AS would_deny, count() AS clients,
+               arraySlice(arrayReverseSort(x -> x.2, groupArray((client_id, requests))), 1, {{top:UInt32}}) AS pairs,
+               arrayDistinct(arrayFlatten(groupArray(client_tiers))) AS tiers,
+               arrayDistinct(arrayFlatten(groupArray(client_routes))) AS routes
+        FROM (SELECT shadow_rule, client_id, sum(requests) AS requests, groupUniqArray(tier) AS client_tiers,
+                     groupUniqArray(route) AS client_routes
+              FROM {db}.usage_minute
+              WHERE shadow_rule != '' AND window_start >= {{start:DateTime('UTC')}}
+                    AND window_start < {{end:DateTime('UTC')}}
+              GROUP BY shadow_rule, client_id)
+        GROUP BY rule ORDER BY would_deny DESC, rule""", {**_range(start, end), "top": top})
+    for row in rows:
+        row["top_clients"] = [{"client_id": c, "would_deny": n} for c, n in row.pop("pairs")]
+        row["tiers"], row["routes"] = sorted(row["tiers"]), sorted(row["routes"])
+    return rows
 
 
 def usage_over_time(client: Client, start: dt.datetime, end: dt.datetime, step: Step = "minute",

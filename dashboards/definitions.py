@@ -101,6 +101,11 @@ ORDER BY created_at DESC LIMIT 100""", ("created_at", "client_id", "action", "de
 SELECT client_id, sumIf(requests, decision = 'denied') AS denied
 FROM {_USAGE} WHERE $__timeFilter(window_start) AND client_id != '' AND {_TIER}
 GROUP BY client_id HAVING denied > 0 ORDER BY denied DESC LIMIT 10""", ("client_id", "denied")),
+    Panel("Shadow rules: requests they would have denied", "table", f"""
+SELECT shadow_rule, sum(requests) AS would_deny, uniqExact(client_id) AS clients,
+       arrayStringConcat(topK(5)(client_id), ', ') AS top_clients
+FROM {_USAGE} WHERE $__timeFilter(window_start) AND shadow_rule != '' AND {_TIER} AND {_CLIENT} AND {_ENDPOINT}
+GROUP BY shadow_rule ORDER BY would_deny DESC""", ("shadow_rule", "would_deny", "clients", "top_clients"), width=24),
 ]
 
 QUOTAS = [

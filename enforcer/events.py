@@ -20,7 +20,7 @@ from .identity import Identity
 
 __all__ = ["RequestEvent", "SCHEMA_VERSION", "make_event", "encode_event", "decode_event", "json_schema"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: shadow_denied (version 1 events decode too)
 MAX_PATH, MAX_USER_AGENT = 512, 256
 SCHEMA_FILE = Path(__file__).parent / "schema" / "request_event.schema.json"
 
@@ -55,6 +55,7 @@ class RequestEvent(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     retry_after_s: float
     degraded: bool  # decided without Redis
     local: bool  # denied from the process's cache of denials
+    shadow_denied: str | None = None  # the shadow rule that would have denied this (admitted) request
     status: int
     latency_ms: float
 
@@ -102,6 +103,7 @@ def make_event(decision: Decision, identity: Identity, *, method: str, path: str
         retry_after_s=round(decision.retry_after_s, 3),
         degraded=decision.degraded,
         local=decision.local,
+        shadow_denied=decision.shadow_denied,
         status=status,
         latency_ms=round(latency_ms, 3),
     )

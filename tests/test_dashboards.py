@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import msgspec
 import pytest
 
 from analytics.migrations import migrate
@@ -47,6 +48,8 @@ def seeded(clickhouse: Any) -> tuple[dt.datetime, dt.datetime]:
     sink = UsageSink(clickhouse, "dashboards", database="ratewarden")
     sink.assign([0])
     for offset, event in enumerate(events(scenario(legit=20, per_abuse=2), 10, int(start.timestamp()) * 1_000_000)):
+        if event.client_id == SCRAPER and offset % 3 == 0:  # a shadow rule that would have denied some
+            event = msgspec.structs.replace(event, shadow_denied="strict-per-ip")
         sink.add(0, offset, event)
     sink.flush()
     book = AlertBook()
