@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
 from enforcer import Enforcer, EnforcerSettings, load_policy
-from enforcer.asgi import RatewardenMiddleware
+from enforcer.asgi import RatewardenMiddleware, limit
 
 POLICY_FILE = Path(__file__).resolve().parent.parent / "policy.yaml"
 MAX_ITEM_ID = 1000
@@ -27,6 +27,21 @@ MAX_ITEM_ID = 1000
 class Credentials(BaseModel):
     username: str
     password: str
+
+
+# failed logins per username, whatever the IP (the policy file counts them per IP)
+LOGIN_PER_USER = {"name": "login-per-user", "algorithm": "sliding_window_log", "limit": 5, "period": "15m",
+                  "scope": ["custom"], "count_statuses": [401, 403]}
+
+
+async def login_username(request: Request) -> str | None:
+    """The username a login names: the ``custom`` scope of ``LOGIN_PER_USER``."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    username = body.get("username") if isinstance(body, dict) else None
+    return str(username) if username else None
 
 
 def create_app(enforcer: Enforcer | None = None, *, protected: bool = True) -> FastAPI:
@@ -59,6 +74,7 @@ def create_app(enforcer: Enforcer | None = None, *, protected: bool = True) -> F
         return {"query": q, "results": [{"id": i} for i in range(1, 6)]}
 
     @app.post("/v1/login")
+    @limit(LOGIN_PER_USER, key=login_username)
     async def login(credentials: Credentials) -> dict[str, str]:
         if credentials.password != "correct-horse":
             raise HTTPException(status_code=401, detail="wrong username or password")
