@@ -7,6 +7,7 @@ import time
 
 import redis
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 from enforcer import ApiKeyStore
@@ -112,3 +113,51 @@ def test_a_denied_client_is_answered_locally_until_its_retry_after(redis_sync: r
         time.sleep(0.2)
         assert client.get("/x").status_code == 200  # Redis decides again, and admits
         assert command_counts(redis_sync)["evalsha"] == scripts_after + 1
+
+
+def test_still_one_script_call_per_request_with_shadow_capacity_response_aware_rules_and_anchors(
+        redis_sync: redis.Redis, redis_url: str) -> None:
+    enforcer = make_enforcer(redis_url, {
+        "tiers": {"anonymous": {}, "paid": {
+            "rules": [
+                {"name": "per-key", "algorithm": "sliding_window_counter", "limit": 1000, "period": "1m",
+                 "scope": ["key"]},
+                {"name": "strict", "algorithm": "fixed_window", "limit": 50, "period": "1h", "scope": ["key"],
+                 "shadow": True},
+                {"name": "failures", "algorithm": "sliding_window_log", "limit": 100, "period": "15m", "scope": ["ip"],
+                 "count_statuses": [401, 403]},
+                {"name": "refunded", "algorithm": "gcra", "limit": 1000, "period": "1s", "scope": ["key"],
+                 "refund_statuses": ["5xx"]},
+            ],
+            "quotas": {"daily": 10_000, "monthly": 100_000, "billing_anchor_day": 31}}},
+        "default_tier": "paid",
+        "capacity": [{"name": "items", "endpoints": ["GET /v1/items/{item_id}"], "limit": 100_000,
+                      "shares": {"paid": 0.6}}],
+    }, api_key_secret=SECRET, shadow_headers=True)
+    app = FastAPI()
+    app.add_middleware(RatewardenMiddleware, enforcer=enforcer)
+
+    @app.get("/v1/items/{item_id}")
+    def item(item_id: int) -> JSONResponse:
+        return JSONResponse({"id": item_id}, status_code=401 if item_id > 1000 else 200)
+
+    api_key, _ = ApiKeyStore(redis_sync, SECRET.encode()).create(owner="acme", tier="paid")
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with TestClient(app, client=("192.0.2.9", 1)) as client:
+        client.get("/v1/items/0", headers=headers)  # warm: the key's record is cached from now on
+        with ClientCommands(redis_url) as sent:
+            responses = [client.get(f"/v1/items/{i}", headers=headers) for i in range(1, 101)]
+        with ClientCommands(redis_url) as settled:
+            failures = [client.get(f"/v1/items/{i}", headers=headers) for i in range(1001, 1011)]
+    assert all(r.status_code == 200 for r in responses)
+    assert responses[-1].headers["x-ratewarden-shadow"].startswith('"strict";')  # would deny past 50
+    # the shadow rule and the shared capacity are not the client's limits: 3 rules + 2 quotas listed
+    assert responses[-1].headers["ratelimit-policy"].count(";q=") == 5
+    counts = sent.counts()
+    assert counts.get("evalsha") == 100, counts
+    others = {name: n for name, n in counts.items() if name not in BACKGROUND and name != "evalsha"}
+    assert others == {}, others
+    # a response that counts (401 toward 'failures') adds one call, sent after the response, unawaited
+    assert [r.status_code for r in failures] == [401] * 10
+    assert settled.counts().get("evalsha") == 20
+    assert len(redis_sync.zrange(f"rw:{{ip:192.0.2.9}}:failures:swl", 0, -1)) == 10

@@ -1,13 +1,20 @@
-"""Several rules in one call (all-or-nothing), weighted costs, and calendar quotas across period boundaries."""
+"""Several rules in one call (all-or-nothing), weighted costs, and calendar quotas across period boundaries,
+with billing anchors from the policy or set per client at run time, driven by the test clock."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import time
 
+import anyio
+import httpx
 import pytest
 import redis
+from fastapi import FastAPI
 
-from enforcer import Enforcer
+from enforcer import Enforcer, Override, OverrideStore
+from enforcer.asgi import RatewardenMiddleware
 
 from .helpers import make_enforcer, offset_to
 
@@ -120,4 +127,43 @@ async def test_monthly_quota_with_billing_anchor(redis_sync: redis.Redis, redis_
     assert denied.retry_after_s == pytest.approx((next_period - still_same_period).total_seconds() - 1, abs=0.5)
     offset_to(e, next_period.replace(tzinfo=UTC))
     assert await decide(e, "GET /x", 2) == [True, False]
+    await e.aclose()
+
+
+async def test_a_billing_anchor_set_at_run_time_moves_the_reset_the_headers_report(
+        redis_sync: redis.Redis, redis_url: str) -> None:
+    e = await started(redis_url, {"tiers": {"free": {}, "anonymous": {
+        "rules": [{"name": "per-minute", "algorithm": "fixed_window", "limit": 10, "period": "1m", "scope": ["ip"]}],
+        "quotas": {"monthly": 1000}}}})
+    app = FastAPI()
+    app.add_middleware(RatewardenMiddleware, enforcer=e)
+    app.get("/x")(lambda: {})
+
+    async def monthly_at(when: dt.datetime) -> tuple[int, int]:
+        """(remaining, seconds to reset) of the monthly quota in RateLimit for a request at ``when``."""
+        offset_to(e, when.replace(tzinfo=UTC))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app, client=(IP, 1)), base_url="http://t") as c:
+            response = await c.get("/x")
+        assert response.status_code == 200
+        assert response.headers["ratelimit"].startswith('"per-minute";r=9;')  # the headline, then the quota
+        remaining, reset = re.search(r'"monthly";r=(\d+);t=(\d+)', response.headers["ratelimit"]).groups()
+        return int(remaining), int(reset)
+
+    def until(a: dt.datetime, b: dt.datetime) -> int:
+        return int((b - a).total_seconds())
+
+    now = dt.datetime(2028, 2, 10, 12, 0)
+    assert await monthly_at(now) == (999, until(now, dt.datetime(2028, 3, 1)))  # the calendar month
+    OverrideStore(redis_sync).set(Override(client_id=f"ip:{IP}", billing_anchor_day=31, source="test"))
+    deadline = time.monotonic() + 1.0
+    while e.live.override(f"ip:{IP}") is None:
+        assert time.monotonic() < deadline, "the anchor was not picked up within a second"
+        await anyio.sleep(0.01)
+    # anchored on the 31st: in a leap year February's period starts on the 29th
+    assert await monthly_at(now + dt.timedelta(minutes=1)) == (999, until(now, dt.datetime(2028, 2, 29)) - 60)
+    assert await monthly_at(dt.datetime(2028, 2, 28, 23, 59)) == (998, 60)
+    assert await monthly_at(dt.datetime(2028, 2, 29, 0, 1)) == (999, until(dt.datetime(2028, 2, 29, 0, 1),
+                                                                          dt.datetime(2028, 3, 31)))
+    assert (await monthly_at(dt.datetime(2028, 3, 31, 0, 1)))[0] == 999  # and March 31st begins the next
+    OverrideStore(redis_sync).clear(f"ip:{IP}")
     await e.aclose()
