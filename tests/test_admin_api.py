@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 import schemathesis
@@ -35,6 +36,8 @@ def admin_app(clickhouse: Any, redis_url: str) -> FastAPI:
     sink = UsageSink(clickhouse, "requests", database=DB)
     sink.assign([0])
     for offset, event in enumerate(events(scenario(legit=10, per_abuse=1), 3, int(start.timestamp()) * 1_000_000)):
+        if event.client_id == "k:legit0001" and event.allowed:
+            event = msgspec.structs.replace(event, shadow_denied="strict")
         sink.add(0, offset, event)
     sink.flush()
     return create_admin_app(AdminSettings(admin_token=TOKEN, api_key_secret=SECRET, redis_url=redis_url,
@@ -88,6 +91,9 @@ def test_usage_through_the_api(admin: TestClient) -> None:
     assert csv.headers["content-type"].startswith("text/csv") and csv.text.startswith("day,client_id,tier")
     assert admin.get("/api/v1/usage/quota/k:legit0001", headers=AUTH).json()["day_used"] > 0
     assert {t for t in admin.get("/api/v1/tiers", headers=AUTH).json()["tiers"]} >= {"free", "paid", "trusted"}
+    [shadow] = admin.get("/api/v1/shadow", headers=AUTH).json()
+    assert shadow["rule"] == "strict" and shadow["would_deny"] > 0
+    assert shadow["top_clients"] == [{"client_id": "k:legit0001", "would_deny": shadow["would_deny"]}]
 
 
 def test_an_override_made_through_the_api_is_honoured_within_a_second(admin: TestClient, redis_url: str) -> None:

@@ -9,6 +9,7 @@ import io
 from collections import defaultdict
 from typing import Any
 
+import msgspec
 import pytest
 
 from analytics import queries
@@ -29,7 +30,8 @@ END = START + dt.timedelta(minutes=20)
 @pytest.fixture(scope="module")
 def seeded(clickhouse: Any) -> list[Any]:
     migrate(clickhouse, db=DB)
-    simulated = list(events(scenario(legit=40, per_abuse=2), 20, int(START.timestamp()) * 1_000_000))
+    simulated = [shadowed(i, e) for i, e in
+                 enumerate(events(scenario(legit=40, per_abuse=2), 20, int(START.timestamp()) * 1_000_000))]
     sink = UsageSink(clickhouse, "requests", database=DB)
     sink.assign([0, 1, 2])
     for offset, event in enumerate(simulated):
@@ -46,6 +48,28 @@ def seeded(clickhouse: Any) -> list[Any]:
     write_penalties(clickhouse, [Penalty("p1", "ip:203.0.20.7", "throttle", "free", "scraping", "r",
                                          START.timestamp() + 5, START.timestamp() + 905)], DB)
     return simulated
+
+
+def shadowed(i: int, event: Any) -> Any:
+    """Some admitted events marked as would-be-denied by one of two shadow rules."""
+    if not event.allowed or i % 7:
+        return event
+    rule = "tight-burst" if event.client_id.startswith("k:retry") else "strict-per-ip"
+    return msgspec.structs.replace(event, shadow_denied=rule)
+
+
+def test_shadow_denials_per_rule_with_their_clients(clickhouse: Any, seeded: list[Any]) -> None:
+    rows = queries.shadow_denials(clickhouse, START, END, top=3, db=DB)
+    marked = [e for e in seeded if e.shadow_denied]
+    expected = _per(marked, lambda e: e.shadow_denied)
+    assert {r["rule"]: r["would_deny"] for r in rows} == expected and len(expected) == 2
+    assert [r["rule"] for r in rows] == sorted(expected, key=lambda rule: -expected[rule])
+    for row in rows:
+        mine = _per([e for e in marked if e.shadow_denied == row["rule"]], lambda e: e.client_id)
+        assert row["clients"] == len(mine)
+        assert [c["would_deny"] for c in row["top_clients"]] == sorted(mine.values(), reverse=True)[:3]
+        assert all(mine[c["client_id"]] == c["would_deny"] for c in row["top_clients"])
+        assert row["tiers"] == sorted({e.tier for e in marked if e.shadow_denied == row["rule"]})
 
 
 def _per(simulated: list[Any], key: Any, weight: Any = lambda e: 1) -> dict[Any, int]:
