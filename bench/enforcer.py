@@ -29,7 +29,10 @@ from enforcer import ApiKeyStore, Enforcer, EnforcerSettings, load_policy
 from ratewarden.local import redis_url as local_redis
 
 SECRET = "bench-secret-0123456789abcdef"
-POLICIES = {"single": ROOT / "bench" / "policy_single.yaml", "multi": ROOT / "bench" / "policy.yaml"}
+POLICIES = {"single": ROOT / "bench" / "policy_single.yaml", "multi": ROOT / "bench" / "policy.yaml",
+            "features": ROOT / "bench" / "policy_features.yaml"}
+LABELS = {"single": "ratewarden, 1 rule", "multi": "ratewarden, 4 rules + 2 quotas",
+          "features": "+ shadow, capacity, refunds, anchor"}
 CLIENTS = 1000
 console = Console()
 
@@ -130,7 +133,8 @@ def main() -> None:
     seconds, rounds, http_seconds = (1.5, 2, 3.0) if args.quick else (5.0, 3, 10.0)
     redis_url, server = local_redis()
     console.print(f"Redis at {redis_url}; {CLIENTS} API-key clients; policies: single = one rule per decision "
-                  "(as the peers were measured), multi = 4 rules + daily and monthly quotas per decision")
+                  "(as the peers were measured), multi = 4 rules + daily and monthly quotas per decision, "
+                  "features = multi + a shadow rule, the route's capacity by tier, refunds and a billing anchor")
     try:
         uvloop.install()
         figures = asyncio.run(decisions(redis_url, seconds, rounds))
@@ -142,8 +146,7 @@ def main() -> None:
     table = Table(title="decisions (identify + decide, one process, uvloop)")
     for column in ("what", "concurrency", "per second", "× floor", "p50 µs", "p99 µs"):
         table.add_column(column, justify="right")
-    labels = {"floor": "EVALSHA 'return 1'", "single": "ratewarden, 1 rule", "multi": "ratewarden, 4 rules + 2 quotas"}
-    for name, label in labels.items():
+    for name, label in {"floor": "EVALSHA 'return 1'", **LABELS}.items():
         for concurrency in (1, 64):
             key = f"{name}_c{concurrency}"
             ratio = figures[key + "_per_s"] / figures[f"floor_c{concurrency}_per_s"]
@@ -154,12 +157,12 @@ def main() -> None:
                              f"connections, load from {load_generator()})")
     for column in ("app", "requests/s", "× bare"):
         http_table.add_column(column, justify="right")
-    for name, label in (("bare", "no middleware"), ("single", "ratewarden, 1 rule"),
-                        ("multi", "ratewarden, 4 rules + 2 quotas")):
+    for name, label in {"bare": "no middleware", **LABELS}.items():
         http_table.add_row(label, f"{figures[f'http_rps_{name}']:,.0f}",
                            f"{figures[f'http_rps_{name}'] / figures['http_rps_bare']:.2f}")
     console.print(http_table)
-    console.print("targets: decisions at c64 >= 0.80 × floor; HTTP >= 0.85 × bare")
+    console.print("targets: decisions at c64 >= 0.80 × floor; HTTP >= 0.85 × bare; "
+                  "the fair-usage features within 5% of the same policy without them")
 
     def ratio(a: str, b: str) -> float:
         return round(figures[a] / figures[b], 3)
@@ -183,6 +186,11 @@ def main() -> None:
         "multi_p99_us_c1": round(figures["multi_c1_p99_us"]),
         "multi_http_rps_enforced": round(figures["http_rps_multi"]),
         "multi_http_ratio": ratio("http_rps_multi", "http_rps_bare"),
+        "features_ratio_vs_floor_c64": ratio("features_c64_per_s", "floor_c64_per_s"),
+        "features_http_ratio": ratio("http_rps_features", "http_rps_bare"),
+        "features_vs_multi_c1": ratio("features_c1_per_s", "multi_c1_per_s"),
+        "features_vs_multi_c64": ratio("features_c64_per_s", "multi_c64_per_s"),
+        "features_vs_multi_http": ratio("http_rps_features", "http_rps_multi"),
     }))
 
 
