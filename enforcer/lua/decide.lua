@@ -90,12 +90,11 @@ local function quota_window(algo, now, anchor)
   return start, stop * DAY_US - now
 end
 
--- Each algorithm: evaluate(key, limit, period, extra, cost, now, rid) ->
--- ok, remaining, reset, wait, commit (a function writing the admission)
-local evaluate = {}
-
-local function calendar(algo)
-  return function(key, limit, period, extra, cost, now)
+-- evaluate(algo, key, limit, period, extra, cost, now, rid) -> ok, remaining, reset, wait,
+-- commit (a function writing the admission). One function with a branch per algorithm:
+-- everything a script defines is built again on every call, so it defines little.
+local function evaluate(algo, key, limit, period, extra, cost, now, rid)
+  if algo == FIXED or algo == QUOTA_DAY or algo == QUOTA_MONTH then
     local w, left
     if algo == FIXED then
       w = floor(now / period)
@@ -104,164 +103,106 @@ local function calendar(algo)
       w, left = quota_window(algo, now, extra)
     end
     local h = redis.call('HMGET', key, 'w', 'c')
-    local count = 0
-    if tonumber(h[1]) == w then count = tonumber(h[2]) end
+    local count, fresh = 0, true
+    if tonumber(h[1]) == w then count, fresh = tonumber(h[2]), false end
     return count + cost <= limit, limit - count, left, left, function()
       redis.call('HSET', key, 'w', num(w), 'c', num(count + cost))
-      redis.call('PEXPIRE', key, ttl_ms(left) + 1000)
+      if fresh then redis.call('PEXPIRE', key, ttl_ms(left) + 1000) end  -- set once per window
+    end
+
+  elseif algo == SW_COUNTER then
+    local w = floor(now / period)
+    local h = redis.call('HMGET', key, 'w', 'c', 'p')
+    local hw = tonumber(h[1])
+    local curr, prev = 0, 0
+    if hw == w then
+      curr, prev = tonumber(h[2]), tonumber(h[3])
+    elseif hw == w - 1 then
+      prev = tonumber(h[2])
+    end
+    local into = now - w * period
+    local estimate = prev * (period - into) / period + curr
+    local ok = estimate + cost <= limit
+    local wait = 0
+    if ok then
+      wait = 0
+    elseif curr + cost <= limit then
+      -- the previous window's weight must fall until the request fits
+      wait = (period - into) - (limit - curr - cost) * period / prev
+    else
+      -- not before the next window, once this one's weight has fallen enough
+      wait = (period - into) + max(0, period - (limit - cost) * period / curr)
+    end
+    return ok, floor(limit - estimate), period - into, wait, function()
+      redis.call('HSET', key, 'w', num(w), 'c', num(curr + cost), 'p', num(prev))
+      -- set once per window: from its first admission it outlives the next window
+      if hw ~= w then redis.call('PEXPIRE', key, ttl_ms(2 * period)) end
+    end
+
+  elseif algo == SW_LOG then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - period))
+    local count = redis.call('ZCARD', key)
+    local ok = count + cost <= limit
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local reset = oldest[2] and (tonumber(oldest[2]) + period - now) or period
+    local wait = 0
+    if not ok then
+      local freed = redis.call('ZRANGE', key, count + cost - limit - 1, count + cost - limit - 1, 'WITHSCORES')
+      wait = freed[2] and (tonumber(freed[2]) + period - now) or period
+    end
+    return ok, limit - count, reset, wait, function()
+      for j = 1, cost do
+        redis.call('ZADD', key, num(now), rid .. ':' .. j)
+      end
+      redis.call('PEXPIRE', key, ttl_ms(period))
+    end
+
+  elseif algo == TOKEN_BUCKET then
+    local capacity = extra > 0 and extra or limit
+    local rate = limit / period
+    local h = redis.call('HMGET', key, 'tk', 'ts')
+    local tokens = capacity
+    if h[1] then
+      tokens = min(capacity, tonumber(h[1]) + max(0, now - tonumber(h[2])) * rate)
+    end
+    return tokens >= cost, floor(tokens), (capacity - tokens) / rate, (cost - tokens) / rate, function()
+      local left = tokens - cost
+      redis.call('HSET', key, 'tk', num(left), 'ts', num(now))
+      redis.call('PEXPIRE', key, ttl_ms((capacity - left) / rate) + 1000)
+    end
+
+  elseif algo == GCRA then
+    local capacity = extra > 0 and extra or limit
+    local interval = period / limit
+    local tau = interval * capacity
+    local h = redis.call('HMGET', key, 't', 'i')
+    local tat = tonumber(h[1]) or now
+    if tat < now then tat = now end
+    -- the limit changed: re-express the outstanding debt at the new rate, so a raised
+    -- limit takes effect at once instead of after the old arrival time
+    local stored_interval = tonumber(h[2])
+    if stored_interval and stored_interval ~= interval then
+      tat = now + (tat - now) * interval / stored_interval
+    end
+    local new_tat = tat + interval * cost
+    local allow_at = new_tat - tau
+    return now >= allow_at, floor((now + tau - tat) / interval), tat - now, allow_at - now, function()
+      redis.call('HSET', key, 't', num(new_tat), 'i', num(interval))
+      redis.call('PEXPIRE', key, ttl_ms(new_tat - now) + 1000)
+    end
+
+  elseif algo == CONCURRENCY then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now))
+    local count = redis.call('ZCARD', key)
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local reset = first[2] and (tonumber(first[2]) - now) or 0
+    -- a slot frees when a request ends; by its lease expiry at the latest
+    return count + 1 <= limit, limit - count, reset, min(reset, 1000000), function()
+      redis.call('ZADD', key, num(now + period), rid)
+      redis.call('PEXPIRE', key, ttl_ms(period) + 1000)
     end
   end
-end
-evaluate[FIXED] = calendar(FIXED)
-evaluate[QUOTA_DAY] = calendar(QUOTA_DAY)
-evaluate[QUOTA_MONTH] = calendar(QUOTA_MONTH)
-
-evaluate[SW_COUNTER] = function(key, limit, period, extra, cost, now)
-  local w = floor(now / period)
-  local h = redis.call('HMGET', key, 'w', 'c', 'p')
-  local hw = tonumber(h[1])
-  local curr, prev = 0, 0
-  if hw == w then
-    curr, prev = tonumber(h[2]), tonumber(h[3])
-  elseif hw == w - 1 then
-    prev = tonumber(h[2])
-  end
-  local into = now - w * period
-  local estimate = prev * (period - into) / period + curr
-  local ok = estimate + cost <= limit
-  local wait = 0
-  if ok then
-    wait = 0
-  elseif curr + cost <= limit then
-    -- the previous window's weight must fall until the request fits
-    wait = (period - into) - (limit - curr - cost) * period / prev
-  else
-    -- not before the next window, once this one's weight has fallen enough
-    wait = (period - into) + max(0, period - (limit - cost) * period / curr)
-  end
-  return ok, floor(limit - estimate), period - into, wait, function()
-    redis.call('HSET', key, 'w', num(w), 'c', num(curr + cost), 'p', num(prev))
-    redis.call('PEXPIRE', key, ttl_ms(2 * period))
-  end
-end
-
-evaluate[SW_LOG] = function(key, limit, period, extra, cost, now, rid)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - period))
-  local count = redis.call('ZCARD', key)
-  local ok = count + cost <= limit
-  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  local reset = oldest[2] and (tonumber(oldest[2]) + period - now) or period
-  local wait = 0
-  if not ok then
-    local freed = redis.call('ZRANGE', key, count + cost - limit - 1, count + cost - limit - 1, 'WITHSCORES')
-    wait = freed[2] and (tonumber(freed[2]) + period - now) or period
-  end
-  return ok, limit - count, reset, wait, function()
-    for j = 1, cost do
-      redis.call('ZADD', key, num(now), rid .. ':' .. j)
-    end
-    redis.call('PEXPIRE', key, ttl_ms(period))
-  end
-end
-
-evaluate[TOKEN_BUCKET] = function(key, limit, period, extra, cost, now)
-  local capacity = extra > 0 and extra or limit
-  local rate = limit / period
-  local h = redis.call('HMGET', key, 'tk', 'ts')
-  local tokens = capacity
-  if h[1] then
-    tokens = min(capacity, tonumber(h[1]) + max(0, now - tonumber(h[2])) * rate)
-  end
-  return tokens >= cost, floor(tokens), (capacity - tokens) / rate, (cost - tokens) / rate, function()
-    local left = tokens - cost
-    redis.call('HSET', key, 'tk', num(left), 'ts', num(now))
-    redis.call('PEXPIRE', key, ttl_ms((capacity - left) / rate) + 1000)
-  end
-end
-
-evaluate[GCRA] = function(key, limit, period, extra, cost, now)
-  local capacity = extra > 0 and extra or limit
-  local interval = period / limit
-  local tau = interval * capacity
-  local h = redis.call('HMGET', key, 't', 'i')
-  local tat = tonumber(h[1]) or now
-  if tat < now then tat = now end
-  -- the limit changed: re-express the outstanding debt at the new rate, so a raised
-  -- limit takes effect at once instead of after the old arrival time
-  local stored_interval = tonumber(h[2])
-  if stored_interval and stored_interval ~= interval then
-    tat = now + (tat - now) * interval / stored_interval
-  end
-  local new_tat = tat + interval * cost
-  local allow_at = new_tat - tau
-  return now >= allow_at, floor((now + tau - tat) / interval), tat - now, allow_at - now, function()
-    redis.call('HSET', key, 't', num(new_tat), 'i', num(interval))
-    redis.call('PEXPIRE', key, ttl_ms(new_tat - now) + 1000)
-  end
-end
-
-evaluate[CONCURRENCY] = function(key, limit, period, extra, cost, now, rid)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now))
-  local count = redis.call('ZCARD', key)
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  local reset = first[2] and (tonumber(first[2]) - now) or 0
-  -- a slot frees when a request ends; by its lease expiry at the latest
-  return count + 1 <= limit, limit - count, reset, min(reset, 1000000), function()
-    redis.call('ZADD', key, num(now + period), rid)
-    redis.call('PEXPIRE', key, ttl_ms(period) + 1000)
-  end
-end
-
--- Each algorithm but concurrency: refund(key, limit, period, extra, cost, decided, now, rid)
--- gives back what the decision at `decided` took, if its window still holds it
-local refund = {}
-
-local function refund_calendar(algo)
-  return function(key, limit, period, extra, cost, decided)
-    local w = (algo == FIXED) and floor(decided / period) or quota_window(algo, decided, extra)
-    local h = redis.call('HMGET', key, 'w', 'c')
-    if tonumber(h[1]) == w then
-      redis.call('HSET', key, 'c', num(max(0, tonumber(h[2]) - cost)))
-    end
-  end
-end
-refund[FIXED] = refund_calendar(FIXED)
-refund[QUOTA_DAY] = refund_calendar(QUOTA_DAY)
-refund[QUOTA_MONTH] = refund_calendar(QUOTA_MONTH)
-
-refund[SW_COUNTER] = function(key, limit, period, extra, cost, decided)
-  local w = floor(decided / period)
-  local h = redis.call('HMGET', key, 'w', 'c', 'p')
-  local hw = tonumber(h[1])
-  if hw == w then
-    redis.call('HSET', key, 'c', num(max(0, tonumber(h[2]) - cost)))
-  elseif hw == w + 1 then
-    redis.call('HSET', key, 'p', num(max(0, tonumber(h[3]) - cost)))
-  end
-end
-
-refund[SW_LOG] = function(key, limit, period, extra, cost, decided, now, rid)
-  for j = 1, cost do
-    redis.call('ZREM', key, rid .. ':' .. j)
-  end
-end
-
-refund[TOKEN_BUCKET] = function(key, limit, period, extra, cost, decided, now)
-  local capacity = extra > 0 and extra or limit
-  local rate = limit / period
-  local h = redis.call('HMGET', key, 'tk', 'ts')
-  if h[1] then
-    local tokens = min(capacity, tonumber(h[1]) + max(0, now - tonumber(h[2])) * rate + cost)
-    redis.call('HSET', key, 'tk', num(tokens), 'ts', num(now))
-  end
-end
-
-refund[GCRA] = function(key, limit, period, extra, cost, decided, now)
-  local h = redis.call('HMGET', key, 't', 'i')
-  if h[1] then
-    local interval = tonumber(h[2]) or period / limit
-    redis.call('HSET', key, 't', num(max(now, tonumber(h[1]) - interval * cost)))
-  end
+  return nil
 end
 
 local t = redis.call('TIME')
@@ -276,15 +217,53 @@ local SHADOW, DEFERRED, QUIET, REFUND = 1, 2, 4, 8
 local function flag(flags, bit) return flags % (2 * bit) >= bit end
 
 if ARGV[1] == 's' then
+  -- refund: give back what the decision at `decided` took, if its window still holds it
+  local function refund(algo, key, limit, period, extra, decided)
+    if algo == FIXED or algo == QUOTA_DAY or algo == QUOTA_MONTH then
+      local w = (algo == FIXED) and floor(decided / period) or quota_window(algo, decided, extra)
+      local h = redis.call('HMGET', key, 'w', 'c')
+      if tonumber(h[1]) == w then
+        redis.call('HSET', key, 'c', num(max(0, tonumber(h[2]) - cost)))
+      end
+    elseif algo == SW_COUNTER then
+      local w = floor(decided / period)
+      local h = redis.call('HMGET', key, 'w', 'c', 'p')
+      local hw = tonumber(h[1])
+      if hw == w then
+        redis.call('HSET', key, 'c', num(max(0, tonumber(h[2]) - cost)))
+      elseif hw == w + 1 then
+        redis.call('HSET', key, 'p', num(max(0, tonumber(h[3]) - cost)))
+      end
+    elseif algo == SW_LOG then
+      for j = 1, cost do
+        redis.call('ZREM', key, rid .. ':' .. j)
+      end
+    elseif algo == TOKEN_BUCKET then
+      local capacity = extra > 0 and extra or limit
+      local rate = limit / period
+      local h = redis.call('HMGET', key, 'tk', 'ts')
+      if h[1] then
+        local tokens = min(capacity, tonumber(h[1]) + max(0, now - tonumber(h[2])) * rate + cost)
+        redis.call('HSET', key, 'tk', num(tokens), 'ts', num(now))
+      end
+    elseif algo == GCRA then
+      local h = redis.call('HMGET', key, 't', 'i')
+      if h[1] then
+        local interval = tonumber(h[2]) or period / limit
+        redis.call('HSET', key, 't', num(max(now, tonumber(h[1]) - interval * cost)))
+      end
+    end
+  end
+
   local decided = tonumber(ARGV[6]) + tonumber(ARGV[3])
   for i = 1, n do
     local base = 7 + (i - 1) * 5
     local algo, limit, period, extra = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]),
       tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
     if flag(tonumber(ARGV[base + 5]), REFUND) then
-      refund[algo](KEYS[i], limit, period, extra, cost, decided, now, rid)
-    else
-      local _, _, _, _, commit = evaluate[algo](KEYS[i], limit, period, extra, cost, now, rid .. ':s')
+      refund(algo, KEYS[i], limit, period, extra, decided)
+    else  -- a deferred rule: count it now, as if admitted at the response
+      local _, _, _, _, commit = evaluate(algo, KEYS[i], limit, period, extra, cost, now, rid .. ':s')
       commit()
     end
   end
@@ -303,19 +282,18 @@ for i = 1, n do
   local algo = tonumber(ARGV[base + 1])
   local limit = tonumber(ARGV[base + 2])
   local flags = tonumber(ARGV[base + 5])
-  local run = evaluate[algo]
-  if not run then
+  local ok, remaining, reset, wait, commit = evaluate(algo, KEYS[i], limit, tonumber(ARGV[base + 3]),
+                                                      tonumber(ARGV[base + 4]), cost, now, rid)
+  if ok == nil then
     return redis.error_reply('ratewarden: unknown algorithm ' .. tostring(algo))
   end
-  local ok, remaining, reset, wait, commit = run(KEYS[i], limit, tonumber(ARGV[base + 3]),
-                                                 tonumber(ARGV[base + 4]), cost, now, rid)
   local shadow = flags > 0 and flag(flags, SHADOW)
   if ok then
     if flags == 0 or not flag(flags, DEFERRED) then
       remaining = remaining - ((algo == CONCURRENCY) and 1 or cost)
       commits[#commits + 1] = commit
     end
-    if not shadow and (flags == 0 or not flag(flags, QUIET)) then
+    if flags == 0 or not (shadow or flag(flags, QUIET)) then
       local ratio = remaining / limit
       if ratio < head_ratio then
         head, head_ratio, head_remaining, head_reset = i, ratio, remaining, reset
