@@ -10,6 +10,7 @@ from rich.table import Table
 
 from enforcer.loader import PolicyError, load_policy
 from enforcer.plan import compile_plan
+from enforcer.policy import Quotas, Rule
 
 app = typer.Typer(help="ratewarden: distributed rate limiting, usage analytics and abuse detection.",
                   no_args_is_help=True)
@@ -33,21 +34,34 @@ def policy_check(
         errors.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
 
-    table = Table(title=f"{file}: tiers (anonymous: {policy.anonymous_tier}, default: {policy.default_tier})")
-    for column in ("tier", "rule", "algorithm", "limit", "period", "burst", "scope", "routes", "fail mode"):
+    shadow_all = " (every rule a shadow)" if policy.shadow else ""
+    table = Table(title=f"{file}: tiers (anonymous: {policy.anonymous_tier}, default: {policy.default_tier})"
+                        f"{shadow_all}")
+    for column in ("tier", "rule", "algorithm", "limit", "period", "burst", "scope", "routes", "counts", "fail mode"):
         table.add_column(column)
     for name, tier in policy.tiers.items():
         for rule in tier.rules:
             table.add_row(name, rule.name, rule.algorithm.value, str(rule.limit), f"{rule.period:g}s",
                           str(rule.burst or ""), "+".join(rule.scope), ", ".join(rule.endpoints or ["all"]),
-                          tier.fail_mode)
+                          _counting(rule, tier.shadow or rule.shadow), tier.fail_mode)
         quotas = tier.quotas
         for label, value in (("daily", quotas.daily), ("monthly", quotas.monthly)):
             if value:
                 anchor = f" (anchor day {quotas.billing_anchor_day})" if label == "monthly" and quotas.billing_anchor_day else ""
                 table.add_row(name, label + anchor, "quota (UTC calendar)", str(value), label, "", "client", "all",
-                              tier.fail_mode)
+                              _counting(quotas, tier.shadow), tier.fail_mode)
     console.print(table)
+
+    if policy.capacity:
+        capacity = Table(title="capacity shared by tier")
+        for column in ("name", "routes", "limit", "period", "algorithm", "shares", "shed with"):
+            capacity.add_column(column)
+        for entry in policy.capacity:
+            shares = ", ".join(f"{tier} {share:.0%}" for tier, share in entry.shares.items()) or "none"
+            capacity.add_row(entry.name + (" (shadow)" if entry.shadow else ""), ", ".join(entry.endpoints),
+                             str(entry.limit), f"{entry.period:g}s", entry.algorithm.value,
+                             shares + "; others up to the limit", str(entry.shed_status))
+        console.print(capacity)
 
     if policy.endpoints:
         endpoints = Table(title="endpoints")
@@ -64,6 +78,19 @@ def policy_check(
         console.print(f"[bold]{tier}[/bold] on [cyan]{r}[/cyan]: cost {plan.cost}, "
                       f"{'exempt' if plan.exempt else 'rules ' + rules}")
     console.print(f"[green]OK[/green]: {file} is valid ({len(policy.tiers)} tiers, {len(policy.endpoints)} endpoint entries)")
+
+
+def _counting(counted: Rule | Quotas, shadow: bool) -> str:
+    """What a rule or quota counts: admitted requests, or only some responses; and if it is a shadow."""
+    def statuses(ranges: tuple[tuple[int, int], ...]) -> str:
+        return ",".join(f"{low // 100}xx" if high - low == 99 else str(low) for low, high in ranges)
+
+    text = "admitted"
+    if counted.count_statuses:
+        text = f"only {statuses(counted.count_statuses)}"
+    elif counted.refund_statuses:
+        text = f"refunds {statuses(counted.refund_statuses)}"
+    return text + (", shadow" if shadow else "")
 
 
 db_app = typer.Typer(help="The ClickHouse schema.", no_args_is_help=True)
