@@ -5,6 +5,7 @@ is alerted on but never penalised."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -29,7 +30,12 @@ POLICY = {
         "trusted": {"rules": [{"name": "burst", "algorithm": "gcra", "limit": 500, "period": "1s", "scope": ["key"]}]},
     },
 }
-BAD_LOGIN = {"username": "alice", "password": "guess"}
+ATTEMPTS = itertools.count()
+
+
+def bad_login() -> dict[str, str]:
+    """A failed login for a new username each time (the demo app also limits failures per username)."""
+    return {"username": f"user{next(ATTEMPTS)}", "password": "guess"}
 
 
 def test_a_stuffing_client_is_blocked_within_5s_of_its_alert_and_trusted_is_never(
@@ -46,10 +52,10 @@ def test_a_stuffing_client_is_blocked_within_5s_of_its_alert_and_trusted_is_neve
         with TestClient(create_app(enforcer), client=(ATTACKER_IP, 40000)) as client:
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
-                response = client.post("/v1/login", json=BAD_LOGIN)
+                response = client.post("/v1/login", json=bad_login())
                 attacker.append((time.time(), response.status_code,
                                  response.json().get("type", "") if response.status_code == 429 else ""))
-                trusted.append(client.post("/v1/login", json=BAD_LOGIN,
+                trusted.append(client.post("/v1/login", json=bad_login(),
                                            headers={"authorization": f"Bearer {trusted_key}"}).status_code)
                 blocked = [t for t, _, kind in attacker if kind.endswith(":blocked")]
                 if blocked and time.time() - blocked[0] > 3:

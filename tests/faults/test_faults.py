@@ -41,11 +41,13 @@ def test_redis_restart_mid_load(pipeline: Pipeline) -> None:
     sent = load.stop()
     assert set(load.statuses) <= {200}, load.statuses  # no 500, no error, and the trusted tier was never refused
 
-    # limits are exact again: the anonymous login rule (20 a minute per IP) admits exactly 20 of 30
+    # limits are exact again: the anonymous login rule (20 failures a minute per IP) admits exactly 20 of 30
+    # (one username per attempt: the demo app also limits failures per username)
     while time.gmtime().tm_sec > 45:  # stay inside one fixed window
         time.sleep(1)
     with httpx.Client(base_url=pipeline.api.url, timeout=10) as http:
-        statuses = [http.post("/v1/login", json={"username": "a", "password": "b"}).status_code for _ in range(30)]
+        statuses = [http.post("/v1/login", json={"username": f"u{i}", "password": "b"}).status_code
+                    for i in range(30)]
     assert statuses.count(401) == 20 and statuses.count(429) == 10, statuses
     totals = reconcile(pipeline, sent + 30)
     assert totals["sent"] == totals["kafka"] == totals["clickhouse"], totals
