@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from enforcer import Enforcer, EnforcerSettings, load_policy
 from enforcer.asgi import RatewardenMiddleware
 from enforcer.django import reset_enforcer
-from enforcer.events import SCHEMA_FILE, json_schema
+from enforcer.events import SCHEMA_FILE, decode_event, json_schema
 from enforcer.publisher import EventPublisher
 from examples.demo_fastapi.app import POLICY_FILE, create_app
 from ratewarden.local import KafkaServer, create_topics
@@ -76,7 +76,7 @@ def test_fastapi_demo_publishes_exactly_one_event_per_request(redis_sync: redis.
     assert [(e.status, e.path, e.tier, e.client_id) for e in missing] == [(404, "/v1/items/2000", "anonymous",
                                                                              "ip:203.0.113.30")]
     first = allowed[0]
-    assert first.schema == 1 and first.ip == "203.0.113.30" and first.cost == 1 and first.latency_ms > 0
+    assert first.schema == 2 and first.shadow_denied is None and first.ip == "203.0.113.30" and first.cost == 1 and first.latency_ms > 0
     assert first.decided_at_us > 1_700_000_000_000_000 and first.service == "api" and first.method == "GET"
 
 
@@ -186,3 +186,13 @@ def test_hostile_fields_never_break_a_request_or_the_publisher(redis_sync: redis
 
 def test_json_schema_file_is_current() -> None:
     assert json.loads(SCHEMA_FILE.read_text()) == json.loads(json.dumps(json_schema()))
+
+
+def test_a_version_1_event_still_decodes() -> None:
+    """Schema 2 only added ``shadow_denied`` (optional): events already in Kafka keep decoding."""
+    v1 = {"schema": 1, "event_id": "x-1", "decided_at_us": 1, "host_time_us": 2, "service": "api", "instance": "i",
+          "client_id": "ip:192.0.2.1", "ip": "192.0.2.1", "tier": "anonymous", "method": "GET", "route": "GET /x",
+          "path": "/x", "cost": 1, "allowed": True, "remaining": 3, "retry_after_s": 0.0, "degraded": False,
+          "local": False, "status": 200, "latency_ms": 1.5}
+    event = decode_event(json.dumps(v1).encode())
+    assert event.schema == 1 and event.shadow_denied is None and event.client_id == "ip:192.0.2.1"
