@@ -104,7 +104,7 @@ GOOD = json.loads(encode_event(RequestEvent(
     remaining=1, retry_after_s=0.0, degraded=False, local=False, status=200, latency_ms=1.0)))
 
 
-OPTIONAL = {"schema", "key_id", "user", "user_agent", "rule", "kind"}
+OPTIONAL = {"schema", "key_id", "user", "user_agent", "rule", "kind", "shadow_denied"}
 
 
 def _malformed() -> st.SearchStrategy[bytes]:
