@@ -21,7 +21,8 @@ class Decision:
     ``rule``/``limit``/``remaining``/``reset_s`` describe the deciding rule when
     denied and the rule closest to exhaustion when allowed (what the RateLimit
     header reports). ``degraded`` means Redis was not consulted. ``shadow_denied``
-    names the shadow rule that would have denied the request (it was admitted).
+    names the shadow rule that would have denied the request (set on admitted requests only:
+    what switching the rule on would change).
     ``quota`` is the tightest quota when allowed: (name, remaining, seconds to its reset).
     """
 

@@ -217,6 +217,10 @@ class EnforcerCore:
                 leases=tuple((keys[i], rid) for i in plan.lease_indices),
                 quota=(plan.rules[quota - 1].name, quota_remaining, quota_reset_us / 1e6) if quota else None,
                 settle=Settlement(plan, keys, rid, now_us) if plan.response_aware else None)
+            if shadow:  # admitted, but a shadow rule would have denied it
+                metrics.SHADOW_DENIED.inc()
+                decision.shadow_denied = plan.rules[shadow - 1].name
+                decision.shadow_retry_after_s = shadow_retry_us / 1e6
         else:
             metrics.DENIED.inc()
             rule = plan.rules[decider - 1]
@@ -229,10 +233,6 @@ class EnforcerCore:
             decision = Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, rule.name, rule.kind,
                                 rule.limit, 0, retry_s, retry_s, plan.policy_header, now_us,
                                 status=rule.denial_status)
-        if shadow:
-            metrics.SHADOW_DENIED.inc()
-            decision.shadow_denied = plan.rules[shadow - 1].name
-            decision.shadow_retry_after_s = shadow_retry_us / 1e6
         return decision
 
     def _denied_locally(self, plan: Plan, keys: list[str], identity: Identity, now: float) -> Decision | None:

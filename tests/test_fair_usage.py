@@ -187,3 +187,29 @@ def test_every_algorithm_counts_after_the_response_and_refunds(redis_url: str, a
         refunded = [client.get(f"/refund?status={s}").status_code for s in (500, 500, 500, 500, 200, 200, 200, 200)]
     assert counted == [200, 200, 401, 200, 401, 401, 429]
     assert refunded == [500] * 4 + [200, 200, 200, 429]
+
+
+@pytest.mark.parametrize("where", ["rule", "tier", "policy"])
+async def test_shadow_rules_tiers_and_policies_report_but_never_deny(redis_url: str, where: str) -> None:
+    strict = {"name": "strict", "algorithm": "fixed_window", "limit": 3, "period": "1h", "scope": ["ip"]}
+    loose = {"name": "loose", "algorithm": "fixed_window", "limit": 5, "period": "1h", "scope": ["ip"]}
+    policy: dict[str, Any] = {"tiers": {"free": {}, "anonymous": {"rules": [strict]}},
+                              "endpoints": [{"route": "GET /x", "rules": [loose]}]}
+    if where == "rule":
+        strict["shadow"] = True
+    elif where == "tier":
+        policy["tiers"]["anonymous"]["shadow"] = True
+    else:
+        policy["shadow"] = True
+    enforcer = make_enforcer(redis_url, policy, local_deny_cache=False)
+    await enforcer.start()
+    identity = await enforcer.identify(ip={"rule": "192.0.2.101", "tier": "192.0.2.102", "policy": "192.0.2.103"}[where])
+    decisions = [await enforcer.decide(identity, "GET /x") for _ in range(7)]
+    await enforcer.aclose()
+    assert [d.shadow_denied for d in decisions[:5]] == [None] * 3 + ["strict"] * 2
+    if where == "policy":  # everything a shadow: nothing denied, 'loose' would deny past 5
+        assert all(d.allowed for d in decisions) and decisions[5].shadow_denied == "strict"
+    else:  # 'loose' (an endpoint rule, not the tier's) still enforces; what it denies is not a shadow's finding
+        assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
+        assert decisions[5].rule == "loose" and decisions[5].shadow_denied is None
+    assert all("strict" not in d.policy_header for d in decisions)  # a shadow is not the client's limit
