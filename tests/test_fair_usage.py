@@ -16,7 +16,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from enforcer import ApiKeyStore
+from enforcer import ApiKeyStore, EnforcerSettings, policy_from_mapping
+from enforcer.engine import SyncEnforcer
 from enforcer.asgi import RatewardenMiddleware, limit
 from examples.demo_fastapi.app import create_app
 
@@ -213,3 +214,29 @@ async def test_shadow_rules_tiers_and_policies_report_but_never_deny(redis_url: 
         assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
         assert decisions[5].rule == "loose" and decisions[5].shadow_denied is None
     assert all("strict" not in d.policy_header for d in decisions)  # a shadow is not the client's limit
+
+
+def test_the_wsgi_enforcer_settles_from_a_background_thread(redis_sync: redis.Redis, redis_url: str) -> None:
+    enforcer = SyncEnforcer(policy_from_mapping(LOGIN_POLICY),
+                            EnforcerSettings(redis_url=redis_url, redis_budget_ms=2000, local_deny_cache=False))
+    enforcer.start()
+    identity = enforcer.identify(ip="192.0.2.150")
+    key = "rw:{ip:192.0.2.150}:login-per-ip:swl"
+
+    def attempt(status: int) -> bool:
+        decision = enforcer.decide(identity, "POST /v1/login")
+        if decision.allowed:
+            enforcer.finish(decision, status)
+        return decision.allowed
+
+    try:
+        assert all(attempt(200) for _ in range(50))  # good logins are never counted
+        assert all(attempt(401) for _ in range(5))
+        deadline = time.monotonic() + 2
+        while redis_sync.zcard(key) < 5:  # counted off the request thread
+            assert time.monotonic() < deadline, "failures not counted within 2 s"
+            time.sleep(0.01)
+        assert not attempt(401)
+    finally:
+        enforcer.close()
+    assert redis_sync.zcard(key) == 5
