@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from enforcer import ApiKeyStore, EnforcerSettings, policy_from_mapping
 from enforcer.engine import SyncEnforcer
-from enforcer.asgi import RatewardenMiddleware, limit
+from enforcer.asgi import RatewardenMiddleware
 from examples.demo_fastapi.app import create_app
 
 from .helpers import make_enforcer

@@ -160,4 +160,4 @@ def test_still_one_script_call_per_request_with_shadow_capacity_response_aware_r
     # a response that counts (401 toward 'failures') adds one call, sent after the response, unawaited
     assert [r.status_code for r in failures] == [401] * 10
     assert settled.counts().get("evalsha") == 20
-    assert len(redis_sync.zrange(f"rw:{{ip:192.0.2.9}}:failures:swl", 0, -1)) == 10
+    assert len(redis_sync.zrange("rw:{ip:192.0.2.9}:failures:swl", 0, -1)) == 10
