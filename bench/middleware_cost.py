@@ -2,7 +2,7 @@
 at a time through the ASGI interface) bare, with the enforcer, and with the enforcer's Redis
 call replaced by a fixed decision. Prints microseconds per request; asserts nothing.
 
-    python bench/middleware_cost.py [--requests 64000] [--rounds 2]
+    python bench/middleware_cost.py [--quick] [--requests 64000] [--rounds 2]
 
 Batches of 64 wait for their slowest request, so Redis time is not overlapped here as it is
 under a real server: read "enforced" as an upper bound, "no Redis" as the middleware's own work.
@@ -76,9 +76,12 @@ async def measure(redis_url: str, requests: int, rounds: int) -> dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a run of a few seconds (12,800 requests, 2 rounds)")
     parser.add_argument("--requests", type=int, default=64_000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    if args.quick:
+        args.requests = 12_800
     url, server = local_redis()
     try:
         uvloop.install()

@@ -1,7 +1,7 @@
 """Server time of one decision, by policy: what the decide script costs Redis itself,
 read from INFO commandstats (usec_per_call), with no client in the figure.
 
-    python bench/script_cost.py [--calls 20000] [--rounds 5]
+    python bench/script_cost.py [--quick] [--calls 20000] [--rounds 5]
 
 Policies, interleaved per round: ``multi`` (bench/policy.yaml: 4 rules + 2 quotas), ``flags``
 (the same rules with the fair-usage flags set: one rule a shadow, one refunding 5xx, the
@@ -63,9 +63,12 @@ def server_us_per_call(client: redis.Redis, policy: Policy, calls: int) -> float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a run of a few seconds (5,000 calls, 3 rounds)")
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    if args.quick:
+        args.calls, args.rounds = 5_000, 3
     multi = load_policy(BENCH / "policy.yaml")
     policies = {"multi": multi, "flags": with_flags(multi), "features": load_policy(BENCH / "policy_features.yaml")}
     url, server = local_redis()
