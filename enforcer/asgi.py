@@ -15,7 +15,7 @@ from .decision import Decision
 from .engine import Enforcer
 from .events import make_event
 from .headers import rate_limit_headers
-from .identity import Identity, bearer_token, bounded
+from .identity import Identity, bearer_token
 from .plan import UNMATCHED_ROUTE, KeyFunction, RouteLimits
 from .policy import Rule
 from .problem import problem_body, problem_status
@@ -110,7 +110,7 @@ async def _apply_key_function(key: KeyFunction, identity: Identity, scope: Scope
     value = key(Request(scope, _replaying(messages, receive)))
     if inspect.isawaitable(value):
         value = await value
-    identity.custom = bounded(str(value)) if value else None
+    identity.set_custom(value)
     return _replaying(messages, receive)
 
 

@@ -144,20 +144,23 @@ class EnforcerCore:
     def _now_arg(self) -> str:
         return str(int(self.clock() * 1_000_000)) if self.settings.time_source == "app" else ""
 
-    def _settle_call(self, decision: Decision, status: int) -> tuple[list[str], tuple[object, ...]] | None:
-        """The script call that counts or refunds ``decision``'s response-aware rules, if any match."""
+    def _after_response(self, decision: Decision, status: int,
+                        send: Callable[..., None]) -> tuple[list[str], tuple[object, ...]] | None:
+        """Free ``decision``'s concurrency slots through ``send``; returns the script call that
+        counts or refunds its response-aware rules a response with ``status`` matches, if any."""
+        for key, rid in decision.leases:
+            if rid:
+                send("ZREM", key, rid)
+            else:
+                self.fallback.release(key)
         settle = decision.settle
-        if settle is None:
-            return None
-        matched = settle.plan.settlement(status)
+        matched = settle.plan.settlement(status) if settle is not None else None
         if not matched:
             return None
         plan = settle.plan
-        args: list[object] = [b"s", self._now_arg(), self._offset_arg, plan.cost, settle.rid,
-                              settle.decided_at_us, len(matched)]
-        for i in matched:
-            args += plan.script_args[1 + 5 * i: 6 + 5 * i]
-        return [settle.keys[i] for i in matched], tuple(args)
+        args = (b"s", self._now_arg(), self._offset_arg, plan.cost, settle.rid, settle.decided_at_us,
+                *plan.rule_args(matched))
+        return [settle.keys[i] for i in matched], args
 
     def _end(self, call: _ScriptCall, reply: list[int] | None, error: BaseException | None = None) -> Decision:
         """The decision from the script's ``reply``, or made without Redis if the call raised ``error``."""
@@ -283,13 +286,6 @@ class EnforcerCore:
                         retry_in_s=self.settings.redis_retry_after_s)
         self._redis_down_until = time.monotonic() + self.settings.redis_retry_after_s
 
-    def _release(self, decision: Decision, send: object) -> None:
-        for key, rid in decision.leases:
-            if rid:
-                send("ZREM", key, rid)  # type: ignore[operator]
-            else:
-                self.fallback.release(key)
-
 
 class Enforcer(EnforcerCore):
     """Decides requests for one asyncio process against the shared Redis.
@@ -346,9 +342,7 @@ class Enforcer(EnforcerCore):
     def finish(self, decision: Decision, status: int) -> None:
         """The response to ``decision`` ended with ``status``: free its concurrency slots and
         count or refund its response-aware rules. Queued on the pipelined connection, not awaited."""
-        if decision.leases:
-            self._release(decision, self.runner.command)
-        call = self._settle_call(decision, status) if decision.settle is not None else None
+        call = self._after_response(decision, status, self.runner.command)
         if call is not None:
             self.runner.fire(self._script, *call)
 
@@ -384,9 +378,11 @@ class SyncEnforcer(EnforcerCore):
                 self._redis_failed(exc)
 
     def close(self) -> None:
-        if self._settler is not None:
+        with self._lock:
+            settler, self._settler = self._settler, None
+        if settler is not None:
             self._settlements.put(None)  # settle what is queued, then stop
-            self._settler.join(timeout=2)
+            settler.join(timeout=2)
         self.live.close()
         self.client.close()
         self.started = False
@@ -415,17 +411,14 @@ class SyncEnforcer(EnforcerCore):
     def finish(self, decision: Decision, status: int) -> None:
         """The response to ``decision`` ended with ``status``: free its concurrency slots, and
         count or refund its response-aware rules from a background thread (off the request path)."""
-        if decision.leases:
-            self._release(decision, self.runner.command)
-        call = self._settle_call(decision, status) if decision.settle is not None else None
-        if call is not None:
-            self._settlements.put(call)
-            if self._settler is None or not self._settler.is_alive():
-                with self._lock:
-                    if self._settler is None or not self._settler.is_alive():
-                        self._settler = threading.Thread(target=self._settle_forever, name="ratewarden-settle",
-                                                         daemon=True)
-                        self._settler.start()
+        call = self._after_response(decision, status, self.runner.command)
+        if call is None:
+            return
+        self._settlements.put(call)
+        with self._lock:
+            if self._settler is None:  # started on first use: most policies never settle
+                self._settler = threading.Thread(target=self._settle_forever, name="ratewarden-settle", daemon=True)
+                self._settler.start()
 
     def _settle_forever(self) -> None:
         while (call := self._settlements.get()) is not None:

@@ -37,6 +37,10 @@ class Identity:
     owner: str | None = None
     custom: str | None = None  # the route's key function's value (the ``custom`` scope)
 
+    def set_custom(self, value: object) -> None:
+        """Key the ``custom`` scope by what a route's key function returned (None or empty: the client)."""
+        self.custom = bounded(str(value)) if value else None
+
 
 def bearer_token(value: str) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` value, else None."""

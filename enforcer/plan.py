@@ -25,6 +25,7 @@ ALGORITHM_CODES = {
 QUOTA_DAILY, QUOTA_MONTHLY = 7, 8
 _KEY_SUFFIX = {1: "fw", 2: "swc", 3: "swl", 4: "tb", 5: "gcra", 6: "conc", 7: "qd", 8: "qm"}
 SHADOW, DEFERRED, QUIET, REFUND = 1, 2, 4, 8  # rule flags of the script (see decide.lua)
+FIELDS_PER_RULE = 5  # algorithm, limit, period, extra, flags
 _MONTH_S = 31 * 86400
 _MAX_CACHED_CALLERS = 20_000
 
@@ -59,8 +60,7 @@ class CompiledRule:
     kind: str  # "rate", "quota", "concurrency" or "capacity"
     policy_member: str  # "" for rules not reported in RateLimit-Policy (shadow, capacity)
     flags: int = 0
-    count_statuses: StatusSet | None = None
-    refund_statuses: StatusSet | None = None
+    settle_statuses: StatusSet | None = None  # counted (DEFERRED) or refunded (REFUND) after the response
     shared_key: str | None = None  # one counter for every caller (capacity)
     denial_status: int = 429
 
@@ -107,13 +107,14 @@ class Plan:
 
     def settlement(self, status: int) -> list[int]:
         """The response-aware rules a response with ``status`` counts toward or refunds."""
-        found = []
-        for i in self.response_aware:
-            rule = self.rules[i]
-            statuses = rule.count_statuses or rule.refund_statuses
-            if statuses is not None and status_in(status, statuses):
-                found.append(i)
-        return found
+        return [i for i in self.response_aware if status_in(status, self.rules[i].settle_statuses or ())]
+
+    def rule_args(self, indices: list[int]) -> list[bytes]:
+        """The script arguments of the rules at ``indices``: their count, then their fields."""
+        args = [str(len(indices)).encode()]
+        for i in indices:
+            args += self.script_args[1 + FIELDS_PER_RULE * i: 1 + FIELDS_PER_RULE * (i + 1)]
+        return args
 
     def keys(self, identity: Identity) -> list[str]:
         caller = (identity.client_id, identity.ip, identity.user, identity.custom)
@@ -153,25 +154,25 @@ def _compile_rule(rule: Rule, shadow: bool) -> CompiledRule:
         kind="concurrency" if concurrency else "rate",
         policy_member="" if shadow else member,
         flags=_flags(shadow, rule),
-        count_statuses=rule.count_statuses,
-        refund_statuses=rule.refund_statuses,
+        settle_statuses=rule.settle_statuses,
     )
 
 
 def _quota_rules(quotas: Quotas, shadow: bool) -> list[CompiledRule]:
     rules = []
     flags = _flags(shadow, quotas)
-    statuses = {"count_statuses": quotas.count_statuses, "refund_statuses": quotas.refund_statuses}
     if quotas.daily:
         rules.append(
             CompiledRule("daily", QUOTA_DAILY, quotas.daily, 86400.0, 0, (Scope.client,), "quota",
-                         "" if shadow else _policy_member("daily", quotas.daily, 86400), flags, **statuses)
+                         "" if shadow else _policy_member("daily", quotas.daily, 86400), flags,
+                         quotas.settle_statuses)
         )
     if quotas.monthly:
         rules.append(
             CompiledRule("monthly", QUOTA_MONTHLY, quotas.monthly, _MONTH_S, quotas.billing_anchor_day or 0,
                          (Scope.client,), "quota",
-                         "" if shadow else _policy_member("monthly", quotas.monthly, _MONTH_S), flags, **statuses)
+                         "" if shadow else _policy_member("monthly", quotas.monthly, _MONTH_S), flags,
+                         quotas.settle_statuses)
         )
     return rules
 

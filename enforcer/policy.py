@@ -118,6 +118,11 @@ class _ResponseAware(_Model):
                              "a rule counting only some responses has nothing to refund")
         return self
 
+    @property
+    def settle_statuses(self) -> StatusSet | None:
+        """The statuses whose responses are settled after the fact (counted or refunded), if any."""
+        return self.count_statuses if self.count_statuses is not None else self.refund_statuses
+
 
 class Rule(_ResponseAware):
     """One limit: ``limit`` units per ``period`` counted per ``scope`` with ``algorithm``.
@@ -226,7 +231,7 @@ class Capacity(_Model):
         if sum(self.shares.values()) > 1 + 1e-9:
             raise ValueError(f"shares sum to {sum(self.shares.values()):g}: at most 1, so each is reserved")
         for tier, share in self.shares.items():
-            if int(share * self.limit) < 1:
+            if not self.tier_limit(tier):
                 raise ValueError(f"share {share:g} of {self.limit} leaves tier {tier!r} less than one unit")
         return self
 

@@ -86,10 +86,9 @@ def _counting(counted: Rule | Quotas, shadow: bool) -> str:
         return ",".join(f"{low // 100}xx" if high - low == 99 else str(low) for low, high in ranges)
 
     text = "admitted"
-    if counted.count_statuses:
-        text = f"only {statuses(counted.count_statuses)}"
-    elif counted.refund_statuses:
-        text = f"refunds {statuses(counted.refund_statuses)}"
+    if counted.settle_statuses is not None:
+        verb = "only" if counted.count_statuses is not None else "refunds"
+        text = f"{verb} {statuses(counted.settle_statuses)}"
     return text + (", shadow" if shadow else "")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 import time
 from typing import Any
 
@@ -26,6 +27,15 @@ def command_counts(client: redis.Redis) -> dict[str, int]:
     """Calls per command since the last CONFIG RESETSTAT, from INFO commandstats."""
     stats = client.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+def wait_until(check: Callable[[], bool], within_s: float, what: str) -> float:
+    """Seconds until ``check()`` holds; fails naming ``what`` if it does not within ``within_s``."""
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < within_s, f"{what}: not within {within_s} s"
+        time.sleep(0.01)
+    return time.monotonic() - start
 
 
 def offset_to(enforcer: Enforcer, when: dt.datetime) -> None:

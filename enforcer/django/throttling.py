@@ -22,7 +22,6 @@ from rest_framework.throttling import BaseThrottle
 
 from ..decision import Decision
 from ..durations import parse_duration
-from ..identity import bounded
 from ..plan import RouteLimits
 from ..policy import Algorithm, Rule, Scope
 from .conf import get_enforcer, identify_request, route_of
@@ -63,8 +62,7 @@ class RatewardenThrottle(BaseThrottle):
         django_request = getattr(request, "_request", request)
         identity = identify_request(enforcer, request)
         if limits is not None and limits.key is not None:
-            value = limits.key(request)
-            identity.custom = bounded(str(value)) if value else None
+            identity.set_custom(limits.key(request))
         decision = enforcer.decide(identity, route_of(django_request), limits)
         self.decision = decision
         previous: Decision | None = getattr(django_request, DECISION_ATTR, None)
