@@ -80,13 +80,16 @@ class LiveCache:
         return record
 
     def load(self, version: bytes | None, raw: dict[bytes, bytes], raw_tiers: dict[bytes, bytes]) -> None:
-        """Replace every override and run-time tier (from HGETALL) and forget cached keys."""
+        """Replace every override and run-time tier (from HGETALL); forget cached keys if the
+        version moved (a reload at the version already known, as the change feed makes on
+        subscribing, has no key change to forget)."""
         self.overrides = _readable(raw, Override, "override")
         tiers = _readable(raw_tiers, Tier, "tier")
         if tiers != self.tiers:
             self.tiers = tiers
             self.tiers_generation += 1
-        self._keys.clear()
+        if version != self._version:
+            self._keys.clear()
         self._version = version
         self.generation += 1
 
