@@ -65,7 +65,8 @@ class DemoClient:
 
 def demo_clients() -> list[DemoClient]:
     return [
-        DemoClient("free-app", "legit", "free", 4, paths=("/v1/items", "/v1/items/42", "/v1/search"), keys=1,
+        # 2 requests/s of which one in three is a search (cost 5): 4.7 units/s, within free's 300 a minute
+        DemoClient("free-app", "legit", "free", 2, paths=("/v1/items", "/v1/items/42", "/v1/search"), keys=1,
                    ip="198.51.100.11"),
         DemoClient("paid-app", "legit", "paid", 30, paths=("/v1/items", "/v1/items/7", "/v1/items/8"), keys=1,
                    ip="198.51.100.12"),
