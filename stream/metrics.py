@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("ratewarden_stream_events", "Request records read from Kafka")
 DUPLICATES = Counter("ratewarden_stream_duplicates", "Events skipped as already written or seen")
 DEAD_LETTERS = Counter("ratewarden_stream_dead_letters", "Records sent to the dead-letter topic")
 WINDOWS = Counter("ratewarden_stream_windows", "Closed window summaries sent to the detectors")
 ROWS = Counter("ratewarden_stream_usage_rows", "Usage rows written to ClickHouse")
+LAG = Gauge("ratewarden_stream_lag", "Request records not yet read, per owned partition", ["partition"])
 ALERTS = Counter("ratewarden_stream_alerts", "Alerts raised or escalated", ["alert_type"])
 PENALTIES = Counter("ratewarden_stream_penalties", "Penalties written to Redis", ["action"])
 DELIVERY = Counter("ratewarden_stream_deliveries", "Alert delivery attempts", ["outcome"])

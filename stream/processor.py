@@ -103,6 +103,10 @@ class RequestProcessor:
         self.sink.revoke(mine)
         for partition in mine:
             del self._partitions[partition]
+            try:
+                metrics.LAG.remove(str(partition))
+            except KeyError:  # never reported
+                pass
         log.info("partitions revoked", partitions=mine)
 
     # -- records ----------------------------------------------------------------------
@@ -181,15 +185,22 @@ class RequestProcessor:
             if offset is not None:
                 commits[TopicPartition(self.settings.kafka_topic, partition)] = offset
         try:
-            await asyncio.gather(*[await self.producer.send(self.settings.windows_topic, value, key=key)
-                                   for key, value in summaries])
-            self.stats.windows_emitted += len(summaries)
-            if commits and self._consumer is not None:
-                await self._consumer.commit(commits)
-        except KafkaError as exc:  # Kafka away or the group rebalancing: the next flush commits again
-            log.warning("kafka_write_failed", error=type(exc).__name__, window_summaries_lost=len(summaries))
+            await self._send_summaries_then_commit(summaries, commits)
+        except (KafkaError, asyncio.TimeoutError) as exc:  # Kafka away, slow or rebalancing: the next flush commits
+            log.warning("kafka_write_failed", error=type(exc).__name__, window_summaries=len(summaries))
         self.stats.flushes += 1
         self._report()
+
+    async def _send_summaries_then_commit(self, summaries: list[tuple[bytes, bytes]],
+                                          commits: dict[TopicPartition, int]) -> None:
+        """Send window summaries, then commit offsets, each bounded by ``kafka_timeout_s``: a broker
+        that stops answering delays commits and detection, never the ClickHouse writes."""
+        timeout = self.settings.kafka_timeout_s
+        sends = [await self.producer.send(self.settings.windows_topic, value, key=key) for key, value in summaries]
+        await asyncio.wait_for(asyncio.shield(asyncio.gather(*sends)), timeout)  # unsent ones keep trying
+        self.stats.windows_emitted += len(summaries)
+        if commits and self._consumer is not None:
+            await asyncio.wait_for(self._consumer.commit(commits), timeout)
 
     async def _send_dead_letters(self) -> None:
         """Send the records that were not events; those Kafka refuses now wait for the next flush."""
@@ -244,6 +255,7 @@ class RequestProcessor:
         await consumer.start()
         consumer.subscribe([self.settings.kafka_topic], listener=Listener())
         next_flush = time.monotonic() + self.settings.flush_interval_s
+        next_progress = time.monotonic() + self.settings.progress_log_s
         try:
             while not self._stopping.is_set():
                 timeout = max(0.0, next_flush - time.monotonic())
@@ -254,10 +266,31 @@ class RequestProcessor:
                 if time.monotonic() >= next_flush:
                     await self.flush()
                     next_flush = time.monotonic() + self.settings.flush_interval_s
+                if time.monotonic() >= next_progress:
+                    self._log_progress(consumer)
+                    next_progress = time.monotonic() + self.settings.progress_log_s
             await self.flush()
         finally:
             self._consumer = None
             await consumer.stop()
+
+    def lag(self, consumer: AIOKafkaConsumer) -> dict[int, int | None]:
+        """Records behind the broker's last known end, per owned partition (None: not fetched yet)."""
+        topic = self.settings.kafka_topic
+        lags: dict[int, int | None] = {}
+        for partition, state in sorted(self._partitions.items()):
+            end = consumer.highwater(TopicPartition(topic, partition))
+            lags[partition] = None if end is None or state.next_offset is None else max(0, end - state.next_offset)
+        return lags
+
+    def _log_progress(self, consumer: AIOKafkaConsumer) -> None:
+        lags = self.lag(consumer)
+        for partition, behind in lags.items():
+            if behind is not None:
+                metrics.LAG.labels(partition=str(partition)).set(behind)
+        s = self.stats
+        log.info("progress", partitions=list(lags), lag=lags, events=s.events, rows_written=s.rows_written,
+                 windows_emitted=s.windows_emitted, dead_letters=s.dead_letters, clickhouse_down=self._clickhouse_down)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -87,6 +87,9 @@ class StreamSettings(BaseSettings):
     idle_close_s: float = Field(5.0, gt=0, description="a partition quiet this long closes its open windows")
     flush_interval_s: float = Field(1.0, gt=0, description="aggregates are written to ClickHouse this often")
     dedup_window_s: float = Field(180.0, ge=0, description="event ids are remembered this long for deduplication")
+    kafka_timeout_s: float = Field(10.0, gt=0, description="longest wait for an offset commit or window summaries "
+                                   "to be acknowledged before the worker moves on (they are retried next flush)")
+    progress_log_s: float = Field(30.0, gt=0, description="the worker logs its partitions, lag and totals this often")
     max_poll_records: int = Field(20_000, ge=1, description="events taken from Kafka per fetch")
     auth_routes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["POST /v1/login"], description="routes tagged as authentication (comma separated)")

@@ -131,6 +131,9 @@ def reconcile(pipe: Pipeline, sent: int, timeout_s: float = 120.0) -> dict[str, 
     deadline = time.monotonic() + timeout_s
     while True:
         in_kafka, in_clickhouse = pipe.events_in_kafka(), pipe.usage_total()
-        if sent == in_kafka == in_clickhouse or time.monotonic() > deadline:
-            return {"sent": sent, "kafka": in_kafka, "clickhouse": in_clickhouse}
+        totals: dict[str, Any] = {"sent": sent, "kafka": in_kafka, "clickhouse": in_clickhouse}
+        if sent == in_kafka == in_clickhouse:
+            return totals
+        if time.monotonic() > deadline:  # what the worker was doing, for the failure message
+            return {**totals, "worker_log": pipe.worker.log_tail(60)}
         time.sleep(2)
