@@ -267,24 +267,28 @@ class RequestProcessor:
                     await self.flush()
                     next_flush = time.monotonic() + self.settings.flush_interval_s
                 if time.monotonic() >= next_progress:
-                    self._log_progress(consumer)
+                    self._log_progress()
                     next_progress = time.monotonic() + self.settings.progress_log_s
             await self.flush()
         finally:
             self._consumer = None
             await consumer.stop()
 
-    def lag(self, consumer: AIOKafkaConsumer) -> dict[int, int | None]:
+    def lag(self) -> dict[int, int | None]:
         """Records behind the broker's last known end, per owned partition (None: not fetched yet)."""
-        topic = self.settings.kafka_topic
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        assigned = consumer.assignment()  # highwater() asserts on a partition a rebalance just took away
         lags: dict[int, int | None] = {}
         for partition, state in sorted(self._partitions.items()):
-            end = consumer.highwater(TopicPartition(topic, partition))
+            tp = TopicPartition(self.settings.kafka_topic, partition)
+            end = consumer.highwater(tp) if tp in assigned else None
             lags[partition] = None if end is None or state.next_offset is None else max(0, end - state.next_offset)
         return lags
 
-    def _log_progress(self, consumer: AIOKafkaConsumer) -> None:
-        lags = self.lag(consumer)
+    def _log_progress(self) -> None:
+        lags = self.lag()
         for partition, behind in lags.items():
             if behind is not None:
                 metrics.LAG.labels(partition=str(partition)).set(behind)

@@ -34,6 +34,7 @@ async def _stalled_flush(kafka: KafkaServer, clickhouse: Any, settings: StreamSe
             assert time.monotonic() < deadline, processor.stats
             await asyncio.sleep(0.1)
         assert processor.stats.rows_written == 0
+        assert processor.lag() == {0: 0}
         kafka.pause()
         try:
             started = time.monotonic()
