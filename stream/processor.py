@@ -89,9 +89,17 @@ class RequestProcessor:
                                 WindowAccumulator(s.short_window_s, routes, hop_s=s.short_hop_s)])
 
     async def assigned(self, partitions: list[int]) -> None:
+        """Start on ``partitions``: no record of theirs is taken from Kafka before the sink knows
+        what ClickHouse already holds (the consumer fetches them only once they are resumed)."""
+        tps = [TopicPartition(self.settings.kafka_topic, p) for p in partitions]
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.pause(*tps)  # before the first await: the client has fetched nothing for them yet
         await asyncio.to_thread(self.sink.assign, partitions)
         for partition in partitions:
             self._partitions[partition] = self._new_state()
+        if consumer is not None:
+            consumer.resume(*[tp for tp in tps if tp in consumer.assignment()])
         log.info("partitions assigned", partitions=partitions,
                  written_through={p: self.sink.written_through(p) for p in partitions})
 
@@ -263,6 +271,9 @@ class RequestProcessor:
                 for tp, records in batches.items():
                     if tp.partition in self._partitions:
                         self.handle(tp.partition, records)
+                    elif tp in consumer.assignment():  # never dropped: read again once the partition is ready
+                        log.warning("records_before_assignment", partition=tp.partition, records=len(records))
+                        consumer.seek(tp, records[0].offset)
                 if time.monotonic() >= next_flush:
                     await self.flush()
                     next_flush = time.monotonic() + self.settings.flush_interval_s
