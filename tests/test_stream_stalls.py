@@ -6,8 +6,10 @@ set up are handled, not skipped."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -21,15 +23,48 @@ from stream.simulate import events, publish, scenario
 EVENTS = 2_000
 
 
-async def _stalled_flush(kafka: KafkaServer, clickhouse: Any, settings: StreamSettings) -> dict[str, Any]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.url)
+@contextlib.contextmanager
+def _broker(name: str, clickhouse: Any, partitions: int,
+            **settings: Any) -> Iterator[tuple[KafkaServer, StreamSettings]]:
+    """A broker of its own (tests here stop it), its topics, and worker settings naming them."""
+    migrate(clickhouse, db=f"rw_{name}")
+    kafka = KafkaServer().start()
+    try:
+        s = StreamSettings(kafka_bootstrap=kafka.url, kafka_topic=f"{name}.requests", windows_topic=f"{name}.windows",
+                           consumer_group=name, clickhouse_database=f"rw_{name}", rebalance_timeout_s=6.0, **settings)
+        create_topics(kafka.url, {s.kafka_topic: partitions, s.windows_topic: 1})
+        yield kafka, s
+    finally:
+        kafka.stop()
+
+
+@contextlib.asynccontextmanager
+async def _running(settings: StreamSettings, clickhouse: Any) -> AsyncIterator[RequestProcessor]:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()
     processor = RequestProcessor(settings, clickhouse, producer)
     running = asyncio.create_task(processor.run())
     try:
-        start_us = int(time.time() // 60 * 60 - 120) * 1_000_000
-        stream = itertools.islice(events(scenario(legit=20, per_abuse=1), 2, start_us), EVENTS)
-        assert await publish(kafka.url, settings.kafka_topic, stream) == EVENTS
+        yield processor
+    finally:
+        processor.stop()
+        await asyncio.wait_for(running, 60)  # after its next flush
+        await producer.stop()
+
+
+async def _publish(settings: StreamSettings) -> None:
+    start_us = int(time.time() // 60 * 60 - 120) * 1_000_000
+    stream = itertools.islice(events(scenario(legit=20, per_abuse=1), 2, start_us), EVENTS)
+    assert await publish(settings.kafka_bootstrap, settings.kafka_topic, stream) == EVENTS
+
+
+def _written(clickhouse: Any, settings: StreamSettings) -> int:
+    return clickhouse.query(f"SELECT sum(requests) FROM {settings.clickhouse_database}.usage_minute").result_rows[0][0]
+
+
+async def _stalled_flush(kafka: KafkaServer, clickhouse: Any, settings: StreamSettings) -> tuple[float, int]:
+    async with _running(settings, clickhouse) as processor:
+        await _publish(settings)
         deadline = time.monotonic() + 60
         while processor.stats.events < EVENTS:  # read, folded, not yet written (the first flush is 20 s away)
             assert time.monotonic() < deadline, processor.stats
@@ -40,34 +75,17 @@ async def _stalled_flush(kafka: KafkaServer, clickhouse: Any, settings: StreamSe
         try:
             started = time.monotonic()
             await asyncio.wait_for(processor.flush(), 30)  # unbounded, the commit would wait for the broker
-            flush_s = time.monotonic() - started
-            written = clickhouse.query(f"SELECT sum(requests) FROM {settings.clickhouse_database}.usage_minute"
-                                       ).result_rows[0][0]
+            return time.monotonic() - started, _written(clickhouse, settings)
         finally:
             kafka.resume()
-        return {"flush_s": flush_s, "written": written}
-    finally:
-        processor.stop()
-        await asyncio.wait_for(running, 60)  # after its next flush
-        await producer.stop()
 
 
 def test_a_broker_that_stops_answering_delays_the_commit_not_the_clickhouse_writes(clickhouse: Any) -> None:
-    migrate(clickhouse, db="rw_stall")
-    kafka = KafkaServer().start()
-    settings = StreamSettings(kafka_bootstrap=kafka.url, kafka_topic="stall.requests", windows_topic="stall.windows",
-                              consumer_group="stall", clickhouse_database="rw_stall", flush_interval_s=20,
-                              kafka_timeout_s=1.0, rebalance_timeout_s=6.0)
-    try:
-        create_topics(kafka.url, {settings.kafka_topic: 1, settings.windows_topic: 1})
-        result = asyncio.run(_stalled_flush(kafka, clickhouse, settings))
-    finally:
-        kafka.stop()
-    print(f"\nflush with the broker stopped returned after {result['flush_s']:.1f} s; "
-          f"{result['written']} of {EVENTS} events in ClickHouse")
-    assert result["written"] == EVENTS
-    assert result["flush_s"] < 30
-
+    with _broker("stall", clickhouse, 1, flush_interval_s=20, kafka_timeout_s=1.0) as (kafka, settings):
+        flush_s, written = asyncio.run(_stalled_flush(kafka, clickhouse, settings))
+    print(f"\nflush with the broker stopped returned after {flush_s:.1f} s; {written} of {EVENTS} events in ClickHouse")
+    assert written == EVENTS
+    assert flush_s < 30
 
 
 class _SlowToAnswerWhatWasWritten:
@@ -86,41 +104,20 @@ class _SlowToAnswerWhatWasWritten:
         return getattr(self._client, name)
 
 
-async def _assigned_slowly(kafka: KafkaServer, clickhouse: Any, settings: StreamSettings) -> int:
-    start_us = int(time.time() // 60 * 60 - 120) * 1_000_000
-    stream = itertools.islice(events(scenario(legit=20, per_abuse=1), 2, start_us), EVENTS)
-    assert await publish(kafka.url, settings.kafka_topic, stream) == EVENTS  # waiting before the worker starts
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.url)
-    await producer.start()
-    processor = RequestProcessor(settings, _SlowToAnswerWhatWasWritten(clickhouse, 3.0), producer)
-    running = asyncio.create_task(processor.run())
-    table = f"{settings.clickhouse_database}.usage_minute"
-    try:
+async def _assigned_slowly(clickhouse: Any, settings: StreamSettings) -> int:
+    await _publish(settings)  # waiting before the worker starts
+    async with _running(settings, _SlowToAnswerWhatWasWritten(clickhouse, 3.0)):
         deadline = time.monotonic() + 60
-        while (written := clickhouse.query(f"SELECT sum(requests) FROM {table}").result_rows[0][0]) < EVENTS:
-            if time.monotonic() > deadline:
-                break
+        while (written := _written(clickhouse, settings)) < EVENTS and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         return written
-    finally:
-        processor.stop()
-        await asyncio.wait_for(running, 30)
-        await producer.stop()
 
 
 def test_records_fetched_while_the_partition_is_being_set_up_are_not_lost(clickhouse: Any) -> None:
     # the worker learns what ClickHouse holds when it is given partitions; the Kafka client meanwhile
     # starts fetching them. Records it returned before that were once skipped, never to come again
     # (a restarted worker stopped writing until the next restart).
-    migrate(clickhouse, db="rw_assign")
-    kafka = KafkaServer().start()
-    settings = StreamSettings(kafka_bootstrap=kafka.url, kafka_topic="assign.requests", windows_topic="assign.windows",
-                              consumer_group="assign", clickhouse_database="rw_assign", flush_interval_s=0.5,
-                              rebalance_timeout_s=6.0)
-    try:
-        create_topics(kafka.url, {settings.kafka_topic: 2, settings.windows_topic: 1})
-        written = asyncio.run(_assigned_slowly(kafka, clickhouse, settings))
-    finally:
-        kafka.stop()
+    with _broker("assign", clickhouse, 2, flush_interval_s=0.5) as (_, settings):
+        written = asyncio.run(_assigned_slowly(clickhouse, settings))
     print(f"\n{written} of {EVENTS} events in ClickHouse after a 3 s partition set-up")
     assert written == EVENTS
