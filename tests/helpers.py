@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
