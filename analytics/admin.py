@@ -2,17 +2,14 @@
 keys and alerts, behind a bearer admin token. OpenAPI docs at ``/docs``.
 
 Changes go to the same Redis the enforcers read, so they apply everywhere within a second.
-ClickHouse is read through the query layer (``analytics.queries``).
+ClickHouse is read through the query layer (``ratewarden.analytics.queries``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import time
-from pathlib import Path as PathlibPath
 from collections.abc import Callable
+from pathlib import Path as PathlibPath
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -24,14 +21,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from enforcer.apikeys import ApiKeyRecord, ApiKeyStore
-from enforcer.loader import load_policy
-from enforcer.overrides import Override, OverrideStore
-from enforcer.policy import Policy, Tier
-from enforcer.tiers import TierStore, with_live_tiers
+from ratewarden.enforcer.apikeys import ApiKeyRecord, ApiKeyStore
+from ratewarden.enforcer.loader import load_policy
+from ratewarden.enforcer.overrides import Override, OverrideStore
+from ratewarden.enforcer.policy import Policy, Tier
+from ratewarden.enforcer.tiers import TierStore, with_live_tiers
 
 from . import queries
 from .client import Serialized
+from .tokens import expiring_token, token_valid
 
 __all__ = ["AdminSettings", "create_admin_app", "expiring_token", "token_valid"]
 
@@ -85,30 +83,6 @@ class CreatedKey(BaseModel):
 
 
 _BEARER = HTTPBearer(auto_error=False)
-_EXPIRING = "rwat"
-
-
-def expiring_token(admin_token: str, expires_at: float) -> str:
-    """A token valid until ``expires_at`` (unix time), derived from (and revoked with) the admin token:
-    ``rwat.<expiry>.<HMAC-SHA256 of the expiry keyed by the admin token>``."""
-    expiry = str(int(expires_at))
-    signature = hmac.new(admin_token.encode(), f"{_EXPIRING}.{expiry}".encode(), hashlib.sha256).hexdigest()
-    return f"{_EXPIRING}.{expiry}.{signature}"
-
-
-def token_valid(given: str, admin_token: str, now: float | None = None) -> bool:
-    """The admin token itself, or an unexpired token derived from it; compared in constant time."""
-    given_bytes = given.encode("utf-8", "surrogateescape")
-    if hmac.compare_digest(given_bytes, admin_token.encode()):
-        return True
-    parts = given.split(".")
-    if len(parts) != 3 or parts[0] != _EXPIRING or not parts[1].isdigit():
-        return False
-    expected = expiring_token(admin_token, int(parts[1]))
-    valid = hmac.compare_digest(given_bytes, expected.encode())
-    return valid and int(parts[1]) > (time.time() if now is None else now)
-
-
 def _bearer(token: SecretStr) -> Callable[..., None]:
     admin_token = token.get_secret_value()
 
@@ -136,8 +110,8 @@ def _window(start: dt.datetime | None, end: dt.datetime | None, default: dt.time
     for field, value in (("start", start), ("end", end)):
         if value is not None:
             _checked(field, value)
-    end = queries.as_utc(end) if end else dt.datetime.now(dt.timezone.utc)
-    start = queries.as_utc(start) if start else max(end - default, dt.datetime.combine(_FIRST, dt.time(), dt.timezone.utc))
+    end = queries.as_utc(end) if end else dt.datetime.now(dt.UTC)
+    start = queries.as_utc(start) if start else max(end - default, dt.datetime.combine(_FIRST, dt.time(), dt.UTC))
     if start >= end:
         raise _invalid("start", "start must be before end")
     return start, end

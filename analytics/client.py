@@ -10,6 +10,8 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from ratewarden.extras import require
+
 __all__ = ["connect", "default_url", "Serialized"]
 
 DEFAULT_CHDB_DIR = Path("var/clickhouse")
@@ -28,6 +30,7 @@ def connect(url: str | None = None) -> Client:
     """A clickhouse-connect client for ``url`` (same API for HTTP servers and chDB)."""
     url = url or default_url()
     if url.startswith("chdb://"):
+        require("local", "chdb", feature=f"embedded ClickHouse ({url})")
         Path(url.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
     return clickhouse_connect.get_client(dsn=url)
 

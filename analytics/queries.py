@@ -36,13 +36,13 @@ def _rows(client: Client, sql: str, parameters: dict[str, Any]) -> list[dict[str
 def as_utc(value: Any) -> Any:
     """Datetimes as aware UTC, whatever the server's or the client's time zone."""
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc) if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
     return value
 
 
 def _range(start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
-    return {"start": start.astimezone(dt.timezone.utc).replace(tzinfo=None),
-            "end": end.astimezone(dt.timezone.utc).replace(tzinfo=None)}
+    return {"start": start.astimezone(dt.UTC).replace(tzinfo=None),
+            "end": end.astimezone(dt.UTC).replace(tzinfo=None)}
 
 
 def shadow_denials(client: Client, start: dt.datetime, end: dt.datetime, top: int = 10,
@@ -128,7 +128,7 @@ def month_start(day: dt.date, anchor_day: int | None = None) -> dt.date:
 def quota_consumption(client: Client, client_id: str, today: dt.date | None = None, anchor_day: int | None = None,
                       db: str = "ratewarden") -> dict[str, Any]:
     """Cost of the client's admitted requests today and this quota month (what quotas count)."""
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     first = month_start(today, anchor_day)
     rows = _rows(client, f"""
         SELECT sumIf(cost, day = {{today:Date}}) AS day_used, sum(cost) AS month_used

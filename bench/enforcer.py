@@ -24,8 +24,8 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from bench.support.common import ROOT, uvicorn_server, load, load_generator, median, percentile
-from enforcer import ApiKeyStore, Enforcer, EnforcerSettings, load_policy
+from bench.support.common import ROOT, load, load_generator, median, percentile, uvicorn_server
+from ratewarden.enforcer import ApiKeyStore, Enforcer, EnforcerSettings, load_policy
 from ratewarden.local import redis_url as local_redis
 
 SECRET = "bench-secret-0123456789abcdef"
@@ -103,10 +103,10 @@ def http(redis_url: str, seconds: float, rounds: int, path: str) -> dict[str, fl
     header_file.write_text("".join(f"Authorization: Bearer {store.create(owner=f'http-{i}', tier='bench')[0]}\n"
                                    for i in range(64)))
     env = {"RATEWARDEN_REDIS_URL": redis_url, "RATEWARDEN_API_KEY_SECRET": SECRET}
-    servers = {"bare": uvicorn_server("examples.demo_fastapi.app:unprotected_app", env, factory=True)}
+    servers = {"bare": uvicorn_server("ratewarden.examples.demo_fastapi.app:unprotected_app", env, factory=True)}
     try:
         for name, policy_file in POLICIES.items():
-            servers[name] = uvicorn_server("examples.demo_fastapi.app:app",
+            servers[name] = uvicorn_server("ratewarden.examples.demo_fastapi.app:app",
                                            {**env, "RATEWARDEN_POLICY_FILE": str(policy_file)})
         for server in servers.values():  # warm up
             load(server.port, 1.0, 64, path, header_file)

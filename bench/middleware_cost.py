@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 import uvloop
 
-from enforcer import ApiKeyStore, Enforcer, EnforcerSettings, load_policy
-from examples.demo_fastapi.app import create_app
+from ratewarden.enforcer import ApiKeyStore, Enforcer, EnforcerSettings, load_policy
+from ratewarden.examples.demo_fastapi.app import create_app
 from ratewarden.local import redis_url as local_redis
 
 SECRET = "bench-secret-0123456789abcdef"

@@ -23,12 +23,12 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench.support.common import ROOT, uvicorn_server, load, load_generator, median
-from enforcer import ApiKeyStore, EnforcerSettings
-from enforcer.decision import Decision
-from enforcer.events import make_event
-from enforcer.identity import Identity
-from enforcer.publisher import EventPublisher
+from bench.support.common import ROOT, load, load_generator, median, uvicorn_server
+from ratewarden.enforcer import ApiKeyStore, EnforcerSettings
+from ratewarden.enforcer.decision import Decision
+from ratewarden.enforcer.events import make_event
+from ratewarden.enforcer.identity import Identity
+from ratewarden.enforcer.publisher import EventPublisher
 from ratewarden.local import kafka_bootstrap
 from ratewarden.local import redis_url as local_redis
 
@@ -45,8 +45,8 @@ def http(redis_url: str, bootstrap: str, seconds: float, rounds: int) -> dict[st
     spill = tempfile.mkdtemp(prefix="bench-spill-")
     env = {"RATEWARDEN_REDIS_URL": redis_url, "RATEWARDEN_API_KEY_SECRET": SECRET,
            "RATEWARDEN_POLICY_FILE": str(ROOT / "bench" / "policy_single.yaml"), "RATEWARDEN_SPILL_DIR": spill}
-    servers = {"off": uvicorn_server("examples.demo_fastapi.app:app", env),
-               "on": uvicorn_server("examples.demo_fastapi.app:app", {**env, "RATEWARDEN_KAFKA_BOOTSTRAP": bootstrap})}
+    servers = {"off": uvicorn_server("ratewarden.examples.demo_fastapi.app:app", env),
+               "on": uvicorn_server("ratewarden.examples.demo_fastapi.app:app", {**env, "RATEWARDEN_KAFKA_BOOTSTRAP": bootstrap})}
     rates: dict[str, list[float]] = {name: [] for name in servers}
     try:
         for server in servers.values():

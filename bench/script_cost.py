@@ -24,10 +24,10 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from enforcer import Policy, load_policy
-from enforcer.identity import Identity
-from enforcer.plan import compile_plan
-from enforcer.scripts import script
+from ratewarden.enforcer import Policy, load_policy
+from ratewarden.enforcer.identity import Identity
+from ratewarden.enforcer.plan import compile_plan
+from ratewarden.enforcer.scripts import script
 from ratewarden.local import redis_url as local_redis
 
 ROUTE = "GET /v1/items/{item_id}"

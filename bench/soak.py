@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from enforcer import ApiKeyStore
+from ratewarden.enforcer import ApiKeyStore
 from ratewarden.stack import Stack
 
 console = Console()

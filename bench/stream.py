@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ratewarden.local import KafkaServer, RedisServer, StreamWorker, create_topics, free_port
-from stream.simulate import events, publish, scenario
+from ratewarden.stream.simulate import events, publish, scenario
 
 PARTITIONS = 4
 console = Console()

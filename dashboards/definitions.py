@@ -1,5 +1,5 @@
 """The Grafana dashboards, defined once here and written as JSON to ``dashboards/json/``
-(``python -m dashboards.definitions``; a test checks the files are up to date).
+(``python -m ratewarden.dashboards.definitions``; a test checks the files are up to date).
 
 Panels query ClickHouse through the ``grafana-clickhouse-datasource`` plugin with its time
 macros (``$__timeFilter``, ``$__timeInterval``, ``$__fromTime``, ``$__toTime``) and the

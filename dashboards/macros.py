@@ -32,7 +32,7 @@ def expand(sql: str, start: dt.datetime, end: dt.datetime, interval_s: float,
         if name == "timeFilter":
             return f"{column} >= '{from_s}' AND {column} <= '{to_s}'"
         if name == "dateFilter":
-            day = lambda moment: moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d")  # noqa: E731
+            day = lambda moment: moment.astimezone(dt.UTC).strftime("%Y-%m-%d")  # noqa: E731
             return f"{column} >= '{day(start)}' AND {column} <= '{day(end)}'"
         return f"toStartOfInterval(toDateTime({column}), INTERVAL {seconds} second)"
 

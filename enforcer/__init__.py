@@ -2,8 +2,8 @@
 
 Typical use with FastAPI::
 
-    from enforcer import Enforcer, load_policy
-    from enforcer.asgi import RatewardenMiddleware
+    from ratewarden.enforcer import Enforcer, load_policy
+    from ratewarden.enforcer.asgi import RatewardenMiddleware
 
     app.add_middleware(RatewardenMiddleware, enforcer=Enforcer(load_policy("policy.yaml")))
 

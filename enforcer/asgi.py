@@ -8,8 +8,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
-from starlette.requests import Request
-from starlette.routing import Match, Mount
+
+from ratewarden.extras import MissingExtra
+
+try:
+    from starlette.requests import Request
+    from starlette.routing import Match, Mount
+except ModuleNotFoundError as exc:
+    raise MissingExtra("fastapi", "ratewarden.enforcer.asgi", [str(exc.name)]) from None
 
 from .decision import Decision
 from .engine import Enforcer

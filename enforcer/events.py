@@ -2,7 +2,7 @@
 
 One event per decided request, written after the response. Versioned by ``schema``;
 serialised as JSON with msgspec. ``enforcer/schema/request_event.schema.json`` is
-generated from this class (``python -m enforcer.events``).
+generated from this class (``python -m ratewarden.enforcer.events``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What an enforcer keeps in memory of run-time state: overrides, run-time tiers and API keys,
-kept fresh by the change feed (see ``enforcer.changes``).
+kept fresh by the change feed (see ``ratewarden.enforcer.changes``).
 
 ``LiveCache`` holds the state and the rules for changing it; ``LiveState``
 (asyncio) and ``SyncLiveState`` (a daemon thread, for WSGI) do the I/O.

@@ -35,7 +35,7 @@ KeyFunction = Callable[[Any], "str | None | Awaitable[str | None]"]
 
 @dataclass(frozen=True, slots=True)
 class RouteLimits:
-    """Limits an application attaches to one route (see ``enforcer.asgi.limit``).
+    """Limits an application attaches to one route (see ``ratewarden.enforcer.asgi.limit``).
 
     ``key`` computes the ``custom`` scope of a request (e.g. the username of a login).
     """

@@ -32,7 +32,7 @@ class Algorithm(StrEnum):
 class Scope(StrEnum):
     """What a rule counts per. ``client`` is the caller's primary identity:
     its API key, else its user id, else its IP address. ``custom`` is what the
-    route's key function returns (see ``enforcer.asgi.limit``); the client without one."""
+    route's key function returns (see ``ratewarden.enforcer.asgi.limit``); the client without one."""
 
     client = "client"
     key = "key"

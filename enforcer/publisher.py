@@ -21,6 +21,8 @@ import msgspec
 import structlog
 from prometheus_client import Counter, Gauge
 
+from ratewarden.extras import require
+
 from .events import RequestEvent, encode_event
 from .settings import EnforcerSettings
 from .spill import Spill
@@ -62,6 +64,7 @@ class EventPublisher:
     def __init__(self, settings: EnforcerSettings) -> None:
         if not settings.kafka_bootstrap:
             raise ValueError("no Kafka bootstrap servers configured (RATEWARDEN_KAFKA_BOOTSTRAP)")
+        require("kafka", "aiokafka", feature="publishing events (RATEWARDEN_KAFKA_BOOTSTRAP is set)")
         self.settings = settings
         self.topic = settings.kafka_topic
         self._queue: deque[RequestEvent] = deque()
@@ -207,7 +210,7 @@ class EventPublisher:
             partitions = await asyncio.wait_for(self._producer.partitions_for(self.topic), _SEND_TIMEOUT_S)
             if not partitions:
                 raise KafkaError(f"topic {self.topic} has no partitions")
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             if not self._reported_down:
                 log.warning("kafka_unavailable", error=type(exc).__name__, spill=str(self.spill.directory))
                 self._reported_down = True
@@ -247,7 +250,7 @@ class EventPublisher:
                 waits.append(await producer.send_batch(batch, self.topic, partition=partition))
             await asyncio.wait_for(asyncio.gather(*waits), _SEND_TIMEOUT_S)
             return True
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             log.warning("kafka_send_failed", error=type(exc).__name__, events=len(records))
             self._healthy = False
             return False

@@ -23,5 +23,5 @@ class LuaScript:
 
 @cache
 def script(name: str) -> LuaScript:
-    """The packaged script ``enforcer/lua/<name>.lua``."""
-    return LuaScript(name, files("enforcer").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8"))
+    """The packaged script ``ratewarden/enforcer/lua/<name>.lua``."""
+    return LuaScript(name, files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8"))

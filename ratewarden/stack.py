@@ -24,7 +24,7 @@ from .local import KafkaServer, ManagedProcess, RedisServer, StreamWorker, creat
 
 __all__ = ["Stack", "ApiServer", "AdminServer", "stop_requested"]
 
-DEMO_POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
+DEMO_POLICY = Path(__file__).parent / "examples" / "policy.yaml"
 TOPICS = ("ratewarden.requests", "ratewarden.windows", "ratewarden.alerts", "ratewarden.requests.dlq",
           "ratewarden.alerts.undeliverable")
 
@@ -52,7 +52,7 @@ class ApiServer(ManagedProcess):
     ready_timeout_s = 60.0
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "uvicorn", "examples.demo_fastapi.app:app", "--host", self.host,
+        return [sys.executable, "-m", "uvicorn", "ratewarden.examples.demo_fastapi.app:app", "--host", self.host,
                 "--port", str(self.port), "--log-level", "warning", "--no-access-log"]
 
     def is_ready(self) -> bool:

@@ -51,7 +51,7 @@ class AlertRecord:
                 "version": self.version, "evidence": a.evidence, "suggested_action": a.suggested_action}
 
     def row(self) -> list[object]:
-        utc, a = dt.timezone.utc, self.alert
+        utc, a = dt.UTC, self.alert
         return [a.dedup_key, a.alert_type, a.severity, a.client_id, self.tier,
                 dt.datetime.fromtimestamp(a.window_start, utc), dt.datetime.fromtimestamp(self.first_seen, utc),
                 dt.datetime.fromtimestamp(self.last_seen, utc), self.occurrences,

@@ -2,7 +2,7 @@
 
 Two stages, scaled together by running more workers (partitions decide parallelism):
 
-1. :class:`~stream.processor.RequestProcessor` (a service of the app) reads
+1. :class:`~ratewarden.stream.processor.RequestProcessor` (a service of the app) reads
    ``ratewarden.requests`` in large batches: usage to ClickHouse exactly once, closed
    window summaries to ``ratewarden.windows``, undecodable records to the dead letters.
 2. Faust agents: ``detect`` runs the detectors over each summary with its state in Faust
@@ -30,8 +30,8 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 from prometheus_client import start_http_server
 
-from analytics.client import Serialized, connect
-from analytics.migrations import migrate
+from ratewarden.analytics.client import Serialized, connect
+from ratewarden.analytics.migrations import migrate
 
 from . import metrics
 from .alerts import AlertRecord, write_alerts
@@ -207,7 +207,7 @@ def _serve_admin(app: faust.App, pipeline_class: type[Pipeline]) -> None:
     (with embedded chDB, only this process may open the data directory)."""
     from faust.contrib.asgi import serve_asgi
 
-    from analytics.admin import AdminSettings, create_admin_app
+    from ratewarden.analytics.admin import AdminSettings, create_admin_app
 
     s = pipeline_class.settings
     admin = AdminSettings()

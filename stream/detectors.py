@@ -8,8 +8,8 @@ sequential ids into 404s and does not come from dozens of networks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .windows import ClientSummary, EndpointSummary, IpSummary

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import redis
 from clickhouse_connect.driver.client import Client
 
-from enforcer.overrides import Override, OverrideStore
+from ratewarden.enforcer.overrides import Override, OverrideStore
 
 from .detectors import Alert
 from .settings import StreamSettings
@@ -38,7 +38,7 @@ class Penalty:
     expires_at: float
 
     def row(self) -> list[object]:
-        utc = dt.timezone.utc
+        utc = dt.UTC
         return [self.penalty_id, self.client_id, self.action, self.tier, self.detector, self.reason,
                 dt.datetime.fromtimestamp(self.created_at, utc), dt.datetime.fromtimestamp(self.expires_at, utc)]
 

@@ -5,10 +5,10 @@ dictionary updates, which is what lets one process keep up with tens of thousand
 events a second), and per partition:
 
 - folds events into per-minute usage, written to ClickHouse every ``flush_interval_s``
-  exactly once (see :mod:`stream.sink`);
+  exactly once (see :mod:`ratewarden.stream.sink`);
 - folds them into tumbling and hopping windows; closed windows the detectors need (every
   full usage window, and the short ones a detector would flag: see
-  :class:`~stream.detection.Screen`) go as compact summaries keyed by client to
+  :class:`~ratewarden.stream.detection.Screen`) go as compact summaries keyed by client to
   ``ratewarden.windows``, where the detectors (stage two) read them;
 - sends every record that is not a valid event to the dead-letter topic with the reason,
   and carries on.
@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
 
-from enforcer.events import RequestEvent, decode_event
+from ratewarden.enforcer.events import RequestEvent, decode_event
 
 from . import metrics
 from .detection import Screen
@@ -194,7 +194,7 @@ class RequestProcessor:
                 commits[TopicPartition(self.settings.kafka_topic, partition)] = offset
         try:
             await self._send_summaries_then_commit(summaries, commits)
-        except (KafkaError, asyncio.TimeoutError) as exc:  # Kafka away, slow or rebalancing: the next flush commits
+        except (TimeoutError, KafkaError) as exc:  # Kafka away, slow or rebalancing: the next flush commits
             log.warning("kafka_write_failed", error=type(exc).__name__, window_summaries=len(summaries))
         self.stats.flushes += 1
         self._report()

@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from enforcer.policy import Rule
-from enforcer.settings import split_list
+from ratewarden.enforcer.policy import Rule
+from ratewarden.enforcer.settings import split_list
 
 from .detectors import (
     CredentialStuffingDetector,

@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from enforcer.events import RequestEvent, encode_event
+from ratewarden.enforcer.events import RequestEvent, encode_event
 
 __all__ = ["SimClient", "scenario", "events", "publish"]
 

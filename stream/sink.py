@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 
-from analytics.migrations import dedup_insert_settings
-from enforcer.events import RequestEvent
+from ratewarden.analytics.migrations import dedup_insert_settings
+from ratewarden.enforcer.events import RequestEvent
 
 from .windows import status_class
 
@@ -83,7 +83,7 @@ class MinuteAggregator:
         """Remove and return every row folded so far, in column order (without provenance)."""
         out = []
         for key, row in self.rows.items():
-            start = dt.datetime.fromtimestamp(key[0] * 60, dt.timezone.utc)
+            start = dt.datetime.fromtimestamp(key[0] * 60, dt.UTC)
             out.append([start, *key[1:], row.requests, row.cost, round(row.latency_sum_ms, 3), row.latency_max_ms])
         self.rows = {}
         return out

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import msgspec
 
-from enforcer.events import RequestEvent
+from ratewarden.enforcer.events import RequestEvent
 
 __all__ = ["ClientWindow", "EndpointWindow", "IpWindow", "Window", "ClientSummary", "EndpointSummary", "IpSummary",
            "Summary", "WindowAccumulator",

@@ -45,7 +45,7 @@ def redis_sync(redis_url: str) -> Iterator[redis.Redis]:
 def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Embedded ClickHouse (chDB) for the session: one engine and one data directory per
     process, so tests share it and each uses a database of its own."""
-    from analytics.client import connect
+    from ratewarden.analytics.client import connect
 
     yield connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
 

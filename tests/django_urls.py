@@ -3,11 +3,10 @@
 from django.http import JsonResponse
 from django.urls import include, path
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle as DrfScopedRateThrottle
 from rest_framework.views import APIView
 
-from rest_framework.throttling import ScopedRateThrottle as DrfScopedRateThrottle
-
-from enforcer.django.throttling import AnonRateThrottle, ScopedRateThrottle, UserRateThrottle
+from ratewarden.enforcer.django.throttling import AnonRateThrottle, ScopedRateThrottle, UserRateThrottle
 
 
 class Uploads(APIView):

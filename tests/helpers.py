@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from enforcer import Enforcer, EnforcerSettings, policy_from_mapping
+from ratewarden.enforcer import Enforcer, EnforcerSettings, policy_from_mapping
 
 
 def make_enforcer(redis_url: str, policy: dict[str, Any], **settings: Any) -> Enforcer:
@@ -170,7 +170,7 @@ def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float
 
 def consume_events(bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0) -> list[Any]:
     """Every event on ``topic``, waiting up to ``timeout_s`` for ``expect`` (and a second more)."""
-    from enforcer.events import decode_event
+    from ratewarden.enforcer.events import decode_event
 
     return [decode_event(r.value) for r in read_topic(bootstrap, topic, timeout_s=timeout_s, expect=expect,
                                                       linger_s=1.0)]

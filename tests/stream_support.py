@@ -80,7 +80,7 @@ def wait_processed(env: dict[str, str], share: float = 1.0, timeout_s: float = 1
 
 def query_clickhouse(url: str, sql: str) -> list[list[Any]]:
     """Rows of ``sql`` on ``url``, from a child process (chDB allows one data directory per process)."""
-    code = ("import json, sys; from analytics.client import connect; "
+    code = ("import json, sys; from ratewarden.analytics.client import connect; "
             "print(json.dumps(connect(sys.argv[1]).query(sys.argv[2]).result_rows, default=str))")
     result = subprocess.run([sys.executable, "-c", code, url, sql], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -15,12 +15,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from analytics.admin import AdminSettings, create_admin_app
-from analytics.migrations import migrate
-from enforcer import Enforcer, EnforcerSettings, load_policy
-from examples.demo_fastapi.app import POLICY_FILE, create_app
-from stream.simulate import events, scenario
-from stream.sink import UsageSink
+from ratewarden.analytics.admin import AdminSettings, create_admin_app
+from ratewarden.analytics.migrations import migrate
+from ratewarden.enforcer import Enforcer, EnforcerSettings, load_policy
+from ratewarden.examples.demo_fastapi.app import POLICY_FILE, create_app
+from ratewarden.stream.simulate import events, scenario
+from ratewarden.stream.sink import UsageSink
 
 from .helpers import wait_until
 
@@ -33,7 +33,7 @@ AUTH = {"authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def admin_app(clickhouse: Any, redis_url: str) -> FastAPI:
     migrate(clickhouse, db=DB)
-    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
     sink = UsageSink(clickhouse, "requests", database=DB)
     sink.assign([0])
     for offset, event in enumerate(events(scenario(legit=10, per_abuse=1), 3, int(start.timestamp()) * 1_000_000)):

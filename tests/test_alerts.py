@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stream.alerts import AlertBook
-from stream.detectors import Alert
+from ratewarden.stream.alerts import AlertBook
+from ratewarden.stream.detectors import Alert
 
 
 def finding(minute: int, severity: str = "warning", client: str = "ip:203.0.113.7", kind: str = "scraping") -> Alert:

@@ -7,14 +7,14 @@ import datetime as dt
 import pytest
 import redis
 
-from enforcer import Decision, Enforcer
+from ratewarden.enforcer import Decision, Enforcer
 
 from .helpers import make_enforcer, offset_to, one_rule_policy
 
 pytestmark = pytest.mark.anyio
 
 # a window boundary for every period used here (10 s divides a day)
-T0 = dt.datetime(2031, 5, 6, 7, 8, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2031, 5, 6, 7, 8, 0, tzinfo=dt.UTC)
 
 
 async def hits(enforcer: Enforcer, n: int, ip: str = "192.0.2.1", route: str = "GET /x") -> list[Decision]:

@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from analytics.migrations import applied_versions, dedup_insert_settings, migrate
-
+from ratewarden.analytics.migrations import applied_versions, dedup_insert_settings, migrate
 
 
 def test_migrations_apply_once_and_are_recorded(clickhouse) -> None:
@@ -24,7 +23,7 @@ def test_migrations_apply_once_and_are_recorded(clickhouse) -> None:
 
 def test_a_repeated_insert_is_dropped_before_the_rollups(clickhouse) -> None:
     migrate(clickhouse, db="rw_dedup")
-    window = dt.datetime(2031, 1, 2, 3, 4, tzinfo=dt.timezone.utc)
+    window = dt.datetime(2031, 1, 2, 3, 4, tzinfo=dt.UTC)
     rows = [[window, "k:key_a", "paid", "GET /v1/items", "GET", "2xx", "allowed", 40, 40, 80.0, 9.0],
             [window, "k:key_a", "paid", "GET /v1/items", "GET", "4xx", "denied", 2, 2, 1.0, 0.5]]
     columns = ["window_start", "client_id", "tier", "route", "method", "status_class", "decision",
@@ -57,8 +56,8 @@ def test_db_migrate_command(tmp_path: Path) -> None:
 
 
 def test_sink_totals_are_exact_with_duplicates_redelivery_and_a_restarted_worker(clickhouse) -> None:
-    from stream.simulate import events, scenario
-    from stream.sink import UsageSink, written_offsets
+    from ratewarden.stream.simulate import events, scenario
+    from ratewarden.stream.sink import UsageSink, written_offsets
 
     migrate(clickhouse, db="rw_sink")
     clients = scenario(legit=30, per_abuse=1)
@@ -119,8 +118,8 @@ def test_the_sink_keeps_and_retries_blocks_while_clickhouse_is_away(clickhouse) 
     import msgspec
     import pytest
 
-    from stream.simulate import events, scenario
-    from stream.sink import UsageSink
+    from ratewarden.stream.simulate import events, scenario
+    from ratewarden.stream.sink import UsageSink
 
     migrate(clickhouse, db="rw_flaky")
     simulated = list(events(scenario(legit=20, per_abuse=1), 2, 1_900_000_020_000_000))

@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from analytics.admin import AdminSettings
-from enforcer.settings import EnforcerSettings
-from stream.settings import StreamSettings
+from ratewarden.analytics.admin import AdminSettings
+from ratewarden.enforcer.settings import EnforcerSettings
+from ratewarden.stream.settings import StreamSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

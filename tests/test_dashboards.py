@@ -15,17 +15,17 @@ from typing import Any
 import msgspec
 import pytest
 
-from analytics.migrations import migrate
-from dashboards.definitions import DASHBOARDS, FOLDER, JSON_DIR, VARIABLES, dashboard_json
-from dashboards.macros import expand
-from dashboards.push import datasource_model, push
-from stream.alerts import AlertBook, write_alerts
-from stream.detectors import Alert
-from stream.penalties import Penalty, write_penalties
-from stream.simulate import events, scenario
-from stream.sink import UsageSink
+from ratewarden.analytics.migrations import migrate
+from ratewarden.dashboards.definitions import DASHBOARDS, FOLDER, JSON_DIR, VARIABLES, dashboard_json
+from ratewarden.dashboards.macros import expand
+from ratewarden.dashboards.push import datasource_model, push
+from ratewarden.stream.alerts import AlertBook, write_alerts
+from ratewarden.stream.detectors import Alert
+from ratewarden.stream.penalties import Penalty, write_penalties
+from ratewarden.stream.simulate import events, scenario
+from ratewarden.stream.sink import UsageSink
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SCRAPER = "ip:203.0.20.7"  # has usage on the items route, an alert and a penalty
 SPECIFIC = {"tier": "free", "client": SCRAPER, "endpoint": "GET /v1/items/{item_id}"}
 EVERYTHING = {"tier": "__all", "client": "__all", "endpoint": "__all"}
@@ -36,7 +36,7 @@ def test_dashboard_files_are_generated_from_the_definitions() -> None:
     assert len(files) == len(DASHBOARDS) == 4
     for uid in DASHBOARDS:
         on_disk = json.loads((JSON_DIR / f"{uid.removeprefix('ratewarden-')}.json").read_text())
-        assert on_disk == dashboard_json(uid), f"run: python -m dashboards.definitions ({uid})"
+        assert on_disk == dashboard_json(uid), f"run: python -m ratewarden.dashboards.definitions ({uid})"
         assert {v["name"] for v in on_disk["templating"]["list"]} == {"tier", "client", "endpoint"}
         assert all(p["datasource"]["type"] == "grafana-clickhouse-datasource" for p in on_disk["panels"])
 
@@ -119,7 +119,7 @@ class FakeGrafana:
                 grafana.requests.append((self.command, self.path, body, self.headers.get("authorization", "")))
                 self._answer(*grafana.route(self.command, self.path, body))
 
-            do_GET = do_POST = do_PUT = _handle  # noqa: N815
+            do_GET = do_POST = do_PUT = _handle
 
             def log_message(self, *args: object) -> None:
                 pass

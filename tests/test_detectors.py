@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from enforcer.events import RequestEvent
-from stream.detectors import (
+from ratewarden.enforcer.events import RequestEvent
+from ratewarden.stream.detectors import (
     CredentialStuffingDetector,
     EndpointStuffingDetector,
     KeyCyclingDetector,
@@ -16,7 +16,7 @@ from stream.detectors import (
     SpikeDetector,
     default_detectors,
 )
-from stream.windows import WindowAccumulator, network_of
+from ratewarden.stream.windows import WindowAccumulator, network_of
 
 T0_US = 1_900_000_020_000_000  # a minute boundary
 

@@ -9,9 +9,9 @@ import pytest
 import redis
 from django.test import AsyncClient, Client
 
-from enforcer import ApiKeyStore, Override, OverrideStore
-from enforcer.django import reset_enforcer
-from enforcer.django.throttling import parse_rate
+from ratewarden.enforcer import ApiKeyStore, Override, OverrideStore
+from ratewarden.enforcer.django import reset_enforcer
+from ratewarden.enforcer.django.throttling import parse_rate
 
 SECRET = "test-secret-0123456789abcdef"
 pytestmark = pytest.mark.urls("tests.django_urls")

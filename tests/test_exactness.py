@@ -28,7 +28,7 @@ def test_exactly_the_limit_is_admitted(redis_sync: redis.Redis, redis_url: str, 
                                        extra: dict) -> None:
     policy = one_rule_policy(algorithm, LIMIT, period, **extra)
     # start 10 s into an hour (UTC) so no window boundary falls inside the run
-    start = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=10, microsecond=0) + dt.timedelta(hours=1)
+    start = dt.datetime.now(dt.UTC).replace(minute=0, second=10, microsecond=0) + dt.timedelta(hours=1)
     offset_s = start.timestamp() - time.time()
     admitted = run_processes(hammer_one_key, (redis_url, policy, offset_s, CALLERS, ATTEMPTS), PROCESSES)
     assert all(isinstance(n, int) for n in admitted), admitted

@@ -16,10 +16,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from enforcer import ApiKeyStore, EnforcerSettings, policy_from_mapping
-from enforcer.engine import SyncEnforcer
-from enforcer.asgi import RatewardenMiddleware
-from examples.demo_fastapi.app import create_app
+from ratewarden.enforcer import ApiKeyStore, EnforcerSettings, policy_from_mapping
+from ratewarden.enforcer.asgi import RatewardenMiddleware
+from ratewarden.enforcer.engine import SyncEnforcer
+from ratewarden.examples.demo_fastapi.app import create_app
 
 from .helpers import make_enforcer, wait_until
 

@@ -11,9 +11,9 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from enforcer import ApiKeyStore, Enforcer, EnforcerSettings, load_policy
-from enforcer.asgi import RatewardenMiddleware, limit
-from examples.demo_fastapi.app import POLICY_FILE, create_app
+from ratewarden.enforcer import ApiKeyStore, Enforcer, EnforcerSettings, load_policy
+from ratewarden.enforcer.asgi import RatewardenMiddleware, limit
+from ratewarden.examples.demo_fastapi.app import POLICY_FILE, create_app
 from ratewarden.local import RedisServer
 
 from .helpers import make_enforcer

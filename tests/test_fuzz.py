@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.migrations import migrate
-from enforcer.events import RequestEvent, encode_event
-from enforcer.identity import MAX_IDENTITY_LENGTH, ClientIPResolver, bearer_token, bounded
-from enforcer.loader import PolicyError, load_policy, policy_from_mapping
-from stream.processor import RequestProcessor
-from stream.settings import StreamSettings
+from ratewarden.analytics.migrations import migrate
+from ratewarden.enforcer.events import RequestEvent, encode_event
+from ratewarden.enforcer.identity import MAX_IDENTITY_LENGTH, ClientIPResolver, bearer_token, bounded
+from ratewarden.enforcer.loader import PolicyError, load_policy, policy_from_mapping
+from ratewarden.stream.processor import RequestProcessor
+from ratewarden.stream.settings import StreamSettings
 
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),

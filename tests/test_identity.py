@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enforcer.identity import ClientIPResolver, bearer_token, bounded
+from ratewarden.enforcer.identity import ClientIPResolver, bearer_token, bounded
 
 
 def test_without_trusted_proxies_the_socket_peer_is_the_client() -> None:

@@ -8,8 +8,8 @@ import anyio
 import pytest
 import redis
 
-from enforcer import ApiKeyStore, Enforcer, Override, OverrideStore
-from enforcer.policy import Rule
+from ratewarden.enforcer import ApiKeyStore, Enforcer, Override, OverrideStore
+from ratewarden.enforcer.policy import Rule
 
 from .helpers import make_enforcer
 
@@ -133,8 +133,8 @@ async def test_api_keys_are_stored_hashed_and_revocation_is_live(redis_sync: red
 
 async def test_a_tier_changed_at_run_time_applies_within_a_second_and_clearing_restores_the_file(
         redis_sync: redis.Redis, redis_url: str) -> None:
-    from enforcer.policy import Tier
-    from enforcer.tiers import TierStore
+    from ratewarden.enforcer.policy import Tier
+    from ratewarden.enforcer.tiers import TierStore
 
     enforcer = await started(redis_url)
     store = TierStore(redis_sync)

@@ -13,8 +13,8 @@ from pathlib import Path
 import redis
 from fastapi.testclient import TestClient
 
-from enforcer import ApiKeyStore
-from examples.demo_fastapi.app import create_app
+from ratewarden.enforcer import ApiKeyStore
+from ratewarden.examples.demo_fastapi.app import create_app
 
 from .helpers import make_enforcer
 from .stream_support import FAST_WINDOWS, read_topic, start_worker, worker_env

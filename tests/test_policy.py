@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from enforcer import PolicyError, load_policy, policy_from_mapping
-from enforcer.durations import parse_duration
-from enforcer.plan import compile_plan
-from enforcer.policy import route_matches
 from ratewarden.cli import app
+from ratewarden.enforcer import PolicyError, load_policy, policy_from_mapping
+from ratewarden.enforcer.durations import parse_duration
+from ratewarden.enforcer.plan import compile_plan
+from ratewarden.enforcer.policy import route_matches
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
 

@@ -12,16 +12,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from analytics import queries
-from analytics.migrations import migrate
-from stream.alerts import AlertBook, write_alerts
-from stream.detectors import Alert
-from stream.penalties import Penalty, write_penalties
-from stream.simulate import events, scenario
-from stream.sink import UsageSink
+from ratewarden.analytics import queries
+from ratewarden.analytics.migrations import migrate
+from ratewarden.stream.alerts import AlertBook, write_alerts
+from ratewarden.stream.detectors import Alert
+from ratewarden.stream.penalties import Penalty, write_penalties
+from ratewarden.stream.simulate import events, scenario
+from ratewarden.stream.sink import UsageSink
 
 DB = "rw_queries"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 # 20 minutes across last midnight (per-minute rows are kept 30 days: seed recent data)
 START = dt.datetime.combine(dt.datetime.now(UTC).date() - dt.timedelta(days=1), dt.time(23, 50), UTC)
 END = START + dt.timedelta(minutes=20)

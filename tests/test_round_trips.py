@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from enforcer import ApiKeyStore
-from enforcer.asgi import RatewardenMiddleware
+from ratewarden.enforcer import ApiKeyStore
+from ratewarden.enforcer.asgi import RatewardenMiddleware
 
 from .helpers import command_counts, make_enforcer, wait_until
 
@@ -23,7 +23,7 @@ class ClientCommands:
         self.client = redis.Redis.from_url(redis_url)
         self.lines: list[str] = []
 
-    def __enter__(self) -> "ClientCommands":
+    def __enter__(self) -> ClientCommands:
         self.monitor = self.client.monitor().__enter__()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()

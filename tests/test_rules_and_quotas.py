@@ -13,13 +13,13 @@ import pytest
 import redis
 from fastapi import FastAPI
 
-from enforcer import Enforcer, Override, OverrideStore
-from enforcer.asgi import RatewardenMiddleware
+from ratewarden.enforcer import Enforcer, Override, OverrideStore
+from ratewarden.enforcer.asgi import RatewardenMiddleware
 
 from .helpers import make_enforcer, offset_to
 
 pytestmark = pytest.mark.anyio
-UTC = dt.timezone.utc
+UTC = dt.UTC
 IP = "192.0.2.7"
 
 

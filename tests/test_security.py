@@ -12,11 +12,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from analytics import admin as admin_module
-from analytics.admin import AdminSettings, create_admin_app, expiring_token, token_valid
-from enforcer import ApiKeyStore, Enforcer, EnforcerSettings, Override, OverrideStore, load_policy
-from enforcer.identity import MAX_IDENTITY_LENGTH, bounded
-from examples.demo_fastapi.app import POLICY_FILE, create_app
+from ratewarden.analytics import admin as admin_module
+from ratewarden.analytics.admin import AdminSettings, create_admin_app, expiring_token, token_valid
+from ratewarden.enforcer import ApiKeyStore, Enforcer, EnforcerSettings, Override, OverrideStore, load_policy
+from ratewarden.enforcer.identity import MAX_IDENTITY_LENGTH, bounded
+from ratewarden.examples.demo_fastapi.app import POLICY_FILE, create_app
 
 TOKEN = "security-admin-token-0123456789"
 SECRET = "test-secret-0123456789abcdef"

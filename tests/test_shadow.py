@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from examples.demo_fastapi.app import create_app
+from ratewarden.examples.demo_fastapi.app import create_app
 from ratewarden.local import RedisServer
 
 from .helpers import make_enforcer

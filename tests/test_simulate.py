@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stream.detectors import EndpointStuffingDetector, default_detectors
-from stream.simulate import EXPECTED_ALERT, events, scenario
-from stream.windows import WindowAccumulator
+from ratewarden.stream.detectors import EndpointStuffingDetector, default_detectors
+from ratewarden.stream.simulate import EXPECTED_ALERT, events, scenario
+from ratewarden.stream.windows import WindowAccumulator
 
 from .helpers import consume_events
 

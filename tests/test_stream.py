@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from stream.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, verify
-from stream.simulate import EXPECTED_ALERT, events, publish, scenario
+from ratewarden.stream.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+from ratewarden.stream.simulate import EXPECTED_ALERT, events, publish, scenario
 
 from .stream_support import query_clickhouse, read_topic, start_worker, wait_processed, worker_env
 
@@ -41,7 +41,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 now = time.monotonic()
                 receiver.first_at = receiver.first_at or now

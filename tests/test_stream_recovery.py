@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from stream.simulate import events, publish, scenario
+from ratewarden.stream.simulate import events, publish, scenario
 
 from .stream_support import query_clickhouse, start_worker, wait_processed, worker_env
 

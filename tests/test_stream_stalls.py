@@ -14,11 +14,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from analytics.migrations import migrate
+from ratewarden.analytics.migrations import migrate
 from ratewarden.local import KafkaServer, create_topics
-from stream.processor import RequestProcessor
-from stream.settings import StreamSettings
-from stream.simulate import events, publish, scenario
+from ratewarden.stream.processor import RequestProcessor
+from ratewarden.stream.settings import StreamSettings
+from ratewarden.stream.simulate import events, publish, scenario
 
 EVENTS = 2_000
 

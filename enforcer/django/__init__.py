@@ -2,12 +2,16 @@
 
 ``RatewardenMiddleware`` limits every view (headers and a 429 problem+json body,
 as the FastAPI middleware does) and adds the rate-limit headers to DRF responses;
-``enforcer.django.throttling`` has DRF throttle classes with DRF's own contract.
+``ratewarden.enforcer.django.throttling`` has DRF throttle classes with DRF's own contract.
 Configured by ``settings.RATEWARDEN`` (keys as the ``RATEWARDEN_*`` variables,
 without the prefix), over the environment.
 """
 
-from .conf import get_enforcer, reset_enforcer
-from .middleware import RatewardenMiddleware
+from ratewarden.extras import require
+
+require("django", "django", feature="ratewarden.enforcer.django")
+
+from .conf import get_enforcer, reset_enforcer  # noqa: E402 - after the hint for a missing extra
+from .middleware import RatewardenMiddleware  # noqa: E402
 
 __all__ = ["RatewardenMiddleware", "get_enforcer", "reset_enforcer"]

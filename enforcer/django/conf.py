@@ -8,7 +8,6 @@ import threading
 from typing import Any
 
 import structlog
-
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -16,9 +15,9 @@ from django.dispatch import receiver
 from pydantic import ValidationError
 
 from ..engine import SyncEnforcer
-from ..publisher import EventPublisher
 from ..identity import Identity, bearer_token
 from ..loader import PolicyError, load_policy
+from ..publisher import EventPublisher
 from ..settings import EnforcerSettings
 
 __all__ = ["get_enforcer", "get_publisher", "reset_enforcer", "identify_request", "route_of"]

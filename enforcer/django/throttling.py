@@ -1,7 +1,7 @@
 """DRF throttle classes on ratewarden's engine, with DRF's public contract
 (``allow_request(request, view)``, ``wait()``), so switching is one import::
 
-    REST_FRAMEWORK = {"DEFAULT_THROTTLE_CLASSES": ["enforcer.django.throttling.RatewardenThrottle"]}
+    REST_FRAMEWORK = {"DEFAULT_THROTTLE_CLASSES": ["ratewarden.enforcer.django.throttling.RatewardenThrottle"]}
 
 ``RatewardenThrottle`` applies the policy (tiers, endpoint rules, quotas).
 ``UserRateThrottle``, ``AnonRateThrottle`` and ``ScopedRateThrottle`` mirror
@@ -17,8 +17,13 @@ import re
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from rest_framework.settings import api_settings
-from rest_framework.throttling import BaseThrottle
+
+from ratewarden.extras import require
+
+require("django", "rest_framework", feature="ratewarden.enforcer.django.throttling (DRF throttles)")
+
+from rest_framework.settings import api_settings  # noqa: E402 - after the hint for a missing extra
+from rest_framework.throttling import BaseThrottle  # noqa: E402
 
 from ..decision import Decision
 from ..durations import parse_duration

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    uvicorn examples.demo_fastapi.app:app
+    uvicorn ratewarden.examples.demo_fastapi.app:app
 
 It reads ``examples/policy.yaml`` (or ``RATEWARDEN_POLICY_FILE``) and the other
 ``RATEWARDEN_*`` settings. Without ``RATEWARDEN_REDIS_URL`` it starts a local
@@ -17,8 +17,8 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
-from enforcer import Enforcer, EnforcerSettings, load_policy
-from enforcer.asgi import RatewardenMiddleware, limit
+from ratewarden.enforcer import Enforcer, EnforcerSettings, load_policy
+from ratewarden.enforcer.asgi import RatewardenMiddleware, limit
 
 POLICY_FILE = Path(__file__).resolve().parent.parent / "policy.yaml"
 MAX_ITEM_ID = 1000
@@ -84,7 +84,7 @@ def create_app(enforcer: Enforcer | None = None, *, protected: bool = True) -> F
 
 
 def unprotected_app() -> FastAPI:
-    """The demo app without ratewarden (``uvicorn --factory examples.demo_fastapi.app:unprotected_app``)."""
+    """The demo app without ratewarden (``uvicorn --factory ratewarden.examples.demo_fastapi.app:unprotected_app``)."""
     return create_app(protected=False)
 
 

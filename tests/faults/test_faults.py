@@ -12,8 +12,8 @@ import httpx
 import pytest
 import redis
 
-from enforcer import ApiKeyStore
-from enforcer.apikeys import IDS_HASH, KEYS_HASH
+from ratewarden.enforcer import ApiKeyStore
+from ratewarden.enforcer.apikeys import IDS_HASH, KEYS_HASH
 
 from .conftest import Load, Pipeline, reconcile
 

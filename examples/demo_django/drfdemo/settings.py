@@ -13,14 +13,14 @@ ASGI_APPLICATION = "drfdemo.asgi.application"
 USE_TZ = True
 
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "rest_framework"]
-MIDDLEWARE = ["enforcer.django.RatewardenMiddleware"]
+MIDDLEWARE = ["ratewarden.enforcer.django.RatewardenMiddleware"]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_THROTTLE_CLASSES": ["enforcer.django.throttling.RatewardenThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["ratewarden.enforcer.django.throttling.RatewardenThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": "1000/hour", "anon": "100/hour", "uploads": "3/hour", "exact": "100/hour"},
     "UNAUTHENTICATED_USER": None,
 }
@@ -44,4 +44,4 @@ elif _throttle == "drf":
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": os.environ.get("RATEWARDEN_REDIS_URL", "redis://127.0.0.1:6379/0")}}
 elif _throttle == "user":
-    REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["enforcer.django.throttling.UserRateThrottle"]
+    REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["ratewarden.enforcer.django.throttling.UserRateThrottle"]
