@@ -1,18 +1,34 @@
-# The Python services of ratewarden: the demo API (enforcer), the stream worker, the admin API.
-FROM python:3.11-slim
-
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+# Two images from one file, both installed from the lock (requirements/lock.txt):
+#   docker build --target api .     the demo API behind the enforcer: no Faust, chDB, pandas or pyarrow
+#   docker build --target worker .  the stream worker, the admin API and `ratewarden db migrate`
+# (the default target is the worker). ClickHouse is a server here, never the embedded engine.
+FROM python:3.11-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
+RUN useradd --create-home --uid 10001 ratewarden && mkdir -p /app/var && chown ratewarden /app/var
+COPY requirements/lock.txt /app/lock.txt
+COPY examples/policy.yaml /app/policy.yaml
+
+FROM base AS wheel
 COPY pyproject.toml README.md ./
 COPY enforcer ./enforcer
 COPY stream ./stream
 COPY analytics ./analytics
 COPY dashboards ./dashboards
-COPY ratewarden ./ratewarden
 COPY examples ./examples
-RUN pip install ".[fastapi,stream,analytics]" \
-    && useradd --create-home --uid 10001 ratewarden \
-    && mkdir -p /app/var && chown ratewarden /app/var
+COPY ratewarden ./ratewarden
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+FROM base AS api
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
+    pip install -c /app/lock.txt "$(ls /wheels/ratewarden-*.whl)[fastapi,kafka]" "uvicorn[standard]"
 USER ratewarden
-EXPOSE 8000 8090 9108
-CMD ["ratewarden", "--help"]
+EXPOSE 8000
+CMD ["uvicorn", "ratewarden.examples.demo_fastapi.app:app", "--host", "0.0.0.0", "--port", "8000"]
+
+FROM base AS worker
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
+    pip install -c /app/lock.txt "$(ls /wheels/ratewarden-*.whl)[stream,analytics,dashboards,cli]"
+USER ratewarden
+EXPOSE 8090 9108
+CMD ["ratewarden", "worker"]

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 import redis
-from clickhouse_connect.driver.client import Client
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Response
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,7 +27,7 @@ from ratewarden.enforcer.policy import Policy, Tier
 from ratewarden.enforcer.tiers import TierStore, with_live_tiers
 
 from . import queries
-from .client import Serialized
+from .client import ClickHouse, Serialized
 from .tokens import expiring_token, token_valid
 
 __all__ = ["AdminSettings", "create_admin_app", "expiring_token", "token_valid"]
@@ -106,7 +105,8 @@ def _checked(field: str, value: dt.date) -> None:
         raise _invalid(field, f"must be between {_FIRST} and {_LAST}")
 
 
-def _window(start: dt.datetime | None, end: dt.datetime | None, default: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
+def _window(start: dt.datetime | None, end: dt.datetime | None,
+            default: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
     for field, value in (("start", start), ("end", end)):
         if value is not None:
             _checked(field, value)
@@ -117,7 +117,7 @@ def _window(start: dt.datetime | None, end: dt.datetime | None, default: dt.time
     return start, end
 
 
-def create_admin_app(settings: AdminSettings, clickhouse: Client, client: redis.Redis | None = None) -> FastAPI:
+def create_admin_app(settings: AdminSettings, clickhouse: ClickHouse, client: redis.Redis | None = None) -> FastAPI:
     """The admin API on ``clickhouse`` and the enforcers' Redis (``settings.redis_url``)."""
     if settings.admin_token is None:
         raise ValueError("set RATEWARDEN_ADMIN_TOKEN (at least 16 characters)")
@@ -192,7 +192,8 @@ def create_admin_app(settings: AdminSettings, clickhouse: Client, client: redis.
 
     @api.get("/alerts", tags=["alerts"])
     def alerts(start: dt.datetime | None = None, end: dt.datetime | None = None,
-               client_id: Annotated[str | None, Query(max_length=200)] = None, limit: Limit = 100) -> list[dict[str, Any]]:
+               client_id: Annotated[str | None, Query(max_length=200)] = None,
+               limit: Limit = 100) -> list[dict[str, Any]]:
         """Alerts (latest version of each), newest first (default: the last 24 hours)."""
         return query(queries.alert_history, *_window(start, end, dt.timedelta(days=1)), client_id, limit)
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import clickhouse_connect
-from clickhouse_connect.driver.client import Client
+from ratewarden.extras import MissingExtra, require
 
-from ratewarden.extras import require
+try:
+    import clickhouse_connect
+    from clickhouse_connect.driver.client import Client
+except ModuleNotFoundError as exc:
+    raise MissingExtra("analytics", "ratewarden.analytics", [str(exc.name)]) from None
 
-__all__ = ["connect", "default_url", "Serialized"]
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.query import QueryResult
+    from clickhouse_connect.driver.summary import QuerySummary
+
+__all__ = ["ClickHouse", "connect", "default_url", "Serialized"]
 
 DEFAULT_CHDB_DIR = Path("var/clickhouse")
 
@@ -35,22 +43,36 @@ def connect(url: str | None = None) -> Client:
     return clickhouse_connect.get_client(dsn=url)
 
 
+class ClickHouse(Protocol):
+    """The calls ratewarden makes on ClickHouse: met by a clickhouse-connect ``Client`` and by ``Serialized``."""
+
+    def query(self, query: str, parameters: dict[str, Any] | None = None,
+              settings: dict[str, Any] | None = None) -> QueryResult: ...
+
+    def insert(self, table: str, data: Sequence[Sequence[Any]], *, column_names: Sequence[str],
+               settings: dict[str, Any] | None = None) -> QuerySummary: ...
+
+    def command(self, cmd: str) -> str | int | Sequence[str] | QuerySummary: ...
+
+
 class Serialized:
     """A client whose calls run one at a time, for sharing one (chDB) client between threads,
     e.g. the stream worker's writes and the admin API it serves in embedded mode."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: ClickHouse) -> None:
         self._client = client
         self._lock = threading.RLock()
 
-    def query(self, *args: Any, **kwargs: Any) -> Any:
+    def query(self, query: str, parameters: dict[str, Any] | None = None,
+              settings: dict[str, Any] | None = None) -> QueryResult:
         with self._lock:
-            return self._client.query(*args, **kwargs)
+            return self._client.query(query, parameters, settings)
 
-    def insert(self, *args: Any, **kwargs: Any) -> Any:
+    def insert(self, table: str, data: Sequence[Sequence[Any]], *, column_names: Sequence[str],
+               settings: dict[str, Any] | None = None) -> QuerySummary:
         with self._lock:
-            return self._client.insert(*args, **kwargs)
+            return self._client.insert(table, data, column_names=column_names, settings=settings)
 
-    def command(self, *args: Any, **kwargs: Any) -> Any:
+    def command(self, cmd: str) -> str | int | Sequence[str] | QuerySummary:
         with self._lock:
-            return self._client.command(*args, **kwargs)
+            return self._client.command(cmd)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clickhouse_connect.driver.client import Client
+from .client import ClickHouse
 
 __all__ = ["Migration", "MIGRATIONS", "migrate", "applied_versions", "dedup_insert_settings"]
 
@@ -108,7 +108,7 @@ def _migrations(db: str, ttl_days: int, rollup_ttl_days: int) -> list[Migration]
 MIGRATIONS = _migrations("ratewarden", 30, 400)
 
 
-def applied_versions(client: Client, db: str = "ratewarden") -> set[int]:
+def applied_versions(client: ClickHouse, db: str = "ratewarden") -> set[int]:
     client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
     client.command(f"""CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
         version UInt32, name String, applied_at DateTime('UTC') DEFAULT now()
@@ -116,7 +116,8 @@ def applied_versions(client: Client, db: str = "ratewarden") -> set[int]:
     return {row[0] for row in client.query(f"SELECT version FROM {db}.schema_migrations FINAL").result_rows}
 
 
-def migrate(client: Client, db: str = "ratewarden", ttl_days: int = 30, rollup_ttl_days: int = 400) -> list[Migration]:
+def migrate(client: ClickHouse, db: str = "ratewarden", ttl_days: int = 30,
+            rollup_ttl_days: int = 400) -> list[Migration]:
     """Apply every migration not yet applied; returns those applied now (none on a second run)."""
     done = applied_versions(client, db)
     applied = []

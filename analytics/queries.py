@@ -14,7 +14,7 @@ import io
 import json
 from typing import Any, Literal
 
-from clickhouse_connect.driver.client import Client
+from .client import ClickHouse
 
 __all__ = ["usage_over_time", "top_clients", "endpoint_usage", "quota_consumption", "alert_history",
            "penalty_history", "usage_csv", "tier_rates", "month_start", "as_utc", "shadow_denials"]
@@ -27,10 +27,11 @@ _SOURCES = {  # step -> (table, time column)
 }
 
 
-def _rows(client: Client, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows(client: ClickHouse, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
     # aggregates are named after the columns they sum: let column names win over those aliases
     result = client.query(sql, parameters=parameters, settings={"prefer_column_name_to_alias": 1})
-    return [{name: as_utc(value) for name, value in zip(result.column_names, row)} for row in result.result_rows]
+    return [{name: as_utc(value) for name, value in zip(result.column_names, row, strict=True)}
+            for row in result.result_rows]
 
 
 def as_utc(value: Any) -> Any:
@@ -45,7 +46,7 @@ def _range(start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
             "end": end.astimezone(dt.UTC).replace(tzinfo=None)}
 
 
-def shadow_denials(client: Client, start: dt.datetime, end: dt.datetime, top: int = 10,
+def shadow_denials(client: ClickHouse, start: dt.datetime, end: dt.datetime, top: int = 10,
                    db: str = "ratewarden") -> list[dict[str, Any]]:
     """Per shadow rule: the requests it would have denied, how many clients, which (most first)."""
     rows = _rows(client, f"""
@@ -66,7 +67,7 @@ def shadow_denials(client: Client, start: dt.datetime, end: dt.datetime, top: in
     return rows
 
 
-def usage_over_time(client: Client, start: dt.datetime, end: dt.datetime, step: Step = "minute",
+def usage_over_time(client: ClickHouse, start: dt.datetime, end: dt.datetime, step: Step = "minute",
                     client_id: str | None = None, db: str = "ratewarden") -> list[dict[str, Any]]:
     """Requests, admitted, denied and cost per ``step``, for one client or everyone."""
     table, column = _SOURCES[step]
@@ -83,8 +84,9 @@ def usage_over_time(client: Client, start: dt.datetime, end: dt.datetime, step: 
 _ORDER = {"requests": "sum(requests)", "denied": "sumIf(requests, decision = 'denied')"}
 
 
-def top_clients(client: Client, start: dt.datetime, end: dt.datetime, by: Literal["requests", "denied"] = "requests",
-                limit: int = 10, db: str = "ratewarden") -> list[dict[str, Any]]:
+def top_clients(client: ClickHouse, start: dt.datetime, end: dt.datetime,
+                by: Literal["requests", "denied"] = "requests", limit: int = 10,
+                db: str = "ratewarden") -> list[dict[str, Any]]:
     """The clients with the most requests (or denials) in the range."""
     return _rows(client, f"""
         SELECT client_id, any(tier) AS tier, sum(requests) AS requests,
@@ -95,7 +97,8 @@ def top_clients(client: Client, start: dt.datetime, end: dt.datetime, by: Litera
         """, {**_range(start, end), "limit": limit})
 
 
-def endpoint_usage(client: Client, start: dt.datetime, end: dt.datetime, db: str = "ratewarden") -> list[dict[str, Any]]:
+def endpoint_usage(client: ClickHouse, start: dt.datetime, end: dt.datetime,
+                   db: str = "ratewarden") -> list[dict[str, Any]]:
     """Per route: requests, denied, cost, 5xx, mean and max latency."""
     return _rows(client, f"""
         SELECT route, sum(requests) AS requests, sumIf(requests, decision = 'denied') AS denied, sum(cost) AS cost,
@@ -125,7 +128,7 @@ def month_start(day: dt.date, anchor_day: int | None = None) -> dt.date:
     return anchored(year, month)
 
 
-def quota_consumption(client: Client, client_id: str, today: dt.date | None = None, anchor_day: int | None = None,
+def quota_consumption(client: ClickHouse, client_id: str, today: dt.date | None = None, anchor_day: int | None = None,
                       db: str = "ratewarden") -> dict[str, Any]:
     """Cost of the client's admitted requests today and this quota month (what quotas count)."""
     today = today or dt.datetime.now(dt.UTC).date()
@@ -140,7 +143,7 @@ def quota_consumption(client: Client, client_id: str, today: dt.date | None = No
             "day_used": int(rows[0]["day_used"]), "month_used": int(rows[0]["month_used"])}
 
 
-def alert_history(client: Client, start: dt.datetime, end: dt.datetime, client_id: str | None = None,
+def alert_history(client: ClickHouse, start: dt.datetime, end: dt.datetime, client_id: str | None = None,
                   limit: int = 100, db: str = "ratewarden") -> list[dict[str, Any]]:
     """Alerts last seen in the range, newest first (the latest version of each)."""
     where = "AND client_id = {client_id:String}" if client_id else ""
@@ -156,7 +159,7 @@ def alert_history(client: Client, start: dt.datetime, end: dt.datetime, client_i
     return rows
 
 
-def penalty_history(client: Client, start: dt.datetime, end: dt.datetime, client_id: str | None = None,
+def penalty_history(client: ClickHouse, start: dt.datetime, end: dt.datetime, client_id: str | None = None,
                     limit: int = 100, db: str = "ratewarden") -> list[dict[str, Any]]:
     """Penalties created in the range, newest first."""
     where = "AND client_id = {client_id:String}" if client_id else ""
@@ -168,7 +171,8 @@ def penalty_history(client: Client, start: dt.datetime, end: dt.datetime, client
                  {**_range(start, end), "client_id": client_id or "", "limit": limit})
 
 
-def tier_rates(client: Client, start: dt.datetime, end: dt.datetime, db: str = "ratewarden") -> list[dict[str, Any]]:
+def tier_rates(client: ClickHouse, start: dt.datetime, end: dt.datetime,
+               db: str = "ratewarden") -> list[dict[str, Any]]:
     """Requests and denials per minute and tier (the console's live chart)."""
     return _rows(client, f"""
         SELECT window_start AS t, tier, sum(requests) AS requests, sumIf(requests, decision = 'denied') AS denied
@@ -180,7 +184,7 @@ def tier_rates(client: Client, start: dt.datetime, end: dt.datetime, db: str = "
 CSV_COLUMNS = ["day", "client_id", "tier", "requests", "admitted", "denied", "billable_cost"]
 
 
-def usage_csv(client: Client, start: dt.date, end: dt.date, db: str = "ratewarden") -> str:
+def usage_csv(client: ClickHouse, start: dt.date, end: dt.date, db: str = "ratewarden") -> str:
     """Usage per client and day in ``[start, end)`` as CSV, for billing (cost of admitted requests)."""
     rows = _rows(client, f"""
         SELECT day, client_id, any(tier) AS tier, sum(requests) AS requests,

@@ -45,8 +45,9 @@ def http(redis_url: str, bootstrap: str, seconds: float, rounds: int) -> dict[st
     spill = tempfile.mkdtemp(prefix="bench-spill-")
     env = {"RATEWARDEN_REDIS_URL": redis_url, "RATEWARDEN_API_KEY_SECRET": SECRET,
            "RATEWARDEN_POLICY_FILE": str(ROOT / "bench" / "policy_single.yaml"), "RATEWARDEN_SPILL_DIR": spill}
-    servers = {"off": uvicorn_server("ratewarden.examples.demo_fastapi.app:app", env),
-               "on": uvicorn_server("ratewarden.examples.demo_fastapi.app:app", {**env, "RATEWARDEN_KAFKA_BOOTSTRAP": bootstrap})}
+    app = "ratewarden.examples.demo_fastapi.app:app"
+    servers = {"off": uvicorn_server(app, env),
+               "on": uvicorn_server(app, {**env, "RATEWARDEN_KAFKA_BOOTSTRAP": bootstrap})}
     rates: dict[str, list[float]] = {name: [] for name in servers}
     try:
         for server in servers.values():

@@ -42,7 +42,8 @@ console = Console()
 def backlog(bootstrap: str, topic: str, count: int) -> int:
     clients = scenario(legit=1000, per_abuse=3)
     start_us = int(time.time() // 60 * 60 - 60 * 60) * 1_000_000
-    return asyncio.run(publish(bootstrap, topic, itertools.islice(itertools.cycle(events(clients, 10, start_us)), count)))
+    looped = itertools.cycle(events(clients, 10, start_us))
+    return asyncio.run(publish(bootstrap, topic, itertools.islice(looped, count)))
 
 
 def floor(bootstrap: str, topic: str, count: int) -> float:
@@ -128,7 +129,8 @@ def main() -> None:
             console.print(f"producing {steady:,} events at {args.rate:,.0f}/s for the delay ...")
             asyncio.run(publish(kafka.url, topic, itertools.islice(events(clients, 60, now_us), steady), args.rate))
             deadline = time.monotonic() + 30
-            while scrape(metrics_port)["ratewarden_stream_events_total"] < count + steady and time.monotonic() < deadline:
+            while (scrape(metrics_port)["ratewarden_stream_events_total"] < count + steady
+                   and time.monotonic() < deadline):
                 time.sleep(0.2)
             time.sleep(2.5)  # the last flushes
             after = scrape(metrics_port)
@@ -146,9 +148,10 @@ def main() -> None:
     console.print(table)
     if "Traceback" in worker_log:
         console.print("[red]the worker logged an error:[/red]\n" + worker_log)
-    print(json.dumps({"events": count, "floor_events_per_s": round(floor_rate), "worker_events_per_s": round(worker_rate),
-                      "worker_ratio": round(worker_rate / floor_rate, 3), "p50_delay_s": p50, "p99_delay_s": p99,
-                      "delay_rate_per_s": args.rate, "delay_seconds": seconds}))
+    print(json.dumps({"events": count, "floor_events_per_s": round(floor_rate),
+                      "worker_events_per_s": round(worker_rate), "worker_ratio": round(worker_rate / floor_rate, 3),
+                      "p50_delay_s": p50, "p99_delay_s": p99, "delay_rate_per_s": args.rate,
+                      "delay_seconds": seconds}))
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ FROM {_USAGE} WHERE $__timeFilter(window_start) AND client_id != '' AND {_TIER} 
 GROUP BY client_id ORDER BY total DESC LIMIT 20""", ("client_id", "client_tier", "total", "denied")),
     Panel("Endpoints", "table", f"""
 SELECT route, sum(requests) AS total, sumIf(requests, decision = 'denied') AS denied,
-       sumIf(requests, status_class = '5xx') AS errors, round(sum(latency_sum_ms) / greatest(sum(requests), 1), 2) AS mean_ms
+       sumIf(requests, status_class = '5xx') AS errors,
+       round(sum(latency_sum_ms) / greatest(sum(requests), 1), 2) AS mean_ms
 FROM {_USAGE} WHERE $__timeFilter(window_start) AND client_id != '' AND {_TIER} AND {_ENDPOINT}
 GROUP BY route ORDER BY total DESC""", ("route", "total", "denied", "errors", "mean_ms")),
 ]
@@ -72,7 +73,8 @@ SELECT $__timeInterval(window_start) AS time, status_class, sum(requests) AS tot
 FROM {_USAGE} WHERE $__timeFilter(window_start) AND {_CLIENT} AND client_id != '' AND {_ENDPOINT}
 GROUP BY time, status_class ORDER BY time""", ("time", "status_class", "total")),
     Panel("Endpoints of the client", "table", f"""
-SELECT route, method, sum(requests) AS total, sumIf(requests, decision = 'denied') AS denied, max(latency_max_ms) AS max_ms
+SELECT route, method, sum(requests) AS total, sumIf(requests, decision = 'denied') AS denied,
+       max(latency_max_ms) AS max_ms
 FROM {_USAGE} WHERE $__timeFilter(window_start) AND {_CLIENT} AND client_id != '' AND {_ENDPOINT}
 GROUP BY route, method ORDER BY total DESC""", ("route", "method", "total", "denied", "max_ms")),
     Panel("Alerts of the client", "table", f"""
@@ -120,7 +122,8 @@ FROM ratewarden.usage_day WHERE day >= toStartOfMonth(toDate($__toTime, 'UTC')) 
 GROUP BY client_id ORDER BY used_this_month DESC LIMIT 50""", ("client_id", "client_tier", "used_this_month")),
     Panel("Daily admitted cost", "timeseries", f"""
 SELECT toDateTime(day) AS time, sumIf(cost, decision = 'allowed') AS admitted_cost
-FROM ratewarden.usage_day WHERE day >= toDate($__fromTime, 'UTC') AND day <= toDate($__toTime, 'UTC') AND {_TIER} AND {_CLIENT}
+FROM ratewarden.usage_day WHERE day >= toDate($__fromTime, 'UTC') AND day <= toDate($__toTime, 'UTC')
+  AND {_TIER} AND {_CLIENT}
 GROUP BY time ORDER BY time""", ("time", "admitted_cost"), width=24),
 ]
 

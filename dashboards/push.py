@@ -35,8 +35,8 @@ def _missing(exc: GrafanaClientError) -> bool:
     return exc.status_code == 404
 
 
-def push(url: str, token: str | tuple[str, str], datasource: dict[str, Any] | None = None, folder_title: str = FOLDER["title"],
-         timeout_s: float = 10.0) -> PushReport:
+def push(url: str, token: str | tuple[str, str], datasource: dict[str, Any] | None = None,
+         folder_title: str = FOLDER["title"], timeout_s: float = 10.0) -> PushReport:
     """Upload every dashboard into the ratewarden folder; with ``datasource``, upsert it too."""
     api = GrafanaApi.from_url(url, credential=token, timeout=timeout_s)
     report = PushReport()

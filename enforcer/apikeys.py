@@ -10,7 +10,7 @@ import time
 import msgspec
 import redis
 
-from .changes import CHANGES_CHANNEL, VERSION_KEY
+from .changes import CHANGES_CHANNEL, VERSION_KEY, as_bytes
 
 __all__ = ["ApiKeyRecord", "ApiKeyStore", "hash_api_key", "KEYS_HASH"]
 
@@ -68,10 +68,10 @@ class ApiKeyStore:
 
     def revoke(self, key_id: str) -> bool:
         """Revoke by id; enforcers refuse the key within a second. False if unknown."""
-        digest = self.client.hget(IDS_HASH, key_id)
-        if digest is None:
+        stored = as_bytes(self.client.hget(IDS_HASH, key_id))
+        if stored is None:
             return False
-        digest = digest.decode()
+        digest = stored.decode()
         raw = self.client.hget(KEYS_HASH, digest)
         if raw is None:
             return False

@@ -7,8 +7,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import structlog
-
 from ratewarden.extras import MissingExtra
 
 try:
@@ -22,6 +20,7 @@ from .engine import Enforcer
 from .events import make_event
 from .headers import rate_limit_headers
 from .identity import Identity, bearer_token
+from .logs import get_logger
 from .plan import UNMATCHED_ROUTE, KeyFunction, RouteLimits
 from .policy import Rule
 from .problem import problem_body, problem_status
@@ -35,7 +34,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-log = structlog.get_logger("ratewarden.enforcer")
+log = get_logger("ratewarden.enforcer")
 _LIMITS_ATTR = "__ratewarden_limits__"
 _MAX_CACHED_PATHS = 10_000
 _PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
@@ -97,7 +96,8 @@ def _match(routes: Any, scope: Scope, prefix: str) -> tuple[str, RouteLimits | N
             if inner is not None:
                 return inner
             continue
-        found = (f"{scope['method']} {prefix}{route.path}", getattr(getattr(route, "endpoint", None), _LIMITS_ATTR, None))
+        limits = getattr(getattr(route, "endpoint", None), _LIMITS_ATTR, None)
+        found = (f"{scope['method']} {prefix}{route.path}", limits)
         if match is Match.FULL:
             return found
         partial = partial or found
@@ -154,7 +154,8 @@ class RatewardenMiddleware:
             log.info("events_off", reason="no Kafka bootstrap configured (RATEWARDEN_KAFKA_BOOTSTRAP)")
         self.publisher = publisher
         self._service, self._instance = settings.service_name, settings.instance_id
-        self._draft, self._legacy, self._shadow = settings.draft_headers, settings.legacy_headers, settings.shadow_headers
+        self._draft, self._legacy = settings.draft_headers, settings.legacy_headers
+        self._shadow = settings.shadow_headers
         header = settings.api_key_header.lower()
         self._bearer = header == "authorization"
         self._key_header = header.encode("latin-1")

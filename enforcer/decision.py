@@ -9,9 +9,10 @@ if TYPE_CHECKING:
     from .identity import Identity
     from .plan import Plan
 
-__all__ = ["Decision", "DenialKind", "Settlement"]
+__all__ = ["Decision", "DenialKind", "LimitKind", "Settlement"]
 
-DenialKind = Literal["rate", "quota", "concurrency", "capacity", "blocked", "unavailable"]
+LimitKind = Literal["rate", "quota", "concurrency", "capacity"]  # what a policy rule limits
+DenialKind = Literal[LimitKind, "blocked", "unavailable"]  # and denials no rule made
 
 
 @dataclass(slots=True)

@@ -12,11 +12,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 import redis
 import redis.asyncio as aioredis
-import structlog
 
 from . import metrics
 from .apikeys import ApiKeyRecord
@@ -24,6 +23,7 @@ from .decision import Decision, Settlement
 from .fallback import FallbackLimiter
 from .identity import ClientIPResolver, Identity, bounded
 from .live import LiveCache, LiveState, SyncLiveState
+from .logs import get_logger
 from .overrides import Override
 from .plan import Plan, RouteLimits, compile_plan
 from .policy import Policy
@@ -34,7 +34,7 @@ from .transport import AsyncScriptRunner, SyncScriptRunner
 
 __all__ = ["Enforcer", "EnforcerCore", "SyncEnforcer"]
 
-log = structlog.get_logger("ratewarden.enforcer")
+log = get_logger("ratewarden.enforcer")
 
 _REDIS_ERRORS = (redis.RedisError, OSError, TimeoutError, ConnectionError)
 _MIN_LOCAL_DENY_S = 0.05
@@ -59,7 +59,7 @@ class EnforcerCore:
     ``time_source="app"`` the scripts read ``clock()`` (unix seconds; tests may replace it).
     """
 
-    live: LiveCache
+    live: LiveCache  # narrowed by Enforcer and SyncEnforcer to the kind that does their I/O
 
     def __init__(self, policy: Policy, settings: EnforcerSettings | None = None) -> None:
         self.file_policy = policy  # as loaded; run-time tiers are laid over it
@@ -81,7 +81,7 @@ class EnforcerCore:
         self.started = False
 
     @classmethod
-    def from_settings(cls, settings: EnforcerSettings | None = None):  # type: ignore[no-untyped-def]
+    def from_settings(cls, settings: EnforcerSettings | None = None) -> Self:
         """An enforcer for ``settings.policy_file`` (required) and ``settings.redis_url``."""
         from .loader import load_policy
 
@@ -154,7 +154,9 @@ class EnforcerCore:
             else:
                 self.fallback.release(key)
         settle = decision.settle
-        matched = settle.plan.settlement(status) if settle is not None else None
+        if settle is None:
+            return None
+        matched = settle.plan.settlement(status)
         if not matched:
             return None
         plan = settle.plan
@@ -293,6 +295,8 @@ class Enforcer(EnforcerCore):
     ``await start()`` before use (the middleware does it); ``await aclose()`` at the end.
     """
 
+    live: LiveState
+
     def __init__(self, policy: Policy, settings: EnforcerSettings | None = None, *,
                  client: aioredis.Redis | None = None) -> None:
         super().__init__(policy, settings)
@@ -352,6 +356,8 @@ class SyncEnforcer(EnforcerCore):
 
     ``start()`` before use; ``close()`` at the end. Safe to share between threads.
     """
+
+    live: SyncLiveState
 
     def __init__(self, policy: Policy, settings: EnforcerSettings | None = None, *,
                  client: redis.Redis | None = None) -> None:

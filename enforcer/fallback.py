@@ -30,8 +30,8 @@ class FallbackLimiter:
         now = time.monotonic()
         if len(self._buckets) > _MAX_KEYS:
             self._buckets.clear()
-        checks = []
-        for i, (rule, key) in enumerate(zip(plan.rules, keys)):
+        checks: list[tuple[str, float | None]] = []  # (key, tokens now); None: a concurrency slot
+        for i, (rule, key) in enumerate(zip(plan.rules, keys, strict=True)):
             if rule.kind == "quota" or rule.flags & (SHADOW | DEFERRED):
                 continue
             if rule.kind == "concurrency":
@@ -46,11 +46,11 @@ class FallbackLimiter:
             if tokens < plan.cost:
                 return False, i, (plan.cost - tokens) / rate
             checks.append((key, tokens))
-        for key, tokens in checks:
-            if tokens is None:
+        for key, available in checks:
+            if available is None:
                 self._in_flight[key] = self._in_flight.get(key, 0) + 1
             else:
-                self._buckets[key] = [tokens - plan.cost, now]
+                self._buckets[key] = [available - plan.cost, now]
         return True, -1, 0.0
 
     def release(self, key: str) -> None:

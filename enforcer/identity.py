@@ -118,12 +118,12 @@ class ClientIPResolver:
             hops = x_forwarded_for.split(",")
         else:
             hops = []
-        client = peer_ip
+        client_ip = peer_ip
         for hop in reversed(hops[-32:]):
             ip = _parse_ip(hop)
             if ip is None:
                 break  # garbage written by an untrusted party: keep the last trusted hop's view
-            client = ip
+            client_ip = ip
             if not self._is_trusted(ip):
                 break
-        return self.normalise(client)
+        return self.normalise(client_ip)

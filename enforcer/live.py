@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import TypeVar
 
 import redis
 import redis.asyncio as aioredis
-import structlog
 
 from .apikeys import KEYS_HASH, ApiKeyRecord, decode_record, hash_api_key
-from .changes import CHANGES_CHANNEL, POLL_INTERVAL_S, VERSION_KEY
+from .changes import CHANGES_CHANNEL, POLL_INTERVAL_S, VERSION_KEY, as_bytes
+from .logs import get_logger
 from .overrides import OVERRIDES_HASH, Override
 from .policy import Tier
 from .tiers import TIERS_HASH
@@ -24,10 +25,11 @@ from .transport import AsyncScriptRunner
 
 __all__ = ["LiveCache", "LiveState", "SyncLiveState"]
 
-log = structlog.get_logger("ratewarden.enforcer")
+log = get_logger("ratewarden.enforcer")
 
 _KEY_TTL_S, _UNKNOWN_KEY_TTL_S, _MAX_CACHED_KEYS = 60.0, 10.0, 100_000
 _FEED_ERRORS = (redis.RedisError, OSError, ValueError)
+_Entry = TypeVar("_Entry", Override, Tier)
 
 
 def _readable(raw: dict[bytes, bytes], model: type[Override] | type[Tier], what: str) -> dict:
@@ -39,6 +41,14 @@ def _readable(raw: dict[bytes, bytes], model: type[Override] | type[Tier], what:
         except ValueError:
             log.warning(f"{what}_unreadable", name=name.decode(errors="replace"))
     return parsed
+
+
+def _put(entries: dict[str, _Entry], name: str, model: type[_Entry], raw: bytes | None) -> None:
+    """Set ``name`` to ``raw`` parsed as ``model``, or remove it if ``raw`` is None."""
+    if raw is None:
+        entries.pop(name, None)
+    else:
+        entries[name] = model.model_validate_json(raw)
 
 
 class LiveCache:
@@ -111,13 +121,11 @@ class LiveCache:
 
     def apply_fetched(self, kind: str, subject: str, raw: bytes | None) -> None:
         """Apply an override or a tier (``kind``) read from Redis after a feed message; None removes it."""
-        entries, model = (self.tiers, Tier) if kind == "tier" else (self.overrides, Override)
-        if raw is None:
-            entries.pop(subject, None)
-        else:
-            entries[subject] = model.model_validate_json(raw)
         if kind == "tier":
+            _put(self.tiers, subject, Tier, raw)
             self.tiers_generation += 1
+        else:
+            _put(self.overrides, subject, Override, raw)
         self.generation += 1
 
     @staticmethod
@@ -169,7 +177,7 @@ class LiveState(LiveCache):
     async def _apply(self, message: bytes) -> None:
         kind, subject = self.parse(message)
         if subject is not None:
-            self.apply_fetched(kind, subject, await self.client.hget(self.hash_of(kind), subject))
+            self.apply_fetched(kind, subject, as_bytes(await self.client.hget(self.hash_of(kind), subject)))
 
     async def _follow(self) -> None:
         while not self._closing:
@@ -200,7 +208,7 @@ class LiveState(LiveCache):
                 await self._apply(message["data"])
                 heard = True
             if time.monotonic() >= next_poll:
-                if self.needs_reload(await self.client.get(VERSION_KEY), heard):
+                if self.needs_reload(as_bytes(await self.client.get(VERSION_KEY)), heard):
                     await self.reload()
                 heard = False
                 next_poll = time.monotonic() + POLL_INTERVAL_S
@@ -218,7 +226,7 @@ class SyncLiveState(LiveCache):
         digest, record = self.known(api_key)
         if digest is None:
             return record
-        return self.remember_key(digest, self.client.hget(KEYS_HASH, digest))
+        return self.remember_key(digest, as_bytes(self.client.hget(KEYS_HASH, digest)))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._follow, name="ratewarden-changes", daemon=True)
@@ -241,7 +249,7 @@ class SyncLiveState(LiveCache):
     def _apply(self, message: bytes) -> None:
         kind, subject = self.parse(message)
         if subject is not None:
-            self.apply_fetched(kind, subject, self.client.hget(self.hash_of(kind), subject))
+            self.apply_fetched(kind, subject, as_bytes(self.client.hget(self.hash_of(kind), subject)))
 
     def _follow(self) -> None:
         while not self._closing:
@@ -257,7 +265,7 @@ class SyncLiveState(LiveCache):
                         self._apply(message["data"])
                         heard = True
                     if time.monotonic() >= next_poll:
-                        if self.needs_reload(self.client.get(VERSION_KEY), heard):
+                        if self.needs_reload(as_bytes(self.client.get(VERSION_KEY)), heard):
                             self.reload()
                         heard = False
                         next_poll = time.monotonic() + POLL_INTERVAL_S

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .decision import LimitKind
 from .identity import Identity
 from .policy import Algorithm, Capacity, Endpoint, Policy, Quotas, Rule, Scope, StatusSet, Tier, status_in
 
@@ -57,7 +58,7 @@ class CompiledRule:
     period_s: float
     capacity: int
     scope: tuple[Scope, ...]
-    kind: str  # "rate", "quota", "concurrency" or "capacity"
+    kind: LimitKind
     policy_member: str  # "" for rules not reported in RateLimit-Policy (shadow, capacity)
     flags: int = 0
     settle_statuses: StatusSet | None = None  # counted (DEFERRED) or refunded (REFUND) after the response
@@ -217,17 +218,16 @@ def compile_plan(
     compiled: list[CompiledRule] = []
     if not exempt:
         tier_rules = set(map(id, tier.rules))
-        for rule in rules:
-            compiled.append(_compile_rule(rule, policy.shadow or (tier.shadow and id(rule) in tier_rules)))
+        compiled += [_compile_rule(rule, policy.shadow or (tier.shadow and id(rule) in tier_rules)) for rule in rules]
         compiled += _quota_rules(quotas, policy.shadow or tier.shadow)
         for capacity in policy.capacity_for(route):
             compiled += _capacity_rules(capacity, tier_name, policy.shadow)
     for rule in compiled:
-        capacity = rule.capacity or rule.limit
-        if rule.kind != "concurrency" and cost > capacity:
+        admits = rule.capacity or rule.limit
+        if rule.kind != "concurrency" and cost > admits:
             raise ValueError(
                 f"route {route!r} costs {cost} but rule {rule.name!r} of tier {tier_name!r} "
-                f"admits at most {capacity} per request: no request could ever pass"
+                f"admits at most {admits} per request: no request could ever pass"
             )
     args: list[bytes] = [str(len(compiled)).encode()]
     for rule in compiled:

@@ -18,18 +18,18 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-import structlog
 from prometheus_client import Counter, Gauge
 
 from ratewarden.extras import require
 
 from .events import RequestEvent, encode_event
+from .logs import get_logger
 from .settings import EnforcerSettings
 from .spill import Spill
 
 __all__ = ["EventPublisher", "PublisherStats"]
 
-log = structlog.get_logger("ratewarden.publisher")
+log = get_logger("ratewarden.publisher")
 
 _PUBLISHED = Counter("ratewarden_events_published", "Events delivered to Kafka")
 _SPILLED = Counter("ratewarden_events_spilled", "Events written to the spill while Kafka was unreachable")

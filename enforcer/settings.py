@@ -28,9 +28,11 @@ class EnforcerSettings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis/Valkey the limits live in")
     policy_file: Path | None = Field(None, description="YAML or TOML policy file")
     redis_budget_ms: float = Field(50.0, gt=0, description="a decision slower than this is decided without Redis")
-    redis_retry_after_s: float = Field(1.0, gt=0, description="after a Redis failure, wait this long before trying it again")
+    redis_retry_after_s: float = Field(
+        1.0, gt=0, description="after a Redis failure, wait this long before trying it again")
     time_source: Literal["redis", "app"] = Field("redis", description="whose clock the scripts use")
-    api_key_header: str = Field("authorization", description="header carrying the API key ('authorization' reads a Bearer token)")
+    api_key_header: str = Field(
+        "authorization", description="header carrying the API key ('authorization' reads a Bearer token)")
     api_key_secret: SecretStr | None = Field(None, description="HMAC secret API keys are hashed with")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="CIDRs whose X-Forwarded-For / Forwarded headers are believed"

@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = ["Spill"]
 
@@ -29,7 +30,7 @@ class Spill:
         self._bytes = sum(p.stat().st_size for p in self._closed)
         self._next = 1 + max((int(p.stem.split("-")[1]) for p in self._closed), default=0)
         self._current: Path | None = None
-        self._file = None
+        self._file: BinaryIO | None = None
         self._current_bytes = 0
 
     @property

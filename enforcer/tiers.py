@@ -4,6 +4,8 @@ cleared, the file's version applies again)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis
 
 from .changes import CHANGES_CHANNEL, VERSION_KEY
@@ -40,7 +42,8 @@ class TierStore:
         return Tier.model_validate_json(raw) if raw else None
 
     def all(self) -> dict[str, Tier]:
-        return {name.decode(): Tier.model_validate_json(raw) for name, raw in self.client.hgetall(TIERS_HASH).items()}
+        stored = cast("dict[bytes, bytes]", self.client.hgetall(TIERS_HASH))  # never decoded: see changes.as_bytes
+        return {name.decode(): Tier.model_validate_json(raw) for name, raw in stored.items()}
 
     def _write(self, name: str, value: str | None) -> int:
         pipe = self.client.pipeline(transaction=True)

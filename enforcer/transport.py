@@ -16,8 +16,8 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 from urllib.parse import unquote, urlparse
 
 import hiredis
@@ -28,7 +28,8 @@ from .scripts import LuaScript
 
 __all__ = ["AsyncScriptRunner", "SyncScriptRunner"]
 
-_pack = hiredis.pack_command
+# hiredis' stub types the command as a 1-tuple; it takes a tuple of any length
+_pack = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 
 
 class _Waiter:
@@ -179,8 +180,8 @@ class AsyncScriptRunner:
                     ssl=ssl.create_default_context() if address.scheme == "rediss" else None,
                 )
             )
-            _, protocol = await asyncio.wait_for(connect, timeout=max(self.timeout_s, 1.0))
-            setup = []
+            transport, protocol = await asyncio.wait_for(connect, timeout=max(self.timeout_s, 1.0))
+            setup: list[tuple[str | int, ...]] = []
             if address.password:
                 user = unquote(address.username) if address.username else None
                 setup.append(("AUTH", user, unquote(address.password)) if user else ("AUTH", unquote(address.password)))
@@ -189,7 +190,7 @@ class AsyncScriptRunner:
             for args in setup:
                 future = loop.create_future()
                 protocol.waiters.append(_Waiter(future, None, time.monotonic()))
-                protocol.transport.write(_pack(args))
+                transport.write(_pack(args))
                 await asyncio.wait_for(future, timeout=1.0)
             self._protocol = protocol
         except (TimeoutError, OSError, redis.RedisError) as exc:

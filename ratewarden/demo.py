@@ -93,7 +93,8 @@ async def _drive(client: DemoClient, base_url: str, started: float, duration_s: 
             rate = client.rate_per_s
             if client.surge_at is not None and now - started >= client.surge_at * duration_s:
                 rate *= 40
-            headers = {"x-forwarded-for": f"{rng.randint(11, 220)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+            headers = {"x-forwarded-for": (f"{rng.randint(11, 220)}.{rng.randint(0, 255)}."
+                                           f"{rng.randint(0, 255)}.{rng.randint(1, 254)}")
                        if client.spread_ips else client.ip}
             if client.api_keys:
                 headers["authorization"] = f"Bearer {client.api_keys[i % len(client.api_keys)]}"
@@ -101,7 +102,8 @@ async def _drive(client: DemoClient, base_url: str, started: float, duration_s: 
             i += 1
             try:
                 if client.method == "POST":
-                    response = await http.post(path, json={"username": f"user{i}", "password": "guess"}, headers=headers)
+                    response = await http.post(path, json={"username": f"user{i}", "password": "guess"},
+                                               headers=headers)
                 else:
                     response = await http.get(path, headers=headers)
                 client.statuses[response.status_code] += 1
@@ -125,7 +127,8 @@ def _view(clients: list[DemoClient], alerts: list[dict[str, Any]], remaining_s: 
     for column in ("first seen", "type", "severity", "client", "penalty"):
         feed.add_column(column)
     for a in alerts[-12:]:
-        feed.add_row(str(a["first_seen"])[11:19], a["alert_type"], a["severity"], a["client_id"], a.get("penalty") or "")
+        feed.add_row(str(a["first_seen"])[11:19], a["alert_type"], a["severity"], a["client_id"],
+                     a.get("penalty") or "")
     return Group(table, feed)
 
 

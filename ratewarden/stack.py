@@ -108,7 +108,8 @@ class Stack:
                 env["RATEWARDEN_REDIS_URL"] = self._start(RedisServer(), "Valkey").url
             if "RATEWARDEN_KAFKA_BOOTSTRAP" not in env:
                 env["RATEWARDEN_KAFKA_BOOTSTRAP"] = self._start(KafkaServer(), "Kafka broker (Tansu)").url
-            create_topics(env["RATEWARDEN_KAFKA_BOOTSTRAP"], dict.fromkeys(TOPICS, int(env["RATEWARDEN_TOPIC_PARTITIONS"])))
+            create_topics(env["RATEWARDEN_KAFKA_BOOTSTRAP"],
+                          dict.fromkeys(TOPICS, int(env["RATEWARDEN_TOPIC_PARTITIONS"])))
             embedded = env["RATEWARDEN_CLICKHOUSE_URL"].startswith("chdb://")
             admin_port = free_port()
             worker_env = {**env, "RATEWARDEN_WORKER_ADMIN_PORT": str(admin_port) if embedded else "0"}

@@ -13,7 +13,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from clickhouse_connect.driver.client import Client
+from ratewarden.analytics.client import ClickHouse
 
 from .detectors import Alert
 
@@ -95,7 +95,7 @@ class AlertBook:
         return closed
 
 
-def write_alerts(client: Client, records: list[AlertRecord], db: str = "ratewarden") -> None:
+def write_alerts(client: ClickHouse, records: list[AlertRecord], db: str = "ratewarden") -> None:
     """Insert alert versions (``alerts`` keeps the highest version per dedup key)."""
     if records:
         client.insert(f"{db}.alerts", [r.row() for r in records], column_names=ALERT_COLUMNS)

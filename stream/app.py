@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 from prometheus_client import start_http_server
 
-from ratewarden.analytics.client import Serialized, connect
+from ratewarden.analytics.client import ClickHouse, Serialized, connect
 from ratewarden.analytics.migrations import migrate
 
 from . import metrics
@@ -51,14 +51,14 @@ class Pipeline(Service):
     """The worker's shared resources and stage one. ``settings`` is set by :func:`create_app`."""
 
     settings: StreamSettings
-    shared_clickhouse: Any = None  # a client made by create_app (when it also serves the admin API)
+    shared_clickhouse: Serialized | None = None  # a client made by create_app (when it also serves the admin API)
     current: Pipeline | None = None  # the running instance, for the agents
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         type(self).current = self
         self.ready = asyncio.Event()
-        self.clickhouse = None
+        self.clickhouse: ClickHouse | None = None
         self.producer: AIOKafkaProducer | None = None
         self.processor: RequestProcessor | None = None
         self.penalties = PenaltyBox(self.settings, redis.Redis.from_url(self.settings.redis_url))
@@ -163,7 +163,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     alerts = app.topic(s.alerts_topic, key_serializer="raw", value_serializer="raw")
     undeliverable = app.topic(s.undeliverable_topic, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(s.dead_letter_topic, key_serializer="raw", value_serializer="raw")
-    json_schema = faust.Schema(key_serializer="json", value_serializer="json")
+    json_schema: faust.Schema[str, Any] = faust.Schema(key_serializer="json", value_serializer="json")
     tables = {name: app.Table(name, partitions=s.topic_partitions, schema=json_schema)
               for name in ("window-marks", "baselines", "open-alerts")}
     detection = Detection(s, marks=tables["window-marks"], baselines=tables["baselines"],

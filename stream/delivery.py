@@ -47,7 +47,8 @@ def slack_message(alert: dict[str, Any]) -> dict[str, Any]:
     return {
         "text": f"[{alert['severity']}] {title}",  # the notification's fallback text
         "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": f"{_EMOJI.get(alert['severity'], '')} {title}"[:150]}},
+            {"type": "header",
+             "text": {"type": "plain_text", "text": f"{_EMOJI.get(alert['severity'], '')} {title}"[:150]}},
             {"type": "section", "fields": [
                 {"type": "mrkdwn", "text": f"*Severity*\n{alert['severity']}"},
                 {"type": "mrkdwn", "text": f"*Tier*\n{alert.get('tier') or '-'}"},
@@ -56,7 +57,9 @@ def slack_message(alert: dict[str, Any]) -> dict[str, Any]:
             ]},
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Evidence*\n{evidence}"[:3000]}},
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Suggested action*\n{alert['suggested_action']}"}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"ratewarden · {alert['dedup_key']} · v{alert['version']}"}]},
+            {"type": "context", "elements": [
+                {"type": "mrkdwn", "text": f"ratewarden · {alert['dedup_key']} · v{alert['version']}"},
+            ]},
         ],
     }
 
@@ -92,7 +95,8 @@ class AlertDeliverer:
 
     def __init__(self, settings: StreamSettings) -> None:
         self.settings = settings
-        self.sinks = [_Sink(f"webhook[{i}]", url.get_secret_value(), False) for i, url in enumerate(settings.webhook_urls)]
+        self.sinks = [_Sink(f"webhook[{i}]", url.get_secret_value(), False)
+                      for i, url in enumerate(settings.webhook_urls)]
         if settings.slack_webhook_url:
             self.sinks.insert(0, _Sink("slack", settings.slack_webhook_url.get_secret_value(), True))
         self.delivered = 0
@@ -103,12 +107,13 @@ class AlertDeliverer:
     async def deliver(self, alert: dict[str, Any]) -> list[str]:
         if not self.sinks:
             return []
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.settings.delivery_timeout_s)
-        results = await asyncio.gather(*(self._deliver_to(sink, alert) for sink in self.sinks))
-        return [sink.name for sink, ok in zip(self.sinks, results) if not ok]
+        client = self._client
+        if client is None:
+            client = self._client = httpx.AsyncClient(timeout=self.settings.delivery_timeout_s)
+        results = await asyncio.gather(*(self._deliver_to(client, sink, alert) for sink in self.sinks))
+        return [sink.name for sink, ok in zip(self.sinks, results, strict=True) if not ok]
 
-    async def _deliver_to(self, sink: _Sink, alert: dict[str, Any]) -> bool:
+    async def _deliver_to(self, client: httpx.AsyncClient, sink: _Sink, alert: dict[str, Any]) -> bool:
         body = json.dumps(slack_message(alert) if sink.slack else alert, separators=(",", ":")).encode()
         delivery_id = f"{alert['dedup_key']}:{alert['version']}"
         attempt = 0
@@ -117,7 +122,7 @@ class AlertDeliverer:
             if not sink.slack and self.settings.webhook_secret:
                 headers[SIGNATURE_HEADER] = sign(body, self.settings.webhook_secret.get_secret_value())
             try:
-                response = await self._client.post(sink.url, content=body, headers=headers)
+                response = await client.post(sink.url, content=body, headers=headers)
                 status = response.status_code
             except httpx.HTTPError as exc:
                 status, error = None, type(exc).__name__

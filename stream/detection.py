@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from .alerts import AlertBook, AlertRecord
+from .detectors import Alert, Detector
 from .settings import StreamSettings
 from .windows import ClientSummary, EndpointSummary, IpSummary, Summary, summary_key
 
@@ -72,10 +73,10 @@ class Detection:
         self.marks = {} if marks is None else marks
         spike = replace(detectors.traffic_spike, baselines={} if baselines is None else baselines,
                         window_s=settings.window_s)
-        self.client_detectors = [detectors.retry_storm, detectors.credential_stuffing, detectors.scraping,
-                                 detectors.key_sharing, spike]
-        self.endpoint_detectors = [detectors.credential_stuffing_distributed]
-        self.ip_detectors = [detectors.key_cycling]
+        self.client_detectors: list[Detector[ClientSummary]] = [
+            detectors.retry_storm, detectors.credential_stuffing, detectors.scraping, detectors.key_sharing, spike]
+        self.endpoint_detectors: list[Detector[EndpointSummary]] = [detectors.credential_stuffing_distributed]
+        self.ip_detectors: list[Detector[IpSummary]] = [detectors.key_cycling]
         self.book = AlertBook(settings.alert_cooldown_s,
                               open=RecordCodec({} if open_alerts is None else open_alerts))
 
@@ -91,12 +92,14 @@ class Detection:
 
     def examine(self, summary: Summary) -> list[tuple[AlertRecord, bool]]:
         """Alerts this window raises or updates, each with whether to deliver it (new or escalated)."""
+        # lazy: each check runs in the loop below, once the window is known to be new
+        alerts: Iterator[Alert | None]
         if isinstance(summary, ClientSummary):
-            tier, detectors = summary.tier, self.client_detectors
+            tier, alerts = summary.tier, (detector.check(summary) for detector in self.client_detectors)
         elif isinstance(summary, EndpointSummary):
-            tier, detectors = "", self.endpoint_detectors
+            tier, alerts = "", (detector.check(summary) for detector in self.endpoint_detectors)
         elif isinstance(summary, IpSummary):
-            tier, detectors = "", self.ip_detectors
+            tier, alerts = "", (detector.check(summary) for detector in self.ip_detectors)
         else:
             raise TypeError(f"not a window summary: {type(summary).__name__}")
         key = summary_key(summary)
@@ -104,8 +107,7 @@ class Detection:
             return []
         now = summary.window_start + summary.window_s  # event time: the window's end
         found = []
-        for detector in detectors:
-            alert = detector.check(summary)
+        for alert in alerts:
             if alert is not None:
                 found.append(self.book.record(alert, now, tier))
         return found

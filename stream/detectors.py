@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from .windows import ClientSummary, EndpointSummary, IpSummary
+from .windows import ClientSummary, EndpointSummary, IpSummary, Summary
 
 __all__ = [
-    "Alert", "RetryStormDetector", "CredentialStuffingDetector", "ScrapingDetector", "KeySharingDetector",
+    "Alert", "Detector", "RetryStormDetector", "CredentialStuffingDetector", "ScrapingDetector", "KeySharingDetector",
     "SpikeDetector", "EndpointStuffingDetector", "KeyCyclingDetector", "default_detectors",
 ]
 
@@ -34,6 +34,15 @@ class Alert:
     @property
     def dedup_key(self) -> str:
         return f"{self.alert_type}:{self.client_id}"
+
+
+_S_contra = TypeVar("_S_contra", bound=Summary, contravariant=True)
+
+
+class Detector(Protocol[_S_contra]):
+    """A detector: checks one kind of window summary, returning the alert it raises or None."""
+
+    def check(self, w: _S_contra, /) -> Alert | None: ...
 
 
 def at_least(threshold: float, scale: float, floor: float) -> float:
@@ -109,7 +118,8 @@ class ScrapingDetector:
     alert_type: str = "scraping"
 
     def check(self, w: ClientSummary) -> Alert | None:
-        if w.distinct_paths < at_least(self.min_distinct_paths, w.scale, 10) or w.distinct_paths < self.min_unique_ratio * w.requests:
+        if (w.distinct_paths < at_least(self.min_distinct_paths, w.scale, 10)
+                or w.distinct_paths < self.min_unique_ratio * w.requests):
             return None
         if w.not_found_ratio < self.min_not_found_ratio and w.sequential_ratio < self.min_sequential_ratio:
             return None
@@ -184,6 +194,6 @@ class SpikeDetector:
         return alert
 
 
-def default_detectors() -> list[Any]:
+def default_detectors() -> list[Detector[ClientSummary]]:
     return [RetryStormDetector(), CredentialStuffingDetector(), ScrapingDetector(), KeySharingDetector(),
             SpikeDetector()]

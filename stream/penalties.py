@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 
 import redis
-from clickhouse_connect.driver.client import Client
 
+from ratewarden.analytics.client import ClickHouse
 from ratewarden.enforcer.overrides import Override, OverrideStore
 
 from .detectors import Alert
@@ -72,6 +72,6 @@ class PenaltyBox:
                        alert.alert_type, reason, now, expires_at)
 
 
-def write_penalties(client: Client, penalties: list[Penalty], db: str = "ratewarden") -> None:
+def write_penalties(client: ClickHouse, penalties: list[Penalty], db: str = "ratewarden") -> None:
     if penalties:
         client.insert(f"{db}.penalties", [p.row() for p in penalties], column_names=PENALTY_COLUMNS)

@@ -28,8 +28,8 @@ import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from clickhouse_connect.driver.client import Client
 
+from ratewarden.analytics.client import ClickHouse
 from ratewarden.enforcer.events import RequestEvent, decode_event
 
 from . import metrics
@@ -66,7 +66,7 @@ class _PartitionState:
 class RequestProcessor:
     """Consumes request events for its share of partitions until stopped."""
 
-    def __init__(self, settings: StreamSettings, clickhouse: Client, producer: AIOKafkaProducer) -> None:
+    def __init__(self, settings: StreamSettings, clickhouse: ClickHouse, producer: AIOKafkaProducer) -> None:
         self.settings = settings
         self.producer = producer
         self.sink = UsageSink(clickhouse, settings.kafka_topic, settings.clickhouse_database, settings.dedup_window_s)
@@ -215,9 +215,11 @@ class RequestProcessor:
         unsent = []
         for record in self._dead_letters:
             key, value, reason, partition, offset = record
-            headers = [("reason", reason.encode()), ("source", f"{self.settings.kafka_topic}/{partition}@{offset}".encode())]
+            source = f"{self.settings.kafka_topic}/{partition}@{offset}"
+            headers = [("reason", reason.encode()), ("source", source.encode())]
             try:
-                await (await self.producer.send(self.settings.dead_letter_topic, value or b"", key=key, headers=headers))
+                await (await self.producer.send(self.settings.dead_letter_topic, value or b"", key=key,
+                                                headers=headers))
                 self.stats.dead_letters += 1
             except KafkaError:
                 unsent.append(record)

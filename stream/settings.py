@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ratewarden.enforcer.policy import Rule
+from ratewarden.enforcer.policy import Algorithm, Rule, Scope
 from ratewarden.enforcer.settings import split_list
 
 from .detectors import (
@@ -97,7 +97,8 @@ class StreamSettings(BaseSettings):
     alert_cooldown_s: float = Field(900.0, gt=0, description="an alert quiet this long closes; the next one is new")
     penalties: dict[str, PenaltyAction] = Field(default_factory=_default_penalties)
     penalty_rule: Rule = Field(
-        default_factory=lambda: Rule(name="penalty", algorithm="fixed_window", limit=10, period=60, scope=["client"]),
+        default_factory=lambda: Rule(name="penalty", algorithm=Algorithm.fixed_window, limit=10, period=60,
+                                     scope=[Scope.client]),
         description="the rules a throttled client gets")
     penalty_exempt_tiers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["trusted"], description="tiers never penalised (comma separated)")

@@ -1,10 +1,11 @@
 """Per-minute aggregates for ClickHouse, written exactly once.
 
 Events are folded per Kafka partition into ``usage_minute`` rows (client, tier, route,
-method, status class, decision, and the shadow rule that would have denied, if any). Every row carries its provenance: the partition it came
-from (``source``) and the last offset the write covers (``source_offset``). Each
-partition's flush is one insert, one block, so it lands whole or not at all; on start a worker reads the
-highest offset written per partition and skips every event at or below it. A worker
+method, status class, decision, and the shadow rule that would have denied, if any).
+Every row carries its provenance: the partition it came from (``source``) and the last
+offset the write covers (``source_offset``). Each partition's flush is one insert, one
+block, so it lands whole or not at all; on start a worker reads the highest offset
+written per partition and skips every event at or below it. A worker
 killed at any moment therefore neither loses nor double-counts, whatever its committed
 Kafka offsets say. The insert also carries a deterministic deduplication token, so a
 retried insert that did land is dropped, rollups included.
@@ -18,8 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from clickhouse_connect.driver.client import Client
-
+from ratewarden.analytics.client import ClickHouse
 from ratewarden.analytics.migrations import dedup_insert_settings
 from ratewarden.enforcer.events import RequestEvent
 
@@ -112,7 +112,7 @@ class _Block:
 class UsageSink:
     """Usage of many partitions of one topic, flushed to ClickHouse as one block per flush."""
 
-    client: Client
+    client: ClickHouse
     topic: str
     database: str = "ratewarden"
     dedup_window_s: float = 180.0
@@ -191,6 +191,7 @@ class UsageSink:
     def _take_block(self, partition: int, usage: _PartitionUsage) -> _Block | None:
         if usage.last_pending is None:
             return None
+        assert usage.first_pending is not None  # add() and skip() set it with last_pending, cleared together below
         source = f"{self.topic}/{partition}"
         rows = [[*row, source, usage.last_pending] for row in usage.aggregator.drain()]
         block = _Block(rows, [] if rows else [[source, usage.last_pending]],  # no rows: record the offsets alone
@@ -206,7 +207,7 @@ class UsageSink:
                                settings=dedup_insert_settings(block.token))
 
 
-def written_offsets(client: Client, topic: str, db: str = "ratewarden") -> dict[int, int]:
+def written_offsets(client: ClickHouse, topic: str, db: str = "ratewarden") -> dict[int, int]:
     """The highest source offset written per partition of ``topic``."""
     result = client.query(
         f"SELECT source, max(source_offset) FROM (SELECT source, source_offset FROM {db}.usage_minute "
@@ -215,6 +216,6 @@ def written_offsets(client: Client, topic: str, db: str = "ratewarden") -> dict[
     return {int(source.rsplit("/", 1)[1]): int(offset) for source, offset in result.result_rows}
 
 
-def write_usage(client: Client, rows: list[list[object]], token: str, db: str = "ratewarden") -> None:
+def write_usage(client: ClickHouse, rows: list[list[object]], token: str, db: str = "ratewarden") -> None:
     """Insert one batch of rows; a repeat of the same ``token`` is a no-op (rollups included)."""
     client.insert(f"{db}.usage_minute", rows, column_names=USAGE_COLUMNS, settings=dedup_insert_settings(token))

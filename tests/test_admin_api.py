@@ -115,7 +115,8 @@ def test_a_key_issued_then_revoked_through_the_api(admin: TestClient, redis_url:
         as_key = lambda: api.get("/v1/items", headers={"authorization": f"Bearer {api_key}"})  # noqa: E731
         assert as_key().headers["ratelimit-policy"].startswith('"burst"')  # the paid tier's rules
         assert admin.delete(f"/api/v1/keys/{record['id']}", headers=AUTH).status_code == 204
-        took = wait_until(lambda: as_key().headers["ratelimit-policy"].startswith('"per-ip"'), 1.0, "revocation honoured")
+        took = wait_until(lambda: as_key().headers["ratelimit-policy"].startswith('"per-ip"'), 1.0,
+                          "revocation honoured")
     print(f"\nrevoked key refused after {took:.3f} s")
 
 

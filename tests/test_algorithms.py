@@ -73,7 +73,8 @@ async def test_sliding_window_log(redis_sync: redis.Redis, redis_url: str) -> No
     assert allowed(await hits(e, 2)) == [True, True]
     await at(e, 5)
     denied = (await hits(e, 1))[0]
-    assert not denied.allowed and denied.retry_after_s == pytest.approx(5.0, abs=0.15)  # the entry at t=0 leaves at t=10
+    # the entry at t=0 leaves at t=10
+    assert not denied.allowed and denied.retry_after_s == pytest.approx(5.0, abs=0.15)
     await at(e, 10.01)
     result = await hits(e, 2)
     assert allowed(result) == [True, False]

@@ -33,7 +33,8 @@ def _one_shot() -> set[str]:
 
 def test_the_full_stack_is_there() -> None:
     assert {"redis", "kafka", "clickhouse", "grafana", "api", "worker", "admin"} <= set(SERVICES)
-    assert SERVICES["kafka"]["image"].startswith("apache/kafka") and "KAFKA_PROCESS_ROLES" in SERVICES["kafka"]["environment"]
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka")
+    assert "KAFKA_PROCESS_ROLES" in SERVICES["kafka"]["environment"]
     assert "grafana-clickhouse-datasource" in SERVICES["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
 
 
@@ -43,10 +44,23 @@ def test_every_service_has_an_image_or_a_build_that_exists() -> None:
         if "build" in service:
             context = ROOT / (service["build"] if isinstance(service["build"], str) else service["build"]["context"])
             assert (context / "Dockerfile").is_file(), name
-    for line in (ROOT / "Dockerfile").read_text().splitlines():
-        if line.startswith("COPY "):
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
+
+
+def test_the_api_image_has_no_stream_or_embedded_engine() -> None:
+    """The API image installs the enforcer's extras only; the worker image everything but the embedded servers."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S))
+    assert re.findall(r"\[([a-z,]+)\]\"", stages["api"]) == ["fastapi,kafka", "standard"]  # + uvicorn[standard]
+    assert "local" not in re.findall(r"\[([a-z,]+)\]\"", stages["worker"])[0].split(",")
+    for service in SERVICES.values():
+        if "build" in service:
+            expected = "api" if service["command"][0] == "uvicorn" else "worker"
+            assert service["build"]["target"] == expected, service["command"]
 
 
 def test_every_mounted_file_exists_in_the_repository() -> None:

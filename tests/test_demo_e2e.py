@@ -15,9 +15,9 @@ def test_a_short_demo_reconciles_and_catches_every_abusive_client(tmp_path: Path
     report = tmp_path / "report.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATEWARDEN_")}
     env["COLUMNS"] = "300"  # rich must not wrap the line carrying the admin token
-    result = subprocess.run([sys.executable, "-m", "ratewarden.cli", "demo", "--duration", "20", "--report", str(report),
-                             "--data-dir", str(tmp_path / "var")], capture_output=True, text=True, env=env,
-                            cwd=tmp_path, timeout=400)
+    result = subprocess.run([sys.executable, "-m", "ratewarden.cli", "demo", "--duration", "20",
+                             "--report", str(report), "--data-dir", str(tmp_path / "var")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     data = json.loads(report.read_text())
     print(f"\nsent {data['requests_sent']}, published {data['events_published']}, "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import redis
 from django.test import Client
@@ -77,7 +77,8 @@ def test_fastapi_demo_publishes_exactly_one_event_per_request(redis_sync: redis.
     assert [(e.status, e.path, e.tier, e.client_id) for e in missing] == [(404, "/v1/items/2000", "anonymous",
                                                                              "ip:203.0.113.30")]
     first = allowed[0]
-    assert first.schema == 2 and first.shadow_denied is None and first.ip == "203.0.113.30" and first.cost == 1 and first.latency_ms > 0
+    assert first.schema == 2 and first.shadow_denied is None and first.ip == "203.0.113.30"
+    assert first.cost == 1 and first.latency_ms > 0
     assert first.decided_at_us > 1_700_000_000_000_000 and first.service == "api" and first.method == "GET"
 
 

@@ -204,7 +204,8 @@ async def test_shadow_rules_tiers_and_policies_report_but_never_deny(redis_url: 
         policy["shadow"] = True
     enforcer = make_enforcer(redis_url, policy, local_deny_cache=False)
     await enforcer.start()
-    identity = await enforcer.identify(ip={"rule": "192.0.2.101", "tier": "192.0.2.102", "policy": "192.0.2.103"}[where])
+    ip = {"rule": "192.0.2.101", "tier": "192.0.2.102", "policy": "192.0.2.103"}[where]
+    identity = await enforcer.identify(ip=ip)
     decisions = [await enforcer.decide(identity, "GET /x") for _ in range(7)]
     await enforcer.aclose()
     assert [d.shadow_denied for d in decisions[:5]] == [None] * 3 + ["strict"] * 2

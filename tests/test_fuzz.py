@@ -78,7 +78,8 @@ def test_an_untrusted_hop_cannot_choose_the_client_ip(chosen: list[str], real: A
     assert resolver.resolve("10.1.2.3", xff) == str(real)
     assert resolver.resolve("10.1.2.3", None, ", ".join(f"for={h}" for h in [*chosen, str(real)])) == str(real)
     # from an untrusted peer, the headers are not read at all
-    assert resolver.resolve(str(untrusted_peer), xff, f"for={chosen[0] if chosen else '1.1.1.1'}") == str(untrusted_peer)
+    forwarded = f"for={chosen[0] if chosen else '1.1.1.1'}"
+    assert resolver.resolve(str(untrusted_peer), xff, forwarded) == str(untrusted_peer)
 
 
 @FUZZ

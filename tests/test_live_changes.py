@@ -40,7 +40,8 @@ async def eventually(predicate, within_s: float = 1.0) -> float:
     return time.monotonic() - start
 
 
-async def test_override_set_through_one_instance_is_honoured_by_another(redis_sync: redis.Redis, redis_url: str) -> None:
+async def test_override_set_through_one_instance_is_honoured_by_another(redis_sync: redis.Redis,
+                                                                       redis_url: str) -> None:
     first, second = await started(redis_url), await started(redis_url)
     store = OverrideStore(redis_sync)
     ip = "203.0.113.50"

@@ -99,9 +99,11 @@ def test_top_clients_by_requests_and_by_denials(clickhouse: Any, seeded: list[An
     requests = _per(seeded, lambda e: e.client_id)
     denied = _per([e for e in seeded if not e.allowed], lambda e: e.client_id)
     top = queries.top_clients(clickhouse, START, END, "requests", limit=5, db=DB)
-    assert [(r["client_id"], r["requests"]) for r in top] == sorted(requests.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    most_requests = sorted(requests.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert [(r["client_id"], r["requests"]) for r in top] == most_requests[:5]
     worst = queries.top_clients(clickhouse, START, END, "denied", limit=2, db=DB)
-    assert [(r["client_id"], r["denied"]) for r in worst] == sorted(denied.items(), key=lambda kv: (-kv[1], kv[0]))[:2]
+    most_denied = sorted(denied.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert [(r["client_id"], r["denied"]) for r in worst] == most_denied[:2]
 
 
 def test_endpoint_usage(clickhouse: Any, seeded: list[Any]) -> None:
@@ -121,8 +123,8 @@ def test_quota_consumption_today_and_this_month(clickhouse: Any, seeded: list[An
     used = queries.quota_consumption(clickhouse, client, today=second_day, db=DB)
     in_month = sum(e.cost for e in admitted
                    if dt.datetime.fromtimestamp(e.decided_at_us / 1e6, UTC).date() >= second_day.replace(day=1))
-    assert used == {"client_id": client, "day": second_day.isoformat(), "month_start": second_day.replace(day=1).isoformat(),
-                    "day_used": on_day, "month_used": in_month}
+    assert used == {"client_id": client, "day": second_day.isoformat(),
+                    "month_start": second_day.replace(day=1).isoformat(), "day_used": on_day, "month_used": in_month}
     anchored = queries.quota_consumption(clickhouse, client, today=second_day, anchor_day=second_day.day, db=DB)
     assert anchored["month_start"] == second_day.isoformat() and anchored["month_used"] == on_day
 
@@ -143,7 +145,8 @@ def test_alert_and_penalty_history(clickhouse: Any, seeded: list[Any]) -> None:
     assert alerts[0]["evidence"] == {"n": 2} and alerts[0]["tier"] == "free"
     assert len(queries.alert_history(clickhouse, START, END, client_id="k:retry_storm0", db=DB)) == 1
     penalties = queries.penalty_history(clickhouse, START, END, db=DB)
-    assert [(p["client_id"], p["action"], p["detector"]) for p in penalties] == [("ip:203.0.20.7", "throttle", "scraping")]
+    assert [(p["client_id"], p["action"], p["detector"]) for p in penalties] == [
+        ("ip:203.0.20.7", "throttle", "scraping")]
 
 
 def test_usage_csv_for_billing(clickhouse: Any, seeded: list[Any]) -> None:

@@ -12,7 +12,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from ratewarden.analytics import admin as admin_module
+from ratewarden.analytics import tokens as tokens_module
 from ratewarden.analytics.admin import AdminSettings, create_admin_app, expiring_token, token_valid
 from ratewarden.enforcer import ApiKeyStore, Enforcer, EnforcerSettings, Override, OverrideStore, load_policy
 from ratewarden.enforcer.identity import MAX_IDENTITY_LENGTH, bounded
@@ -45,7 +45,7 @@ def test_token_checks_are_constant_time(monkeypatch: pytest.MonkeyPatch) -> None
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(admin_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(tokens_module.hmac, "compare_digest", spy)
     assert not token_valid("guess", TOKEN)
     assert token_valid(expiring_token(TOKEN, time.time() + 5), TOKEN)
     assert compared and all(isinstance(a, bytes) for a, _ in compared)
@@ -85,7 +85,8 @@ def test_redis_key_names_are_never_shaped_by_request_data(redis_sync: redis.Redi
 
     policy = {"tiers": {"anonymous": {}, "free": {"rules": [
         {"name": "per-user", "algorithm": "gcra", "limit": 5, "period": "1s", "scope": ["user"]},
-        {"name": "per-user-route", "algorithm": "fixed_window", "limit": 5, "period": "1m", "scope": ["user", "endpoint"]},
+        {"name": "per-user-route", "algorithm": "fixed_window", "limit": 5, "period": "1m",
+         "scope": ["user", "endpoint"]},
     ]}}}
 
     async def decide() -> None:

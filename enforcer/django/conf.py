@@ -7,7 +7,6 @@ import re
 import threading
 from typing import Any
 
-import structlog
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -17,12 +16,13 @@ from pydantic import ValidationError
 from ..engine import SyncEnforcer
 from ..identity import Identity, bearer_token
 from ..loader import PolicyError, load_policy
+from ..logs import get_logger
 from ..publisher import EventPublisher
 from ..settings import EnforcerSettings
 
 __all__ = ["get_enforcer", "get_publisher", "reset_enforcer", "identify_request", "route_of"]
 
-log = structlog.get_logger("ratewarden.enforcer")
+log = get_logger("ratewarden.enforcer")
 _enforcer: SyncEnforcer | None = None
 _publisher: EventPublisher | None = None
 _publisher_checked = False

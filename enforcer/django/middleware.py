@@ -73,7 +73,8 @@ class RatewardenMiddleware:
                     instance=settings.instance_id))
         return response
 
-    def process_view(self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any) -> HttpResponse | None:
+    def process_view(self, request: HttpRequest, view_func: Any, view_args: Any,
+                     view_kwargs: Any) -> HttpResponse | None:
         if _throttled_by_drf(view_func):
             return None
         enforcer = get_enforcer()

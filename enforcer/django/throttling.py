@@ -20,17 +20,17 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ratewarden.extras import require
 
-require("django", "rest_framework", feature="ratewarden.enforcer.django.throttling (DRF throttles)")
-
-from rest_framework.settings import api_settings  # noqa: E402 - after the hint for a missing extra
-from rest_framework.throttling import BaseThrottle  # noqa: E402
-
 from ..decision import Decision
 from ..durations import parse_duration
 from ..plan import RouteLimits
 from ..policy import Algorithm, Rule, Scope
 from .conf import get_enforcer, identify_request, route_of
 from .middleware import DECISION_ATTR
+
+require("django", "rest_framework", feature="ratewarden.enforcer.django.throttling (DRF throttles)")
+
+from rest_framework.settings import api_settings  # noqa: E402 - after the hint for a missing extra
+from rest_framework.throttling import BaseThrottle  # noqa: E402 - after the hint for a missing extra
 
 __all__ = ["RatewardenThrottle", "UserRateThrottle", "AnonRateThrottle", "ScopedRateThrottle", "parse_rate"]
 

@@ -61,8 +61,9 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     kafka = KafkaServer(workdir=tmp_path / "kafka").start()
     create_topics(kafka.url, dict.fromkeys(TOPICS, PARTITIONS))
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin", "RATEWARDEN_REDIS_URL": redis.url, "RATEWARDEN_KAFKA_BOOTSTRAP": kafka.url,
-        "RATEWARDEN_CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}", "RATEWARDEN_DATA_DIR": str(tmp_path / "faust"),
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "RATEWARDEN_REDIS_URL": redis.url,
+        "RATEWARDEN_KAFKA_BOOTSTRAP": kafka.url, "RATEWARDEN_CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}",
+        "RATEWARDEN_DATA_DIR": str(tmp_path / "faust"),
         "RATEWARDEN_SPILL_DIR": str(tmp_path / "spill"), "RATEWARDEN_TOPIC_PARTITIONS": str(PARTITIONS),
         "RATEWARDEN_API_KEY_SECRET": secrets.token_urlsafe(24), "RATEWARDEN_ADMIN_TOKEN": secrets.token_urlsafe(24),
         "RATEWARDEN_WORKER_ADMIN_PORT": str(admin_port), "RATEWARDEN_CONSUMER_GROUP": f"faults-{uuid.uuid4().hex[:6]}",

@@ -1,0 +1,71 @@
+"""The distribution: one import package (``ratewarden``) with its data files, and a base install
+that decides without any extra (built and installed here as a user would, in a fresh venv)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOT_IN_BASE = ["aiokafka", "typer", "rich", "uvicorn", "faust-streaming", "chdb-core-lite", "pandas", "pyarrow",
+               "structlog", "fastapi", "django"]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
+                   check=True, timeout=300)
+    [built] = out.glob("ratewarden-*.whl")
+    return built
+
+
+def test_the_wheel_installs_one_import_package_with_its_data(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0].removesuffix(".py") for name in names if ".dist-info/" not in name}
+    print(f"top-level import names in {wheel.name}: {sorted(top_level)}")
+    assert top_level == {"ratewarden"}
+    for data in ("ratewarden/py.typed", "ratewarden/enforcer/lua/decide.lua",
+                 "ratewarden/enforcer/schema/request_event.schema.json", "ratewarden/analytics/console/index.html",
+                 "ratewarden/dashboards/json/overview.json", "ratewarden/examples/policy.yaml",
+                 "ratewarden/examples/demo_fastapi/app.py"):
+        assert data in names, data
+    assert not [name for name in names if "demo_django" in name or name.startswith("ratewarden/tests")]
+
+
+@pytest.fixture(scope="module")
+def base_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh virtualenv holding the base wheel alone (dependencies pinned by the lock)."""
+    home = tmp_path_factory.mktemp("base-venv")
+    venv.create(home, with_pip=True)
+    subprocess.run([home / "bin" / "python", "-m", "pip", "install", "--quiet", "-c",
+                    ROOT / "requirements" / "lock.txt", wheel], check=True, timeout=600)
+    yield home
+
+
+@pytest.mark.slow
+def test_the_base_install_decides_without_any_extra(base_venv: Path, tmp_path: Path) -> None:
+    python = base_venv / "bin" / "python"
+    listed = subprocess.run([python, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True,
+                            check=True).stdout.lower()
+    installed = {line.split("==")[0] for line in listed.splitlines()}
+    print(f"base install: {sorted(installed)}")
+    assert not installed & set(NOT_IN_BASE)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+
+    decided = run(python, "-c", "import ratewarden.enforcer as e; print(e.Enforcer.__module__, "
+                  "e.policy_from_mapping({'default_tier': 'anonymous', 'tiers': {'anonymous': {}}}).tiers)")
+    assert decided.returncode == 0 and decided.stdout.startswith("ratewarden.enforcer.engine"), decided.stderr
+    assert run(base_venv / "bin" / "ratewarden", "--version").stdout.startswith("ratewarden ")
+    hint = run(base_venv / "bin" / "ratewarden", "worker")
+    assert hint.returncode == 1 and hint.stderr.strip().endswith("pip install 'ratewarden[cli]'"), hint.stderr
+    asgi = run(python, "-c", "import ratewarden.enforcer.asgi")
+    assert asgi.returncode == 1 and asgi.stderr.strip().endswith("pip install 'ratewarden[fastapi]'"), asgi.stderr
