@@ -217,9 +217,15 @@ def find_redis_binary() -> str:
 
 
 class RedisServer(ManagedProcess):
-    """A Valkey/Redis server with persistence off, on a loopback port."""
+    """A Valkey/Redis server with persistence off, on a loopback port; ``args`` are appended
+    to its command line (cluster mode, ``--replicaof``, ...)."""
 
     name = "redis"
+
+    def __init__(self, port: int | None = None, workdir: Path | None = None,
+                 env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+        super().__init__(port, workdir, env)
+        self.args = args or []
 
     def command(self) -> list[str]:
         return [
@@ -230,6 +236,7 @@ class RedisServer(ManagedProcess):
             "--appendonly", "no",
             "--dir", str(self.workdir),
             "--protected-mode", "no",
+            *self.args,
         ]
 
     def is_ready(self) -> bool:
