@@ -10,12 +10,12 @@ import time
 import msgspec
 import redis
 
-from .changes import CHANGES_CHANNEL, VERSION_KEY, as_bytes
+from .changes import as_bytes, commit_change
 
 __all__ = ["ApiKeyRecord", "ApiKeyStore", "hash_api_key", "KEYS_HASH"]
 
-KEYS_HASH = "rw:apikeys"  # field: HMAC of the key -> ApiKeyRecord (JSON)
-IDS_HASH = "rw:apikeys:ids"  # field: key id -> HMAC of the key
+KEYS_HASH = "rw:{ctl}:apikeys"  # field: HMAC of the key -> ApiKeyRecord (JSON)
+IDS_HASH = "rw:{ctl}:apikeys:ids"  # field: key id -> HMAC of the key
 _KEY_BYTES = 24
 
 
@@ -55,12 +55,11 @@ class ApiKeyStore:
             id="key_" + secrets.token_hex(6), owner=owner, tier=tier, prefix=api_key[:7], created_at=time.time()
         )
         digest = hash_api_key(self.secret, api_key)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(KEYS_HASH, digest, _encode(record))
-        pipe.hset(IDS_HASH, record.id, digest)
-        pipe.incr(VERSION_KEY)
-        pipe.publish(CHANGES_CHANNEL, f"apikey {digest}")
-        pipe.execute()
+        def write(pipe: redis.client.Pipeline) -> None:
+            pipe.hset(KEYS_HASH, digest, _encode(record))
+            pipe.hset(IDS_HASH, record.id, digest)
+
+        commit_change(self.client, f"apikey {digest}", write)
         return api_key, record
 
     def list(self) -> list[ApiKeyRecord]:
@@ -76,9 +75,5 @@ class ApiKeyStore:
         if raw is None:
             return False
         record = msgspec.structs.replace(decode_record(raw), revoked_at=time.time())
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(KEYS_HASH, digest, _encode(record))
-        pipe.incr(VERSION_KEY)
-        pipe.publish(CHANGES_CHANNEL, f"apikey {digest}")
-        pipe.execute()
+        commit_change(self.client, f"apikey {digest}", lambda pipe: pipe.hset(KEYS_HASH, digest, _encode(record)))
         return True

@@ -6,19 +6,24 @@ and ``SyncEnforcer`` on threads (WSGI), with the same script and the same answer
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Self
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 
 from . import metrics
 from .apikeys import ApiKeyRecord
+from .cluster import AsyncClusterRunner
+from .connect import ControlClient, async_runner
 from .decision import Decision, Settlement
 from .fallback import FallbackLimiter
 from .identity import ClientIPResolver, Identity, bounded
@@ -29,8 +34,10 @@ from .plan import Plan, RouteLimits, compile_plan
 from .policy import Policy
 from .scripts import script
 from .settings import EnforcerSettings
+from .shards import GiveBack, group_args, merge_replies
 from .tiers import with_live_tiers
-from .transport import AsyncScriptRunner, SyncScriptRunner
+from .topology import async_client, parse_redis_url, sync_client
+from .transport import SyncScriptRunner
 
 __all__ = ["Enforcer", "EnforcerCore", "SyncEnforcer"]
 
@@ -144,10 +151,14 @@ class EnforcerCore:
     def _now_arg(self) -> str:
         return str(int(self.clock() * 1_000_000)) if self.settings.time_source == "app" else ""
 
+    def _split(self, keys: Sequence[str]) -> list[list[int]] | None:
+        """Indices of ``keys`` grouped by the Redis node serving them; None when one node serves all."""
+        return None
+
     def _after_response(self, decision: Decision, status: int,
-                        send: Callable[..., None]) -> tuple[list[str], tuple[object, ...]] | None:
-        """Free ``decision``'s concurrency slots through ``send``; returns the script call that
-        counts or refunds its response-aware rules a response with ``status`` matches, if any."""
+                        send: Callable[..., None]) -> list[tuple[list[str], tuple[object, ...]]]:
+        """Free ``decision``'s concurrency slots through ``send``; returns the script calls (one per
+        Redis node) that count or refund its response-aware rules a response with ``status`` matches."""
         for key, rid in decision.leases:
             if rid:
                 send("ZREM", key, rid)
@@ -155,14 +166,32 @@ class EnforcerCore:
                 self.fallback.release(key)
         settle = decision.settle
         if settle is None:
-            return None
+            return []
         matched = settle.plan.settlement(status)
         if not matched:
-            return None
+            return []
         plan = settle.plan
-        args = (b"s", self._now_arg(), self._offset_arg, plan.cost, settle.rid, settle.decided_at_us,
-                *plan.rule_args(matched))
-        return [settle.keys[i] for i in matched], args
+        head = (b"s", self._now_arg(), self._offset_arg, plan.cost, settle.rid, settle.decided_at_us)
+        nodes = self._split([settle.keys[i] for i in matched])
+        groups = [[matched[i] for i in node] for node in nodes] if nodes else [matched]
+        return [([settle.keys[i] for i in group], (*head, *plan.rule_args(group))) for group in groups]
+
+    def _give_back(self, call: _ScriptCall, give_back: list[GiveBack],
+                   send: Callable[..., None]) -> list[tuple[list[str], tuple[object, ...]]]:
+        """For a request some Redis nodes admitted but that is denied: release their leases through
+        ``send``; returns the script calls that refund what they counted."""
+        calls = []
+        plan = call.plan
+        for node in give_back:
+            for i in node.leases:
+                send("ZREM", call.keys[i], call.rid)
+            if node.refund:
+                args = (b"s", self._now_arg(), self._offset_arg, plan.cost, call.rid, node.decided_at_us,
+                        *plan.refund_args(node.refund))
+                calls.append(([call.keys[i] for i in node.refund], args))
+        if calls:
+            metrics.REFUNDS.inc()
+        return calls
 
     def _end(self, call: _ScriptCall, reply: list[int] | None, error: BaseException | None = None) -> Decision:
         """The decision from the script's ``reply``, or made without Redis if the call raised ``error``."""
@@ -301,10 +330,16 @@ class Enforcer(EnforcerCore):
                  client: aioredis.Redis | None = None) -> None:
         super().__init__(policy, settings)
         settings = self.settings
-        self.client = client or aioredis.Redis.from_url(settings.redis_url, socket_timeout=1.0,
-                                                        socket_connect_timeout=1.0)
-        self.runner = AsyncScriptRunner(settings.redis_url, timeout_s=settings.redis_budget_ms / 1000)
-        self.live = LiveState(self.client, self.runner, self._secret)
+        topology = parse_redis_url(settings.redis_url)
+        self.runner = async_runner(topology, settings.redis_budget_ms / 1000)
+        if client is None and topology.kind != "cluster":
+            client = _one_async_server(async_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0))
+        self.control = ControlClient(client, self.runner)
+        self.live = LiveState(self.control, self.runner, self._secret)
+
+    def _split(self, keys: Sequence[str]) -> list[list[int]] | None:
+        runner = self.runner
+        return runner.split(keys) if isinstance(runner, AsyncClusterRunner) else None
 
     async def start(self) -> None:
         """Load run-time state and follow changes. Tolerates Redis being down."""
@@ -312,6 +347,8 @@ class Enforcer(EnforcerCore):
             return
         self.started = True
         try:
+            if isinstance(self.runner, AsyncClusterRunner):
+                await self.runner.refresh()  # the slot map, so the first requests go to the right nodes
             await self.live.start()
         except _REDIS_ERRORS as exc:
             self._redis_failed(exc)  # the change feed keeps trying and loads state once Redis answers
@@ -319,7 +356,7 @@ class Enforcer(EnforcerCore):
     async def aclose(self) -> None:
         await self.live.aclose()
         await self.runner.aclose()
-        await self.client.aclose()
+        await self.control.aclose()
         self.started = False
 
     async def identify(self, *, ip: str, api_key: str | None = None, user: str | None = None) -> Identity:
@@ -337,18 +374,44 @@ class Enforcer(EnforcerCore):
         call = self._begin(identity, route, route_limits)
         if isinstance(call, Decision):
             return call
+        nodes = self._split(call.keys)
         try:
-            reply = await self.runner.call(self._script, call.keys, call.args)
+            if nodes is None:
+                reply = await self.runner.call(self._script, call.keys, call.args)
+            else:
+                reply = await self._decide_on_nodes(call, nodes)
         except _REDIS_ERRORS as exc:
             return self._end(call, None, exc)
         return self._end(call, reply)
 
+    async def _decide_on_nodes(self, call: _ScriptCall, nodes: list[list[int]]) -> Sequence[int]:
+        """Each node decides its rules at once; a denial (or failure) anywhere denies the request,
+        and what the other nodes counted is given back off the request path."""
+        results = await asyncio.gather(
+            *(self.runner.call(self._script, [call.keys[i] for i in node], group_args(call.args, call.plan, node))
+              for node in nodes), return_exceptions=True)
+        reply, give_back = merge_replies(call.plan, nodes, results)
+        for refund in self._give_back(call, give_back, self.runner.command):
+            self.runner.fire(self._script, *refund)
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
     def finish(self, decision: Decision, status: int) -> None:
         """The response to ``decision`` ended with ``status``: free its concurrency slots and
         count or refund its response-aware rules. Queued on the pipelined connection, not awaited."""
-        call = self._after_response(decision, status, self.runner.command)
-        if call is not None:
+        for call in self._after_response(decision, status, self.runner.command):
             self.runner.fire(self._script, *call)
+
+
+def _one_server(client: redis.Redis | RedisCluster) -> redis.Redis:
+    assert isinstance(client, redis.Redis), "a cluster is refused before any client is made"
+    return client
+
+
+def _one_async_server(client: aioredis.Redis | AsyncRedisCluster) -> aioredis.Redis:
+    assert isinstance(client, aioredis.Redis), "a cluster's state is read through the node of its slot"
+    return client
 
 
 class SyncEnforcer(EnforcerCore):
@@ -364,10 +427,14 @@ class SyncEnforcer(EnforcerCore):
         super().__init__(policy, settings)
         settings = self.settings
         budget = settings.redis_budget_ms / 1000
-        self.client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=max(budget, 0.05),
-                                                     socket_connect_timeout=max(budget, 0.05))
+        topology = parse_redis_url(settings.redis_url)
+        if topology.kind == "cluster":
+            raise ValueError("RATEWARDEN_REDIS_URL: the WSGI enforcer (SyncEnforcer, the Django integration) "
+                             "does not run on a Redis Cluster yet; use the ASGI enforcer, one Redis or Sentinel")
+        self.client = client or _one_server(sync_client(topology, socket_timeout=max(budget, 0.05),
+                                                        socket_connect_timeout=max(budget, 0.05)))
         self.runner = SyncScriptRunner(self.client)
-        feed_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        feed_client = _one_server(sync_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0))
         self.live = SyncLiveState(feed_client, self._secret)
         self._lock = threading.Lock()
         self._settlements: queue.SimpleQueue[tuple[list[str], tuple[object, ...]] | None] = queue.SimpleQueue()
@@ -417,10 +484,11 @@ class SyncEnforcer(EnforcerCore):
     def finish(self, decision: Decision, status: int) -> None:
         """The response to ``decision`` ended with ``status``: free its concurrency slots, and
         count or refund its response-aware rules from a background thread (off the request path)."""
-        call = self._after_response(decision, status, self.runner.command)
-        if call is None:
+        calls = self._after_response(decision, status, self.runner.command)
+        if not calls:
             return
-        self._settlements.put(call)
+        for call in calls:
+            self._settlements.put(call)
         with self._lock:
             if self._settler is None:  # started on first use: most policies never settle
                 self._settler = threading.Thread(target=self._settle_forever, name="ratewarden-settle", daemon=True)

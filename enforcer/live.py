@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -22,6 +22,10 @@ from .overrides import OVERRIDES_HASH, Override
 from .policy import Tier
 from .tiers import TIERS_HASH
 from .transport import AsyncScriptRunner
+
+if TYPE_CHECKING:
+    from .cluster import AsyncClusterRunner
+    from .connect import ControlClient
 
 __all__ = ["LiveCache", "LiveState", "SyncLiveState"]
 
@@ -141,9 +145,10 @@ class LiveCache:
 class LiveState(LiveCache):
     """The cache, followed with an asyncio task."""
 
-    def __init__(self, client: aioredis.Redis, runner: AsyncScriptRunner, api_key_secret: bytes | None) -> None:
+    def __init__(self, control: ControlClient, runner: AsyncScriptRunner | AsyncClusterRunner,
+                 api_key_secret: bytes | None) -> None:
         super().__init__(api_key_secret)
-        self.client = client
+        self.control = control
         self.runner = runner
         self._task: asyncio.Task | None = None
 
@@ -166,6 +171,10 @@ class LiveState(LiveCache):
             self._task.cancel()
             await asyncio.wait([self._task], timeout=2 * POLL_INTERVAL_S)
             self._task = None
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self.control.current()
 
     async def reload(self) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -192,6 +201,7 @@ class LiveState(LiveCache):
                 if self._closing:
                     return
                 log.warning("change_feed_interrupted", error=type(exc).__name__)
+                self.control.failed()
                 await asyncio.sleep(POLL_INTERVAL_S)
             finally:
                 try:

@@ -13,3 +13,5 @@ DENIED_LOCALLY = DECISIONS.labels("denied_locally")
 DEGRADED = DECISIONS.labels("degraded")
 SHADOW_DENIED = DECISIONS.labels("shadow_denied")  # admitted, but a shadow rule would have denied
 REDIS_FAILURES = Counter("ratewarden_redis_failures", "Decisions Redis failed to answer in budget")
+REFUNDS = Counter("ratewarden_cluster_refunds",
+                  "Requests denied on one Redis node whose other nodes gave back what they counted")

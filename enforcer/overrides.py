@@ -7,12 +7,12 @@ import time
 import redis
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .changes import CHANGES_CHANNEL, VERSION_KEY
+from .changes import commit_change
 from .policy import Quotas, Rule, Tier
 
 __all__ = ["Override", "OverrideStore", "OVERRIDES_HASH"]
 
-OVERRIDES_HASH = "rw:overrides"  # field: client id -> Override (JSON)
+OVERRIDES_HASH = "rw:{ctl}:overrides"  # field: client id -> Override (JSON)
 
 
 class Override(BaseModel):
@@ -58,22 +58,15 @@ class OverrideStore:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
-    def _changed(self, pipe: redis.client.Pipeline, client_id: str) -> None:
-        pipe.incr(VERSION_KEY)
-        pipe.publish(CHANGES_CHANNEL, f"override {client_id}")
-
     def set(self, override: Override) -> None:
         """Store ``override``; every enforcer honours it within a second."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(OVERRIDES_HASH, override.client_id, override.model_dump_json(exclude_defaults=True))
-        self._changed(pipe, override.client_id)
-        pipe.execute()
+        value = override.model_dump_json(exclude_defaults=True)
+        commit_change(self.client, f"override {override.client_id}",
+                      lambda pipe: pipe.hset(OVERRIDES_HASH, override.client_id, value))
 
     def clear(self, client_id: str) -> bool:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(OVERRIDES_HASH, client_id)
-        self._changed(pipe, client_id)
-        return bool(pipe.execute()[0])
+        return bool(commit_change(self.client, f"override {client_id}",
+                                  lambda pipe: pipe.hdel(OVERRIDES_HASH, client_id))[0])
 
     def get(self, client_id: str) -> Override | None:
         raw = self.client.hget(OVERRIDES_HASH, client_id)

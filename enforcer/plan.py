@@ -117,6 +117,13 @@ class Plan:
             args += self.script_args[1 + FIELDS_PER_RULE * i: 1 + FIELDS_PER_RULE * (i + 1)]
         return args
 
+    def refund_args(self, indices: list[int]) -> list[bytes]:
+        """Script arguments that give back what a decision took on the rules at ``indices``."""
+        args = self.rule_args(indices)
+        for position in range(len(indices)):
+            args[FIELDS_PER_RULE * (position + 1)] = str(REFUND).encode()  # each rule's last field: its flags
+        return args
+
     def keys(self, identity: Identity) -> list[str]:
         caller = (identity.client_id, identity.ip, identity.user, identity.custom)
         keys = self._keys.get(caller)

@@ -57,6 +57,14 @@ class EnforcerSettings(BaseSettings):
     service_name: str = Field("api", description="the service name put in events")
     instance_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis_url(cls, value: str) -> str:
+        from .topology import parse_redis_url  # redis-py's clients load only once a URL is in use
+
+        parse_redis_url(value)  # a ValueError naming the setting and what is wrong
+        return value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

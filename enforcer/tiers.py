@@ -8,12 +8,12 @@ from typing import cast
 
 import redis
 
-from .changes import CHANGES_CHANNEL, VERSION_KEY
+from .changes import commit_change
 from .policy import Policy, Tier
 
 __all__ = ["TierStore", "TIERS_HASH", "with_live_tiers"]
 
-TIERS_HASH = "rw:tiers"  # field: tier name -> Tier (JSON)
+TIERS_HASH = "rw:{ctl}:tiers"  # field: tier name -> Tier (JSON)
 
 
 def with_live_tiers(policy: Policy, tiers: dict[str, Tier]) -> Policy:
@@ -46,11 +46,10 @@ class TierStore:
         return {name.decode(): Tier.model_validate_json(raw) for name, raw in stored.items()}
 
     def _write(self, name: str, value: str | None) -> int:
-        pipe = self.client.pipeline(transaction=True)
-        if value is None:
-            pipe.hdel(TIERS_HASH, name)
-        else:
-            pipe.hset(TIERS_HASH, name, value)
-        pipe.incr(VERSION_KEY)
-        pipe.publish(CHANGES_CHANNEL, f"tier {name}")
-        return pipe.execute()[0]
+        def write(pipe: redis.client.Pipeline) -> None:
+            if value is None:
+                pipe.hdel(TIERS_HASH, name)
+            else:
+                pipe.hset(TIERS_HASH, name, value)
+
+        return commit_change(self.client, f"tier {name}", write)[0]

@@ -16,17 +16,20 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
-from urllib.parse import unquote, urlparse
 
 import hiredis
 import redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 
 from .scripts import LuaScript
+from .topology import NodeAddress
 
-__all__ = ["AsyncScriptRunner", "SyncScriptRunner"]
+__all__ = ["AddressSource", "AsyncScriptRunner", "SyncScriptRunner"]
+
+# Where to connect now: asked again at every (re)connection, so a runner follows a Sentinel's switch
+AddressSource = Callable[[], Awaitable[NodeAddress]]
 
 # hiredis' stub types the command as a 1-tuple; it takes a tuple of any length
 _pack = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
@@ -64,7 +67,13 @@ class _RespProtocol(asyncio.Protocol):
                 if message.startswith("NOSCRIPT") and waiter.retry is not None:
                     self._on_noscript(waiter)
                     continue
-                reply = (NoScriptError if message.startswith("NOSCRIPT") else ResponseError)(message)
+                if message.startswith("READONLY"):
+                    # a demoted primary (failover): drop the connection, so the next call finds the new one
+                    reply = ReadOnlyError(message)
+                    if self.transport is not None:
+                        self.transport.close()
+                else:
+                    reply = (NoScriptError if message.startswith("NOSCRIPT") else ResponseError)(message)
             future = waiter.future
             if future is not None and not future.done():
                 if isinstance(reply, Exception):
@@ -90,12 +99,10 @@ class AsyncScriptRunner:
     server) is sent again as EVAL, which also reloads the script.
     """
 
-    def __init__(self, url: str, timeout_s: float = 0.05, stale_after_s: float = 2.0) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r}: use redis://, rediss:// or unix://")
-        self._address = parsed
-        self._db = int((parsed.path or "/0").lstrip("/") or 0) if parsed.scheme != "unix" else 0
+    def __init__(self, address: NodeAddress, timeout_s: float = 0.05, stale_after_s: float = 2.0, *,
+                 source: AddressSource | None = None) -> None:
+        self.address = address
+        self._source = source
         self.timeout_s = timeout_s
         self.stale_after_s = stale_after_s
         self._protocol: _RespProtocol | None = None
@@ -169,24 +176,26 @@ class AsyncScriptRunner:
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
-        address = self._address
         try:
+            if self._source is not None:
+                self.address = await asyncio.wait_for(self._source(), timeout=max(self.timeout_s, 1.0))
+            address = self.address
             protocol_factory = lambda: _RespProtocol(self._resend_as_eval)  # noqa: E731
             connect = (
-                loop.create_unix_connection(protocol_factory, address.path)
-                if address.scheme == "unix"
+                loop.create_unix_connection(protocol_factory, address.unix_path)
+                if address.unix_path
                 else loop.create_connection(
-                    protocol_factory, address.hostname or "127.0.0.1", address.port or 6379,
-                    ssl=ssl.create_default_context() if address.scheme == "rediss" else None,
+                    protocol_factory, address.host, address.port,
+                    ssl=ssl.create_default_context() if address.tls else None,
                 )
             )
             transport, protocol = await asyncio.wait_for(connect, timeout=max(self.timeout_s, 1.0))
             setup: list[tuple[str | int, ...]] = []
             if address.password:
-                user = unquote(address.username) if address.username else None
-                setup.append(("AUTH", user, unquote(address.password)) if user else ("AUTH", unquote(address.password)))
-            if self._db:
-                setup.append(("SELECT", self._db))
+                setup.append(("AUTH", address.username, address.password) if address.username
+                             else ("AUTH", address.password))
+            if address.db:
+                setup.append(("SELECT", address.db))
             for args in setup:
                 future = loop.create_future()
                 protocol.waiters.append(_Waiter(future, None, time.monotonic()))

@@ -87,11 +87,15 @@ class LocalCluster:
             for node in self.nodes), 20)
         ids = [_client(primary).execute_command("CLUSTER MYID") for primary in self.primaries]
         for index, replica in enumerate(self.replicas):
-            primary_id = ids[index % len(self.primaries)]
-            _wait("the replica seeing its primary", lambda r=replica, p=primary_id: bool(  # type: ignore[misc]
-                _client(r).execute_command("CLUSTER REPLICATE", p)), 20)
+            self._replicate(replica, ids[index % len(self.primaries)])
         self.wait_healthy()
         return self
+
+    @staticmethod
+    def _replicate(replica: RedisServer, primary_id: str) -> None:
+        """Make ``replica`` follow ``primary_id``, once it has heard of that node."""
+        _wait("the replica seeing its primary",
+              lambda: bool(_client(replica).execute_command("CLUSTER REPLICATE", primary_id)), 20)
 
     def wait_healthy(self, timeout_s: float = 30) -> None:
         """Until every running node says ``cluster_state:ok`` and every running replica is in sync."""

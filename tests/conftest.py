@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from ratewarden.local import KafkaServer, RedisServer, create_topics
+from ratewarden.local_topologies import LocalCluster, LocalSentinels
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +40,20 @@ def redis_sync(redis_url: str) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    """A Redis Cluster for the session: 3 primaries, a replica each (tests that kill a node make their own)."""
+    with LocalCluster(primaries=3, replicas=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def local_sentinels() -> Iterator[LocalSentinels]:
+    """A primary, a replica and 3 Sentinels for the session (tests that fail it over make their own)."""
+    with LocalSentinels() as setup:
+        yield setup
 
 
 @pytest.fixture(scope="session")

@@ -47,20 +47,26 @@ def hammer_one_key(redis_url: str, policy: dict[str, Any], offset_s: float, call
                    go: Any, ready: Any, results: Any) -> None:
     """In a child process: ``callers`` concurrent tasks each try ``attempts`` requests
     of one client once ``go`` is set; puts how many were admitted on ``results``."""
+    hammer_request(redis_url, policy, offset_s, callers, attempts, "192.0.2.99", "GET /hot", go, ready, results)
+
+
+def hammer_request(redis_url: str, policy: dict[str, Any], offset_s: float, callers: int, attempts: int,
+                   ip: str, route: str, go: Any, ready: Any, results: Any) -> None:
+    """:func:`hammer_one_key` for the client at ``ip`` on ``route``."""
     import asyncio
 
     async def run() -> int:
         enforcer = make_enforcer(redis_url, policy)
         await enforcer.start()
         enforcer.clock_offset_s = offset_s
-        identity = await enforcer.identify(ip="192.0.2.99")
+        identity = await enforcer.identify(ip=ip)
         ready.release()
         await asyncio.get_running_loop().run_in_executor(None, go.wait)
 
         async def caller() -> int:
             admitted = 0
             for _ in range(attempts):
-                admitted += (await enforcer.decide(identity, "GET /hot")).allowed
+                admitted += (await enforcer.decide(identity, route)).allowed
             return admitted
 
         total = sum(await asyncio.gather(*(caller() for _ in range(callers))))

@@ -9,6 +9,8 @@ import pytest
 import redis
 
 from ratewarden.enforcer import ApiKeyStore, Enforcer, Override, OverrideStore
+from ratewarden.enforcer.changes import VERSION_KEY
+from ratewarden.enforcer.overrides import OVERRIDES_HASH
 from ratewarden.enforcer.policy import Rule
 
 from .helpers import make_enforcer
@@ -96,8 +98,8 @@ async def test_override_is_picked_up_after_a_lost_subscription(redis_sync: redis
     e = await started(redis_url)
     ip = "203.0.113.52"
     # write without publishing: only the version poll can notice
-    redis_sync.hset("rw:overrides", f"ip:{ip}", Override(client_id=f"ip:{ip}", block=True).model_dump_json())
-    redis_sync.incr("rw:version")
+    redis_sync.hset(OVERRIDES_HASH, f"ip:{ip}", Override(client_id=f"ip:{ip}", block=True).model_dump_json())
+    redis_sync.incr(VERSION_KEY)
 
     async def denied() -> bool:
         return not (await e.decide(await e.identify(ip=ip), "GET /x")).allowed

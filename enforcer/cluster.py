@@ -1,0 +1,208 @@
+"""The request path on a Redis Cluster: a slot map, one pipelined connection per primary.
+
+A request's counters can hash to slots of different primaries. :meth:`split` groups a
+call's keys by the node that serves them now; the enforcer sends one script per group, at
+once (one round trip of latency), each all-or-nothing on its node: its keys may span slots
+of that node, which the script declares (``allow-cross-slot-keys``).
+
+MOVED updates the slot's owner and retries; ASK retries once on the importing node after
+ASKING; TRYAGAIN retries after a pause; a lost connection or CLUSTERDOWN fails the call (the
+tier's fail mode decides) and refreshes the map from any node that answers, so decisions
+return to Redis by themselves once a replica is promoted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.exceptions import RedisError, ResponseError
+
+from .logs import get_logger
+from .scripts import LuaScript
+from .topology import NodeAddress, RedisTopology
+from .transport import AsyncScriptRunner
+
+__all__ = ["AsyncClusterRunner", "slot_of"]
+
+log = get_logger("ratewarden.enforcer")
+
+_REFRESH_EVERY_S = 0.25  # at most this often while a failover makes every node unreachable in turn
+_REDIRECTS = 3
+
+
+def slot_of(key: str) -> int:
+    """The cluster slot of ``key`` (by its ``{hash tag}`` if it has one)."""
+    return int(key_slot(key.encode()))
+
+
+class AsyncClusterRunner:
+    """The :class:`~ratewarden.enforcer.transport.AsyncScriptRunner` interface over a cluster's primaries."""
+
+    def __init__(self, topology: RedisTopology, timeout_s: float = 0.05, stale_after_s: float = 2.0) -> None:
+        self.topology = topology
+        self.timeout_s = timeout_s
+        self.stale_after_s = stale_after_s
+        self._owners: list[NodeAddress | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
+        self._runners: dict[NodeAddress, AsyncScriptRunner] = {}
+        self._cross_slot: dict[str, LuaScript] = {}
+        self._refreshing: asyncio.Task[None] | None = None
+        self._refreshed_at = 0.0
+        self._fired: set[asyncio.Task[None]] = set()  # settlements and refunds under way
+
+    # -- routing -------------------------------------------------------------
+
+    def split(self, keys: Sequence[str]) -> list[list[int]] | None:
+        """Indices of ``keys`` grouped by the node serving them now; None when one node serves all.
+
+        A slot whose owner is not known yet is a group of its own (never a cross-slot error)."""
+        owners: dict[object, list[int]] = {}
+        table = self._owners
+        for index, key in enumerate(keys):
+            slot = slot_of(key)
+            owners.setdefault(table[slot] or slot, []).append(index)
+        return None if len(owners) <= 1 else list(owners.values())
+
+    def owner(self, key: str) -> NodeAddress | None:
+        """The node serving ``key`` as far as the slot map knows."""
+        return self._owners[slot_of(key)]
+
+    def _runner(self, node: NodeAddress) -> AsyncScriptRunner:
+        runner = self._runners.get(node)
+        if runner is None:
+            runner = self._runners[node] = AsyncScriptRunner(node, self.timeout_s, self.stale_after_s)
+        return runner
+
+    def _script(self, lua: LuaScript) -> LuaScript:
+        """``lua`` declaring that its keys may span slots of one node."""
+        variant = self._cross_slot.get(lua.sha)
+        if variant is None:
+            variant = self._cross_slot[lua.sha] = LuaScript(
+                lua.name, "#!lua flags=allow-cross-slot-keys\n" + lua.source)
+        return variant
+
+    async def _node_for(self, key: str) -> NodeAddress:
+        slot = slot_of(key)
+        node = self._owners[slot]
+        if node is None:
+            await self.refresh()
+            node = self._owners[slot]
+            if node is None:
+                raise ConnectionError(f"no node of the cluster serves slot {slot}")
+        return node
+
+    async def _routed(self, key: str, send: Callable[[AsyncScriptRunner], Awaitable[Any]]) -> Any:
+        """``send`` on the node serving ``key``, following MOVED, ASK and TRYAGAIN."""
+        for _ in range(_REDIRECTS):
+            runner = self._runner(await self._node_for(key))
+            try:
+                return await send(runner)
+            except ResponseError as exc:
+                kind, _, rest = str(exc).partition(" ")
+                if kind == "MOVED":
+                    slot, _, target = rest.partition(" ")
+                    self._owners[int(slot)] = self._address(target)
+                    self.refresh_soon()
+                elif kind == "ASK":
+                    importing = self._runner(self._address(rest.partition(" ")[2]))
+                    importing.command("ASKING")  # queued just before the call, on the same connection
+                    return await send(importing)
+                elif kind == "TRYAGAIN":  # a multi-key call during resharding
+                    await asyncio.sleep(self.timeout_s / 4)
+                else:
+                    if kind in ("CLUSTERDOWN", "READONLY"):
+                        self.refresh_soon()
+                    raise
+            except (ConnectionError, OSError, TimeoutError):
+                self.refresh_soon()
+                raise
+        raise ConnectionError(f"the cluster redirected a call {_REDIRECTS} times")
+
+    def _address(self, host_port: str) -> NodeAddress:
+        host, _, port = host_port.rpartition(":")
+        return self.topology.node(host or self.topology.nodes[0].host, int(port))
+
+    # -- the runner interface -------------------------------------------------
+
+    def call(self, lua: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
+        """One script call; every key must be served by one node (see :meth:`split`)."""
+        script = self._script(lua)
+        return self._routed(keys[0], lambda runner: runner.call(script, keys, args))
+
+    def execute(self, *args: Any) -> Awaitable[Any]:
+        """One command on the node serving its key (``args[1]``); all of ratewarden's commands name a key."""
+        if len(args) < 2:
+            raise ValueError(f"{args[0]!r}: a command sent through a cluster runner must name a key")
+        return self._routed(args[1], lambda runner: runner.execute(*args))
+
+    def command(self, *args: Any) -> None:
+        """A command no one waits for, on the node serving its key (e.g. releasing a lease)."""
+        node = self._owners[slot_of(args[1])]
+        if node is not None:  # else the map is being refreshed; leases also expire by themselves
+            self._runner(node).command(*args)
+
+    def fire(self, lua: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> None:
+        """A script call no one waits for (a settlement or a refund)."""
+        task = asyncio.get_running_loop().create_task(self._fire(lua, keys, args))
+        self._fired.add(task)
+        task.add_done_callback(self._fired.discard)
+        task.add_done_callback(_log_failure)
+
+    async def _fire(self, lua: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> None:
+        await self.call(lua, keys, args)
+
+    # -- the slot map --------------------------------------------------------
+
+    def refresh_soon(self) -> None:
+        """Read the slot map again in the background (at most one refresh at a time)."""
+        if self._refreshing is None and time.monotonic() - self._refreshed_at >= _REFRESH_EVERY_S:
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def refresh(self) -> None:
+        """Read the slot map now (joining a refresh under way)."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+        await asyncio.shield(self._refreshing)
+
+    async def _refresh(self) -> None:
+        try:
+            candidates = list(dict.fromkeys([*filter(None, self._owners), *self.topology.nodes]))
+            for node in candidates:
+                client = aioredis.Redis(host=node.host, port=node.port, username=node.username,
+                                        password=node.password, ssl=node.tls, socket_timeout=1.0,
+                                        socket_connect_timeout=1.0)
+                try:
+                    slots = await client.execute_command("CLUSTER SLOTS")
+                except (RedisError, OSError):
+                    continue
+                finally:
+                    await client.aclose()
+                owners: list[NodeAddress | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
+                for low, high, primary, *_replicas in slots:
+                    host = primary[0].decode() if isinstance(primary[0], bytes) else primary[0]
+                    owner = self.topology.node(host or node.host, int(primary[1]))
+                    owners[int(low):int(high) + 1] = [owner] * (int(high) - int(low) + 1)
+                self._owners = owners
+                return
+            log.warning("cluster_unreachable", nodes=",".join(map(str, candidates)))
+        finally:
+            self._refreshed_at = time.monotonic()
+            self._refreshing = None
+
+    async def aclose(self) -> None:
+        if self._fired:  # give back what denied requests took before the connections go
+            await asyncio.wait(list(self._fired), timeout=max(1.0, 4 * self.timeout_s))
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+        for runner in self._runners.values():
+            await runner.aclose()
+        self._runners.clear()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("settle_failed", error=type(task.exception()).__name__)

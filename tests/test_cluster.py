@@ -1,0 +1,128 @@
+"""The enforcer on a real 3-primary Redis Cluster: every algorithm, exact limits when a request's
+counters live on three primaries, and nothing kept by a request one primary denied.
+
+The algorithm and run-time change tests of ``test_algorithms`` and ``test_live_changes`` run here
+again, unchanged, against the cluster (this module's ``redis_url`` and ``redis_sync``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from redis.cluster import RedisCluster
+
+from ratewarden.enforcer.topology import parse_redis_url, sync_client
+from ratewarden.local_topologies import LocalCluster
+
+from .helpers import hammer_request, make_enforcer, run_processes, wait_until
+from .test_algorithms import (  # noqa: F401 - collected again here, on the cluster
+    test_buckets_refill_at_rate_up_to_burst,
+    test_concurrency_slots_are_released_and_leaked_ones_expire,
+    test_every_key_gets_a_ttl,
+    test_fixed_window,
+    test_gcra_raising_a_limit_takes_effect_at_once,
+    test_sliding_window_counter_weights_the_previous_window,
+    test_sliding_window_log,
+)
+from .test_live_changes import (  # noqa: F401
+    test_a_tier_changed_at_run_time_applies_within_a_second_and_clearing_restores_the_file,
+    test_api_keys_are_stored_hashed_and_revocation_is_live,
+    test_override_is_picked_up_after_a_lost_subscription,
+    test_override_set_through_one_instance_is_honoured_by_another,
+    test_tier_allow_list_and_custom_limit_overrides,
+)
+
+pytestmark = pytest.mark.anyio  # the async tests imported above carry it in their own modules
+PROCESSES, CALLERS, ATTEMPTS, LIMIT = 4, 8, 12, 100
+
+
+@pytest.fixture
+def redis_url(local_cluster: LocalCluster) -> str:
+    return local_cluster.url
+
+
+@pytest.fixture
+def redis_sync(local_cluster: LocalCluster) -> Iterator[Any]:
+    """A cluster client on emptied primaries."""
+    client = sync_client(parse_redis_url(local_cluster.url))
+    client.flushall()
+    yield client
+    client.close()
+
+
+def _on_three_primaries(cluster: LocalCluster) -> tuple[str, str, str]:
+    """An IP, a route and a capacity name whose counters hash to three different primaries."""
+    capacity = next(name for name in (f"pool{n}" for n in range(100))
+                    if cluster.primary_of(f"{{cap:{name}}}") is cluster.primaries[2])
+    ip = next(ip for ip in (f"192.0.2.{n}" for n in range(1, 255))
+              if cluster.primary_of(f"{{ip:{ip}}}") is cluster.primaries[0])
+    route = next(route for route in (f"GET /hot/{n}" for n in range(1000))
+                 if cluster.primary_of(f"{{e:{route}}}") is cluster.primaries[1])
+    return ip, route, capacity
+
+
+def _three_dimension_policy(route: str, capacity: str, binding: str) -> dict[str, Any]:
+    """Per-IP, per-endpoint and capacity rules (different algorithms); ``binding`` is the one at LIMIT."""
+    def limit(name: str) -> int:
+        return LIMIT if name == binding else 10 * LIMIT
+
+    rules = [
+        {"name": "per-ip", "algorithm": "sliding_window_log", "limit": limit("ip"), "period": "1h", "scope": ["ip"]},
+        {"name": "per-route", "algorithm": "gcra", "limit": limit("endpoint"), "period": "1d",
+         "burst": limit("endpoint"), "scope": ["endpoint"]},
+    ]
+    return {"tiers": {"anonymous": {"rules": rules}, "free": {}},
+            "capacity": [{"name": capacity, "endpoints": [route], "limit": limit("capacity"), "period": "1h",
+                          "algorithm": "fixed_window"}]}
+
+
+@pytest.mark.parametrize("binding", ["ip", "endpoint", "capacity"])
+def test_exactly_the_limit_when_the_counters_live_on_three_primaries(
+        local_cluster: LocalCluster, redis_sync: RedisCluster, binding: str) -> None:
+    ip, route, capacity = _on_three_primaries(local_cluster)
+    policy = _three_dimension_policy(route, capacity, binding)
+    start = dt.datetime.now(dt.UTC).replace(minute=0, second=10, microsecond=0) + dt.timedelta(hours=1)
+    admitted = run_processes(hammer_request, (local_cluster.url, policy, start.timestamp() - time.time(), CALLERS,
+                                              ATTEMPTS, ip, route), PROCESSES)
+    assert all(isinstance(n, int) for n in admitted), admitted
+    print(f"binding {binding}: admitted {admitted} = {sum(admitted)} of {PROCESSES * CALLERS * ATTEMPTS}")
+    assert sum(admitted) == LIMIT, admitted
+    assert sum(1 for n in admitted if n) > 1
+
+
+async def test_a_request_denied_on_one_primary_keeps_nothing_on_the_others(
+        local_cluster: LocalCluster, redis_sync: RedisCluster) -> None:
+    ip, route, capacity = _on_three_primaries(local_cluster)
+    rules = [{"name": "per-ip", "algorithm": "fixed_window", "limit": 1000, "period": "1h", "scope": ["ip"]},
+             {"name": "per-route", "algorithm": "fixed_window", "limit": 3, "period": "1h", "scope": ["endpoint"]},
+             {"name": "slots", "algorithm": "concurrency", "limit": 1000, "period": "1m", "scope": ["ip"]}]
+    policy = {"tiers": {"anonymous": {"rules": rules}, "free": {}},
+              "capacity": [{"name": capacity, "endpoints": [route], "limit": 1000, "period": "1h",
+                            "algorithm": "sliding_window_counter"}]}
+    enforcer = make_enforcer(local_cluster.url, policy, local_deny_cache=False)
+    await enforcer.start()
+    identity = await enforcer.identify(ip=ip)
+    decisions = [await enforcer.decide(identity, route) for _ in range(10)]
+    assert [d.allowed for d in decisions] == [True] * 3 + [False] * 7
+    assert {d.rule for d in decisions[3:]} == {"per-route"}
+
+    plan = enforcer.plan("anonymous", route)
+    keys = dict(zip([rule.name for rule in plan.rules], plan.keys(identity), strict=True))
+    assert len({local_cluster.primary_of(key).port for key in keys.values()}) == 3
+
+    def settled() -> bool:
+        ip_count = int(redis_sync.hget(keys["per-ip"], "c") or 0)
+        leases = redis_sync.zcard(keys["slots"])
+        shared = int(redis_sync.hget(keys[capacity], "c") or 0)
+        return ip_count == 3 and leases == 3 and shared == 3
+    waited = await anyio.to_thread.run_sync(lambda: wait_until(settled, 5, "the denied requests given back"))
+    print(f"7 denials given back on the other primaries within {waited:.3f} s")
+    for decision in decisions[:3]:
+        enforcer.finish(decision, 200)
+    await anyio.to_thread.run_sync(lambda: wait_until(lambda: redis_sync.zcard(keys["slots"]) == 0, 5,
+                                                      "the leases of finished requests released"))
+    await enforcer.aclose()
