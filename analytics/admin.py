@@ -19,12 +19,14 @@ from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.cluster import RedisCluster
 
 from ratewarden.enforcer.apikeys import ApiKeyRecord, ApiKeyStore
 from ratewarden.enforcer.loader import load_policy
 from ratewarden.enforcer.overrides import Override, OverrideStore
 from ratewarden.enforcer.policy import Policy, Tier
 from ratewarden.enforcer.tiers import TierStore, with_live_tiers
+from ratewarden.enforcer.topology import parse_redis_url, sync_client
 
 from . import queries
 from .client import ClickHouse, Serialized
@@ -117,11 +119,14 @@ def _window(start: dt.datetime | None, end: dt.datetime | None,
     return start, end
 
 
-def create_admin_app(settings: AdminSettings, clickhouse: ClickHouse, client: redis.Redis | None = None) -> FastAPI:
-    """The admin API on ``clickhouse`` and the enforcers' Redis (``settings.redis_url``)."""
+def create_admin_app(settings: AdminSettings, clickhouse: ClickHouse,
+                     client: redis.Redis | RedisCluster | None = None) -> FastAPI:
+    """The admin API on ``clickhouse`` and the enforcers' Redis (``settings.redis_url``: one server,
+    a cluster or a primary behind Sentinels)."""
     if settings.admin_token is None:
         raise ValueError("set RATEWARDEN_ADMIN_TOKEN (at least 16 characters)")
-    client = client or redis.Redis.from_url(settings.redis_url)
+    if client is None:
+        client = sync_client(parse_redis_url(settings.redis_url))
     db = settings.clickhouse_database
     if not isinstance(clickhouse, Serialized):  # requests run in threads: one query at a time
         clickhouse = Serialized(clickhouse)

@@ -9,6 +9,7 @@ import time
 
 import msgspec
 import redis
+from redis.cluster import RedisCluster
 
 from .changes import as_bytes, commit_change
 
@@ -42,7 +43,7 @@ decode_record = msgspec.json.Decoder(ApiKeyRecord).decode
 class ApiKeyStore:
     """Create, list and revoke API keys (management side, synchronous)."""
 
-    def __init__(self, client: redis.Redis, secret: bytes) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, secret: bytes) -> None:
         if len(secret) < 16:
             raise ValueError("the API key secret must be at least 16 bytes (set RATEWARDEN_API_KEY_SECRET)")
         self.client = client

@@ -3,12 +3,15 @@
 A request's counters can hash to slots of different primaries. :meth:`split` groups a
 call's keys by the node that serves them now; the enforcer sends one script per group, at
 once (one round trip of latency), each all-or-nothing on its node: its keys may span slots
-of that node, which the script declares (``allow-cross-slot-keys``).
+of that node: it declares one key (a cluster routes a script by its declared keys, which must
+share a slot), finds the others in its arguments, and says so (``allow-cross-slot-keys``).
 
 MOVED updates the slot's owner and retries; ASK retries once on the importing node after
 ASKING; TRYAGAIN retries after a pause; a lost connection or CLUSTERDOWN fails the call (the
-tier's fail mode decides) and refreshes the map from any node that answers, so decisions
-return to Redis by themselves once a replica is promoted.
+tier's fail mode decides), keeps that node's calls failing at once for ``retry_after_s`` (the
+other nodes' calls go on), and reads the slot map again from any node that answers, every
+tenth of a second while a node is down, so decisions return to Redis by themselves as soon as a
+replica is promoted.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ __all__ = ["AsyncClusterRunner", "slot_of"]
 
 log = get_logger("ratewarden.enforcer")
 
-_REFRESH_EVERY_S = 0.25  # at most this often while a failover makes every node unreachable in turn
+_REFRESH_EVERY_S = 0.1  # while a node is down: a promoted replica is found within this
 _REDIRECTS = 3
 
 
@@ -43,10 +46,14 @@ def slot_of(key: str) -> int:
 class AsyncClusterRunner:
     """The :class:`~ratewarden.enforcer.transport.AsyncScriptRunner` interface over a cluster's primaries."""
 
-    def __init__(self, topology: RedisTopology, timeout_s: float = 0.05, stale_after_s: float = 2.0) -> None:
+    def __init__(self, topology: RedisTopology, timeout_s: float = 0.05, stale_after_s: float = 2.0,
+                 retry_after_s: float = 1.0) -> None:
         self.topology = topology
         self.timeout_s = timeout_s
         self.stale_after_s = stale_after_s
+        self.retry_after_s = retry_after_s
+        # a node that failed is not asked again before this (its calls fail at once, the others go on)
+        self._down_until: dict[NodeAddress, float] = {}
         self._owners: list[NodeAddress | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
         self._runners: dict[NodeAddress, AsyncScriptRunner] = {}
         self._cross_slot: dict[str, LuaScript] = {}
@@ -77,12 +84,15 @@ class AsyncClusterRunner:
             runner = self._runners[node] = AsyncScriptRunner(node, self.timeout_s, self.stale_after_s)
         return runner
 
-    def _script(self, lua: LuaScript) -> LuaScript:
-        """``lua`` declaring that its keys may span slots of one node."""
+    def _cross_slot_script(self, lua: LuaScript) -> LuaScript:
+        """``lua`` taking keys of several slots of one node: a cluster routes a script by its declared
+        keys, which must share a slot, so the script declares the first and finds all in ``ARGV``."""
         variant = self._cross_slot.get(lua.sha)
         if variant is None:
-            variant = self._cross_slot[lua.sha] = LuaScript(
-                lua.name, "#!lua flags=allow-cross-slot-keys\n" + lua.source)
+            prelude = ("#!lua flags=allow-cross-slot-keys\n"
+                       "local n = tonumber(table.remove(ARGV, 1))\n"
+                       "for i = 1, n do KEYS[i] = table.remove(ARGV, 1) end\n")
+            variant = self._cross_slot[lua.sha] = LuaScript(lua.name, prelude + lua.source)
         return variant
 
     async def _node_for(self, key: str) -> NodeAddress:
@@ -98,7 +108,11 @@ class AsyncClusterRunner:
     async def _routed(self, key: str, send: Callable[[AsyncScriptRunner], Awaitable[Any]]) -> Any:
         """``send`` on the node serving ``key``, following MOVED, ASK and TRYAGAIN."""
         for _ in range(_REDIRECTS):
-            runner = self._runner(await self._node_for(key))
+            node = await self._node_for(key)
+            if self._down_until and time.monotonic() < self._down_until.get(node, 0.0):
+                self.refresh_soon()  # a replica may have taken its slots over
+                raise ConnectionError(f"Redis node {node} is unavailable (retried after a pause)")
+            runner = self._runner(node)
             try:
                 return await send(runner)
             except ResponseError as exc:
@@ -118,6 +132,7 @@ class AsyncClusterRunner:
                         self.refresh_soon()
                     raise
             except (ConnectionError, OSError, TimeoutError):
+                self._down_until[node] = time.monotonic() + self.retry_after_s
                 self.refresh_soon()
                 raise
         raise ConnectionError(f"the cluster redirected a call {_REDIRECTS} times")
@@ -130,8 +145,11 @@ class AsyncClusterRunner:
 
     def call(self, lua: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
         """One script call; every key must be served by one node (see :meth:`split`)."""
-        script = self._script(lua)
-        return self._routed(keys[0], lambda runner: runner.call(script, keys, args))
+        slot = slot_of(keys[0])
+        if any(slot_of(key) != slot for key in keys[1:]):
+            script, args, keys = self._cross_slot_script(lua), (len(keys), *keys, *args), keys[:1]
+            return self._routed(keys[0], lambda runner: runner.call(script, keys, args))
+        return self._routed(keys[0], lambda runner: runner.call(lua, keys, args))
 
     def execute(self, *args: Any) -> Awaitable[Any]:
         """One command on the node serving its key (``args[1]``); all of ratewarden's commands name a key."""
@@ -187,6 +205,7 @@ class AsyncClusterRunner:
                     owner = self.topology.node(host or node.host, int(primary[1]))
                     owners[int(low):int(high) + 1] = [owner] * (int(high) - int(low) + 1)
                 self._owners = owners
+                self._down_until = {n: t for n, t in self._down_until.items() if n in owners}
                 return
             log.warning("cluster_unreachable", nodes=",".join(map(str, candidates)))
         finally:

@@ -27,10 +27,11 @@ def _sentinel_source(topology: RedisTopology) -> AddressSource:
     return current_primary
 
 
-def async_runner(topology: RedisTopology, timeout_s: float) -> AsyncScriptRunner | AsyncClusterRunner:
+def async_runner(topology: RedisTopology, timeout_s: float,
+                 retry_after_s: float) -> AsyncScriptRunner | AsyncClusterRunner:
     """The request path's pipelined runner for ``topology``."""
     if topology.kind == "cluster":
-        return AsyncClusterRunner(topology, timeout_s)
+        return AsyncClusterRunner(topology, timeout_s, retry_after_s=retry_after_s)
     if topology.kind == "sentinel":
         return AsyncScriptRunner(topology.nodes[0], timeout_s, source=_sentinel_source(topology))
     return AsyncScriptRunner(topology.nodes[0], timeout_s)

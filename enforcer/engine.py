@@ -80,7 +80,9 @@ class EnforcerCore:
         self._denied: dict[str, tuple[float, int]] = {}
         self._generation = -1
         self._tiers_generation = 0
-        self._redis_down_until = 0.0
+        self._redis_down_until = 0.0  # decide without Redis until then (one server failed)
+        self._outage_until = 0.0  # the last failure + the retry pause: "recovered" is logged after it
+        self._pause_all_on_failure = True
         self._rid_prefix = secrets.token_hex(4) + ":"
         self._rids = itertools.count()
         self._offset_arg = b"0"
@@ -200,8 +202,8 @@ class EnforcerCore:
             decision = self._degraded(call.plan, call.keys, call.identity)
         else:
             assert reply is not None
-            if self._redis_down_until:
-                self._redis_down_until = 0.0
+            if self._outage_until and time.monotonic() >= self._outage_until:
+                self._outage_until = self._redis_down_until = 0.0
                 log.info("redis_recovered")
             decision = self._from_reply(reply, call.plan, call.keys, call.identity, call.rid, call.sent_at)
         decision.identity = call.identity
@@ -312,10 +314,12 @@ class EnforcerCore:
 
     def _redis_failed(self, exc: BaseException) -> None:
         metrics.REDIS_FAILURES.inc()
-        if not self._redis_down_until:
+        if not self._outage_until:
             log.warning("redis_unavailable", error=type(exc).__name__,
                         retry_in_s=self.settings.redis_retry_after_s)
-        self._redis_down_until = time.monotonic() + self.settings.redis_retry_after_s
+        self._outage_until = time.monotonic() + self.settings.redis_retry_after_s
+        if self._pause_all_on_failure:
+            self._redis_down_until = self._outage_until
 
 
 class Enforcer(EnforcerCore):
@@ -331,7 +335,9 @@ class Enforcer(EnforcerCore):
         super().__init__(policy, settings)
         settings = self.settings
         topology = parse_redis_url(settings.redis_url)
-        self.runner = async_runner(topology, settings.redis_budget_ms / 1000)
+        self.runner = async_runner(topology, settings.redis_budget_ms / 1000, settings.redis_retry_after_s)
+        # on a cluster the runner pauses only the failed node; one server's failure pauses every decision
+        self._pause_all_on_failure = topology.kind != "cluster"
         if client is None and topology.kind != "cluster":
             client = _one_async_server(async_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0))
         self.control = ControlClient(client, self.runner)

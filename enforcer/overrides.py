@@ -6,6 +6,7 @@ import time
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from redis.cluster import RedisCluster
 
 from .changes import commit_change
 from .policy import Quotas, Rule, Tier
@@ -55,7 +56,7 @@ class Override(BaseModel):
 class OverrideStore:
     """Set, clear and list overrides (management side, synchronous)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self.client = client
 
     def set(self, override: Override) -> None:

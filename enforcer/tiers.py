@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import cast
 
 import redis
+from redis.cluster import RedisCluster
 
 from .changes import commit_change
 from .policy import Policy, Tier
@@ -26,7 +27,7 @@ def with_live_tiers(policy: Policy, tiers: dict[str, Tier]) -> Policy:
 class TierStore:
     """Set, clear and list run-time tiers (management side, synchronous)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self.client = client
 
     def set(self, name: str, tier: Tier) -> None:

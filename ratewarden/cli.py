@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -13,6 +15,9 @@ from ratewarden.enforcer.loader import PolicyError, load_policy
 from ratewarden.enforcer.plan import compile_plan
 from ratewarden.enforcer.policy import Quotas, Rule
 from ratewarden.extras import require
+
+if TYPE_CHECKING:
+    from .stack import RedisKind
 
 app = typer.Typer(help="ratewarden: distributed rate limiting, usage analytics and abuse detection.",
                   no_args_is_help=True)
@@ -273,20 +278,50 @@ def admin_token(
     print(expiring_token(master, time.time() + seconds))
 
 
+class RedisChoice(StrEnum):
+    """What ``--redis`` starts (the values of ``ratewarden.stack.RedisKind``)."""
+
+    single = "single"
+    cluster = "cluster"
+    sentinel = "sentinel"
+
+
+REDIS_OPTION_HELP = ("the Redis to start for the pipeline: single (one Valkey server), cluster (a Redis Cluster "
+                     "of 3 primaries with 1 replica each) or sentinel (a primary with 1 replica and 3 Sentinels); "
+                     "every part gets its URL as RATEWARDEN_REDIS_URL (redis://, redis+cluster:// or "
+                     "redis+sentinel://) and it is stopped with the rest. With RATEWARDEN_REDIS_URL set, "
+                     "single uses that Redis instead and cluster or sentinel is refused")
+
+
+def _redis_kind(redis: RedisChoice) -> RedisKind:
+    """``--redis`` checked against the environment: a local cluster or Sentinel set-up is not
+    started in place of a Redis RATEWARDEN_REDIS_URL names."""
+    import os
+
+    if redis is not RedisChoice.single and os.environ.get("RATEWARDEN_REDIS_URL") is not None:
+        errors.print(f"[red]--redis {redis.value} starts a local Redis, but RATEWARDEN_REDIS_URL is set: "
+                     "unset it, or leave out --redis to use that Redis[/red]")
+        raise typer.Exit(2)
+    return redis.value
+
+
 @app.command()
 def up(
     data_dir: Path = typer.Option(Path("var"), help="where ClickHouse data, Faust state, spills and logs go"),
+    redis: RedisChoice = typer.Option(RedisChoice.single, "--redis", help=REDIS_OPTION_HELP),
 ) -> None:
     """Start the whole pipeline on this machine and keep it up until Ctrl-C or SIGTERM.
 
-    Valkey, the Kafka broker (Tansu), ClickHouse (chDB), a stream worker, the admin API
-    with its console, and the demo API behind the enforcer. Set RATEWARDEN_REDIS_URL,
-    RATEWARDEN_KAFKA_BOOTSTRAP or RATEWARDEN_CLICKHOUSE_URL to use existing servers.
+    Valkey (one server, a cluster or a Sentinel set-up: --redis), the Kafka broker (Tansu),
+    ClickHouse (chDB), a stream worker, the admin API with its console, and the demo API
+    behind the enforcer. Set RATEWARDEN_REDIS_URL, RATEWARDEN_KAFKA_BOOTSTRAP or
+    RATEWARDEN_CLICKHOUSE_URL to use existing servers.
     """
     _require_stack("ratewarden up")
     from .stack import Stack, stop_requested
 
-    stack = Stack(data_dir=data_dir, say=lambda text: console.print(f"[dim]{text}[/dim]"))
+    stack = Stack(data_dir=data_dir, redis=_redis_kind(redis),
+                  say=lambda text: console.print(f"[dim]{text}[/dim]"))
     stopped = stop_requested()
     try:
         stack.start()
@@ -318,6 +353,7 @@ def demo(
     report: Path | None = typer.Option(None, "--report", help="write the results as JSON to this file"),
     keep: bool = typer.Option(False, "--keep", help="leave the stack up afterwards (Ctrl-C stops it)"),
     data_dir: Path = typer.Option(Path("var/demo"), help="the demo's data directory (emptied first)"),
+    redis: RedisChoice = typer.Option(RedisChoice.single, "--redis", help=REDIS_OPTION_HELP),
 ) -> None:
     """Run the whole pipeline (as `ratewarden up`) and drive labelled traffic through it:
     legitimate clients of every tier and each abuse pattern, with a live view, a
@@ -325,7 +361,7 @@ def demo(
     _require_stack("ratewarden demo")
     from .demo import run_demo
 
-    run_demo(duration, report, console, keep=keep, data_dir=data_dir)
+    run_demo(duration, report, console, keep=keep, data_dir=data_dir, redis=_redis_kind(redis))
 
 
 def _require_stack(feature: str) -> None:

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from ratewarden.enforcer import ApiKeyStore
+from ratewarden.enforcer.topology import parse_redis_url, sync_client
 
-from .stack import Stack, stop_requested
+from .stack import RedisKind, Stack, stop_requested
 
 __all__ = ["run_demo", "DEMO_SETTINGS"]
 
@@ -245,16 +245,18 @@ def _report(clients: list[DemoClient], alerts: list[dict[str, Any]], sent: int, 
 
 
 def run_demo(duration_s: float, report: Path | None, console: Console, keep: bool = False,
-             data_dir: Path = Path("var/demo"), live_view: bool = True) -> dict[str, Any]:
-    """Start the pipeline, drive ``duration_s`` seconds of labelled traffic, reconcile, report."""
+             data_dir: Path = Path("var/demo"), live_view: bool = True, redis: RedisKind = "single") -> dict[str, Any]:
+    """Start the pipeline (its Redis of kind ``redis``: see ``Stack``), drive ``duration_s`` seconds
+    of labelled traffic, reconcile, report."""
     import shutil
 
     shutil.rmtree(data_dir, ignore_errors=True)  # a fresh ClickHouse, so the totals are this run's
-    stack = Stack(data_dir=data_dir, extra_env=DEMO_SETTINGS, say=lambda text: console.print(f"[dim]{text}[/dim]"))
+    stack = Stack(data_dir=data_dir, redis=redis, extra_env=DEMO_SETTINGS,
+                  say=lambda text: console.print(f"[dim]{text}[/dim]"))
     stack.start()
     try:
         clients = demo_clients()
-        keys = ApiKeyStore(redis.Redis.from_url(stack.env["RATEWARDEN_REDIS_URL"]),
+        keys = ApiKeyStore(sync_client(parse_redis_url(stack.env["RATEWARDEN_REDIS_URL"])),
                            stack.env["RATEWARDEN_API_KEY_SECRET"].encode())
         for c in clients:
             for n in range(c.keys):

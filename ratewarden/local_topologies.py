@@ -60,7 +60,9 @@ class LocalCluster:
     def __init__(self, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 2000) -> None:
         self.node_timeout_ms = node_timeout_ms
         args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(node_timeout_ms), "--cluster-announce-ip", "127.0.0.1"]
+                "--cluster-node-timeout", str(node_timeout_ms), "--cluster-announce-ip", "127.0.0.1",
+                # while one primary fails over, the others keep serving their slots
+                "--cluster-require-full-coverage", "no"]
         self.primaries = [RedisServer(free_cluster_port(), args=args) for _ in range(primaries)]
         self.replicas = [RedisServer(free_cluster_port(), args=args) for _ in range(primaries * replicas)]
 

@@ -1,7 +1,9 @@
 """The embedded default: the whole pipeline on one machine (``ratewarden up``).
 
 Starts, in order and each only if its ``RATEWARDEN_*`` variable does not point at an
-existing server: Valkey, the Tansu Kafka broker (with the topics), then a stream worker
+existing server: Valkey (one server, or with ``redis="cluster"`` a Redis Cluster of three
+primaries with a replica each, or with ``redis="sentinel"`` a primary, a replica and three
+Sentinels), the Tansu Kafka broker (with the topics), then a stream worker
 (which applies the ClickHouse migrations and, with embedded chDB, also serves the admin
 API and console, since only one process may open a chDB directory), the admin API as its
 own process when ClickHouse is a server, and the demo API behind the enforcer. Stops them
@@ -19,14 +21,59 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
+
+from ratewarden.enforcer.topology import parse_redis_url
 
 from .local import KafkaServer, ManagedProcess, RedisServer, StreamWorker, create_topics, free_port
+from .local_topologies import LocalCluster, LocalSentinels
 
-__all__ = ["Stack", "ApiServer", "AdminServer", "stop_requested"]
+__all__ = ["Stack", "ApiServer", "AdminServer", "RedisKind", "LocalRedis", "redis_processes", "start_redis",
+           "stop_requested"]
 
 DEMO_POLICY = Path(__file__).parent / "examples" / "policy.yaml"
 TOPICS = ("ratewarden.requests", "ratewarden.windows", "ratewarden.alerts", "ratewarden.requests.dlq",
           "ratewarden.alerts.undeliverable")
+
+
+RedisKind = Literal["single", "cluster", "sentinel"]
+REDIS_KINDS: tuple[RedisKind, ...] = get_args(RedisKind)
+LocalRedis = RedisServer | LocalCluster | LocalSentinels
+REDIS_STARTED: dict[str, str] = {  # what start_redis starts, for the progress and the URL table
+    "single": "one server",
+    "cluster": "Redis Cluster, 3 primaries with 1 replica each",
+    "sentinel": "a primary with 1 replica, followed through 3 Sentinels",
+}
+
+
+def start_redis(kind: RedisKind = "single") -> tuple[str, LocalRedis]:
+    """Start a local Redis deployment of ``kind``: returns its ``RATEWARDEN_REDIS_URL``
+    (``redis://``, ``redis+cluster://`` or ``redis+sentinel://``) and what stops it (``.stop()``).
+    If it does not come up, whatever did start is stopped before the error is raised."""
+    deployment: LocalRedis
+    if kind == "single":
+        deployment = RedisServer()
+    elif kind == "cluster":
+        deployment = LocalCluster(primaries=3, replicas=1)
+    elif kind == "sentinel":
+        deployment = LocalSentinels(master_name="ratewarden", replicas=1, sentinels=3)
+    else:
+        raise ValueError(f"unknown Redis kind {kind!r}: use one of {', '.join(REDIS_KINDS)}")
+    try:
+        deployment.start()
+    except BaseException:
+        deployment.stop()
+        raise
+    return deployment.url, deployment
+
+
+def redis_processes(deployment: LocalRedis) -> list[ManagedProcess]:
+    """Every process of ``deployment``, in the order they started."""
+    if isinstance(deployment, LocalCluster):
+        return list(deployment.nodes)
+    if isinstance(deployment, LocalSentinels):
+        return [*deployment.servers, *deployment.sentinels]
+    return [deployment]
 
 
 def stop_requested() -> threading.Event:
@@ -72,12 +119,25 @@ class AdminServer(ApiServer):
         return [sys.executable, "-m", "ratewarden.cli", "admin", "--host", self.host, "--port", str(self.port)]
 
 
+def _url_kind(url: str) -> str:
+    """single, cluster or sentinel: the kind of deployment ``url`` names."""
+    try:
+        return parse_redis_url(url).kind
+    except ValueError:
+        return "unrecognised URL"
+
+
 @dataclass
 class Stack:
-    """The pipeline's processes. ``start()`` reports progress through ``say``."""
+    """The pipeline's processes. ``start()`` reports progress through ``say``.
+
+    ``redis`` is the kind of Redis started when ``RATEWARDEN_REDIS_URL`` is not set (see
+    :func:`start_redis`); its processes are stopped with the rest.
+    """
 
     data_dir: Path = Path("var")
     partitions: int = 4
+    redis: RedisKind = "single"
     extra_env: dict[str, str] = field(default_factory=dict)
     say: Callable[[str], None] = print
     processes: list[ManagedProcess] = field(default_factory=list)
@@ -102,10 +162,21 @@ class Stack:
         env.setdefault("RATEWARDEN_TOPIC_PARTITIONS", str(self.partitions))
         env.setdefault("RATEWARDEN_TRUSTED_PROXIES", "127.0.0.1/32")  # the demo's clients say who they are
         env.setdefault("RATEWARDEN_POLICY_FILE", str(DEMO_POLICY))  # the demo API's, and the console shows its tiers
+        if self.redis not in REDIS_KINDS:
+            raise ValueError(f"unknown Redis kind {self.redis!r}: use one of {', '.join(REDIS_KINDS)}")
+        if self.redis != "single" and "RATEWARDEN_REDIS_URL" in env:
+            raise ValueError(f"a local {self.redis} Redis was asked for, but RATEWARDEN_REDIS_URL is set "
+                             f"({env['RATEWARDEN_REDIS_URL']}): unset it, or use that Redis without --redis")
         self.env = env
         try:
             if "RATEWARDEN_REDIS_URL" not in env:
-                env["RATEWARDEN_REDIS_URL"] = self._start(RedisServer(), "Valkey").url
+                what = "Valkey" if self.redis == "single" else f"Valkey ({REDIS_STARTED[self.redis]})"
+                self.say(f"starting {what} ...")
+                env["RATEWARDEN_REDIS_URL"], deployment = start_redis(self.redis)
+                self.processes += redis_processes(deployment)
+                redis_kind = f"{self.redis}: {REDIS_STARTED[self.redis]}, started here"
+            else:
+                redis_kind = f"{_url_kind(env['RATEWARDEN_REDIS_URL'])}, from RATEWARDEN_REDIS_URL"
             if "RATEWARDEN_KAFKA_BOOTSTRAP" not in env:
                 env["RATEWARDEN_KAFKA_BOOTSTRAP"] = self._start(KafkaServer(), "Kafka broker (Tansu)").url
             create_topics(env["RATEWARDEN_KAFKA_BOOTSTRAP"],
@@ -128,8 +199,8 @@ class Stack:
         self.urls = {
             "demo API": api.url, "admin API": f"http://127.0.0.1:{admin_port}/docs",
             "console": f"http://127.0.0.1:{admin_port}/console", "redis": env["RATEWARDEN_REDIS_URL"],
-            "kafka": env["RATEWARDEN_KAFKA_BOOTSTRAP"], "clickhouse": env["RATEWARDEN_CLICKHOUSE_URL"],
-            "logs": str(data / "logs"),
+            "redis kind": redis_kind, "kafka": env["RATEWARDEN_KAFKA_BOOTSTRAP"],
+            "clickhouse": env["RATEWARDEN_CLICKHOUSE_URL"], "logs": str(data / "logs"),
         }
         return self
 

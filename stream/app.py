@@ -29,6 +29,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from mode import Service
 from prometheus_client import start_http_server
+from redis.exceptions import RedisClusterException
 
 from ratewarden.analytics.client import ClickHouse, Serialized, connect
 from ratewarden.analytics.migrations import migrate
@@ -61,7 +62,7 @@ class Pipeline(Service):
         self.clickhouse: ClickHouse | None = None
         self.producer: AIOKafkaProducer | None = None
         self.processor: RequestProcessor | None = None
-        self.penalties = PenaltyBox(self.settings, redis.Redis.from_url(self.settings.redis_url))
+        self.penalties = PenaltyBox(self.settings)
         self._unwritten_alerts: list[AlertRecord] = []
         self._unwritten_penalties: list[Penalty] = []
         self.deliverer = AlertDeliverer(self.settings)
@@ -106,7 +107,9 @@ class Pipeline(Service):
             if deliver:
                 try:
                     penalty = await asyncio.to_thread(self.penalties.apply, record.alert, record.tier, time.time())
-                except redis.RedisError as exc:  # the alert still goes out; the penalty is reported missing
+                except (redis.RedisError, RedisClusterException) as exc:
+                    # the alert still goes out; the penalty is reported missing (a cluster client's own
+                    # errors, such as no node reachable, are no RedisErrors)
                     log.warning("penalty_failed", client_id=record.alert.client_id, error=type(exc).__name__)
                     penalty = None
                 metrics.ALERTS.labels(record.alert.alert_type).inc()

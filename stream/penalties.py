@@ -13,9 +13,11 @@ import time
 from dataclasses import dataclass
 
 import redis
+from redis.cluster import RedisCluster
 
 from ratewarden.analytics.client import ClickHouse
 from ratewarden.enforcer.overrides import Override, OverrideStore
+from ratewarden.enforcer.topology import parse_redis_url, sync_client
 
 from .detectors import Alert
 from .settings import StreamSettings
@@ -44,11 +46,24 @@ class Penalty:
 
 
 class PenaltyBox:
-    """Turns alerts into overrides (blocking I/O: call it from a thread)."""
+    """Turns alerts into overrides (blocking I/O: call it from a thread).
 
-    def __init__(self, settings: StreamSettings, client: redis.Redis) -> None:
+    Without ``client``, one for ``settings.redis_url`` (a server, a cluster or a primary behind
+    Sentinels) is made on the first penalty: a cluster client reads the slot map as it is made,
+    and a cluster not formed yet when the worker starts must fail a penalty, not the worker.
+    """
+
+    def __init__(self, settings: StreamSettings, client: redis.Redis | RedisCluster | None = None) -> None:
         self.settings = settings
-        self.store = OverrideStore(client)
+        self._topology = parse_redis_url(settings.redis_url) if client is None else None  # a bad URL fails now
+        self._store = OverrideStore(client) if client is not None else None
+
+    @property
+    def store(self) -> OverrideStore:
+        if self._store is None:
+            assert self._topology is not None
+            self._store = OverrideStore(sync_client(self._topology))
+        return self._store
 
     def apply(self, alert: Alert, tier: str, now: float | None = None) -> Penalty | None:
         """Penalise ``alert``'s client as configured; None when the action is alert-only or exempt."""

@@ -26,9 +26,15 @@ def _known_variables() -> set[str]:
 
 
 def _one_shot() -> set[str]:
-    return {name for service in SERVICES.values()
-            for name, condition in (service.get("depends_on") or {}).items()
-            if isinstance(condition, dict) and condition.get("condition") == "service_completed_successfully"}
+    """Services that run once and exit: those others wait to complete, and those never restarted."""
+    waited_for = {name for service in SERVICES.values()
+                  for name, condition in (service.get("depends_on") or {}).items()
+                  if isinstance(condition, dict) and condition.get("condition") == "service_completed_successfully"}
+    return waited_for | {name for name, service in SERVICES.items() if service.get("restart") == "no"}
+
+
+def _in_profile(profile: str) -> dict[str, dict[str, Any]]:
+    return {name: service for name, service in SERVICES.items() if profile in service.get("profiles", [])}
 
 
 def test_the_full_stack_is_there() -> None:
@@ -90,7 +96,7 @@ def test_every_ratewarden_variable_is_a_setting() -> None:
 
 def test_health_checks_and_start_order() -> None:
     one_shot = _one_shot()
-    assert one_shot == {"migrate"}
+    assert one_shot == {"migrate", "redis-cluster-init"}
     for name, service in SERVICES.items():
         if name not in one_shot:
             assert service["healthcheck"]["test"], name
@@ -99,3 +105,24 @@ def test_health_checks_and_start_order() -> None:
     for name in ("worker", "api"):
         assert SERVICES[name]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert SERVICES["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_the_cluster_profile_is_a_healthy_redis_cluster_formed_once_its_nodes_are_healthy() -> None:
+    cluster = _in_profile("cluster")
+    nodes = {"redis-c1", "redis-c2", "redis-c3"}
+    assert set(cluster) == nodes | {"redis-cluster-init"}
+    assert all("profiles" not in service for name, service in SERVICES.items() if name not in cluster)  # optional
+    for name in nodes:
+        node = cluster[name]
+        assert node["image"].startswith(("valkey/valkey:", "redis:"))
+        command = " ".join(node["command"])
+        assert "--cluster-enabled yes" in command and "--cluster-config-file" in command
+        assert f"--cluster-announce-hostname {name}" in command
+        assert node["healthcheck"]["test"], name
+    init = cluster["redis-cluster-init"]
+    assert init["depends_on"] == {name: {"condition": "service_healthy"} for name in nodes}
+    script = " ".join(init["command"])
+    assert "--cluster create" in script and script.count(":6379") >= 3 and "--cluster-yes" in script
+    assert "redis+cluster://redis-c1:6379,redis-c2:6379,redis-c3:6379" in (ROOT / "docker-compose.yml").read_text()
+    # the Python services take the cluster's URL from the environment; without it, the single Redis
+    assert COMPOSE["x-ratewarden-env"]["RATEWARDEN_REDIS_URL"] == "${RATEWARDEN_REDIS_URL:-redis://redis:6379/0}"
