@@ -12,7 +12,7 @@ This package imports neither Faust, ClickHouse nor Grafana.
 
 from .apikeys import ApiKeyRecord, ApiKeyStore
 from .decision import Decision
-from .engine import Enforcer
+from .engine import Enforcer, SyncEnforcer
 from .identity import Identity
 from .loader import PolicyError, load_policy, policy_from_mapping
 from .overrides import Override, OverrideStore
@@ -21,6 +21,6 @@ from .settings import EnforcerSettings
 
 __all__ = [
     "Algorithm", "ApiKeyRecord", "ApiKeyStore", "Decision", "Endpoint", "Enforcer", "EnforcerSettings",
-    "Identity", "Override", "OverrideStore", "Policy", "PolicyError", "Quotas", "Rule", "Scope", "Tier",
+    "Identity", "Override", "OverrideStore", "Policy", "PolicyError", "Quotas", "Rule", "Scope", "SyncEnforcer", "Tier",
     "load_policy", "policy_from_mapping",
 ]

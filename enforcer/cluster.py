@@ -30,7 +30,7 @@ from .scripts import LuaScript
 from .topology import NodeAddress, RedisTopology
 from .transport import AsyncScriptRunner
 
-__all__ = ["AsyncClusterRunner", "slot_of"]
+__all__ = ["AsyncClusterRunner", "CrossSlotScripts", "slot_of"]
 
 log = get_logger("ratewarden.enforcer")
 
@@ -41,6 +41,31 @@ _REDIRECTS = 3
 def slot_of(key: str) -> int:
     """The cluster slot of ``key`` (by its ``{hash tag}`` if it has one)."""
     return int(key_slot(key.encode()))
+
+
+class CrossSlotScripts:
+    """Script calls whose keys span slots of one node, made routable.
+
+    A cluster routes a script by its declared keys, which must share a slot; such a call
+    declares its first key only and passes them all in ``ARGV``, where a prelude of the script
+    (which says ``allow-cross-slot-keys``) puts them back into ``KEYS``."""
+
+    def __init__(self) -> None:
+        self._variants: dict[str, LuaScript] = {}
+
+    def prepare(self, lua: LuaScript, keys: Sequence[Any],
+                args: Sequence[Any]) -> tuple[LuaScript, Sequence[Any], Sequence[Any]]:
+        """(script, keys, args) to send: unchanged when every key shares one slot."""
+        slot = slot_of(keys[0])
+        if all(slot_of(key) == slot for key in keys[1:]):
+            return lua, keys, args
+        variant = self._variants.get(lua.sha)
+        if variant is None:
+            prelude = ("#!lua flags=allow-cross-slot-keys\n"
+                       "local n = tonumber(table.remove(ARGV, 1))\n"
+                       "for i = 1, n do KEYS[i] = table.remove(ARGV, 1) end\n")
+            variant = self._variants[lua.sha] = LuaScript(lua.name, prelude + lua.source)
+        return variant, keys[:1], (len(keys), *keys, *args)
 
 
 class AsyncClusterRunner:
@@ -56,7 +81,7 @@ class AsyncClusterRunner:
         self._down_until: dict[NodeAddress, float] = {}
         self._owners: list[NodeAddress | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
         self._runners: dict[NodeAddress, AsyncScriptRunner] = {}
-        self._cross_slot: dict[str, LuaScript] = {}
+        self._scripts = CrossSlotScripts()
         self._refreshing: asyncio.Task[None] | None = None
         self._refreshed_at = 0.0
         self._fired: set[asyncio.Task[None]] = set()  # settlements and refunds under way
@@ -83,17 +108,6 @@ class AsyncClusterRunner:
         if runner is None:
             runner = self._runners[node] = AsyncScriptRunner(node, self.timeout_s, self.stale_after_s)
         return runner
-
-    def _cross_slot_script(self, lua: LuaScript) -> LuaScript:
-        """``lua`` taking keys of several slots of one node: a cluster routes a script by its declared
-        keys, which must share a slot, so the script declares the first and finds all in ``ARGV``."""
-        variant = self._cross_slot.get(lua.sha)
-        if variant is None:
-            prelude = ("#!lua flags=allow-cross-slot-keys\n"
-                       "local n = tonumber(table.remove(ARGV, 1))\n"
-                       "for i = 1, n do KEYS[i] = table.remove(ARGV, 1) end\n")
-            variant = self._cross_slot[lua.sha] = LuaScript(lua.name, prelude + lua.source)
-        return variant
 
     async def _node_for(self, key: str) -> NodeAddress:
         slot = slot_of(key)
@@ -145,11 +159,8 @@ class AsyncClusterRunner:
 
     def call(self, lua: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
         """One script call; every key must be served by one node (see :meth:`split`)."""
-        slot = slot_of(keys[0])
-        if any(slot_of(key) != slot for key in keys[1:]):
-            script, args, keys = self._cross_slot_script(lua), (len(keys), *keys, *args), keys[:1]
-            return self._routed(keys[0], lambda runner: runner.call(script, keys, args))
-        return self._routed(keys[0], lambda runner: runner.call(lua, keys, args))
+        script, keys, args = self._scripts.prepare(lua, keys, args)
+        return self._routed(keys[0], lambda runner: runner.call(script, keys, args))
 
     def execute(self, *args: Any) -> Awaitable[Any]:
         """One command on the node serving its key (``args[1]``); all of ratewarden's commands name a key."""

@@ -23,6 +23,7 @@ from redis.cluster import RedisCluster
 from . import metrics
 from .apikeys import ApiKeyRecord
 from .cluster import AsyncClusterRunner
+from .cluster_sync import SyncClusterRunner
 from .connect import ControlClient, async_runner
 from .decision import Decision, Settlement
 from .fallback import FallbackLimiter
@@ -410,11 +411,6 @@ class Enforcer(EnforcerCore):
             self.runner.fire(self._script, *call)
 
 
-def _one_server(client: redis.Redis | RedisCluster) -> redis.Redis:
-    assert isinstance(client, redis.Redis), "a cluster is refused before any client is made"
-    return client
-
-
 def _one_async_server(client: aioredis.Redis | AsyncRedisCluster) -> aioredis.Redis:
     assert isinstance(client, aioredis.Redis), "a cluster's state is read through the node of its slot"
     return client
@@ -429,19 +425,20 @@ class SyncEnforcer(EnforcerCore):
     live: SyncLiveState
 
     def __init__(self, policy: Policy, settings: EnforcerSettings | None = None, *,
-                 client: redis.Redis | None = None) -> None:
+                 client: redis.Redis | RedisCluster | None = None) -> None:
         super().__init__(policy, settings)
         settings = self.settings
         budget = settings.redis_budget_ms / 1000
         topology = parse_redis_url(settings.redis_url)
-        if topology.kind == "cluster":
-            raise ValueError("RATEWARDEN_REDIS_URL: the WSGI enforcer (SyncEnforcer, the Django integration) "
-                             "does not run on a Redis Cluster yet; use the ASGI enforcer, one Redis or Sentinel")
-        self.client = client or _one_server(sync_client(topology, socket_timeout=max(budget, 0.05),
-                                                        socket_connect_timeout=max(budget, 0.05)))
-        self.runner = SyncScriptRunner(self.client)
-        feed_client = _one_server(sync_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0))
-        self.live = SyncLiveState(feed_client, self._secret)
+        self.client = client or sync_client(topology, socket_timeout=max(budget, 0.05),
+                                            socket_connect_timeout=max(budget, 0.05))
+        self.runner: SyncScriptRunner | SyncClusterRunner
+        if isinstance(self.client, RedisCluster):
+            self.runner = SyncClusterRunner(self.client)
+            self._pause_all_on_failure = False  # redis-py's cluster client fails a dead node's calls at once
+        else:
+            self.runner = SyncScriptRunner(self.client)
+        self.live = SyncLiveState(sync_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0), self._secret)
         self._lock = threading.Lock()
         self._settlements: queue.SimpleQueue[tuple[list[str], tuple[object, ...]] | None] = queue.SimpleQueue()
         self._settler: threading.Thread | None = None
@@ -481,16 +478,34 @@ class SyncEnforcer(EnforcerCore):
         call = self._begin(identity, route, route_limits)
         if isinstance(call, Decision):
             return call
+        runner = self.runner
+        nodes = self._split(call.keys)
         try:
-            reply = self.runner.call(self._script, call.keys, call.args)
+            if nodes is None:
+                reply = runner.call(self._script, call.keys, call.args)
+            else:
+                assert isinstance(runner, SyncClusterRunner)
+                results = runner.call_many([(self._script, [call.keys[i] for i in node],
+                                             group_args(call.args, call.plan, node)) for node in nodes])
+                reply, give_back = merge_replies(call.plan, nodes, results)
+                self._settle(self._give_back(call, give_back, runner.command))
+                if isinstance(reply, BaseException):
+                    raise reply
         except _REDIS_ERRORS as exc:
             return self._end(call, None, exc)
         return self._end(call, reply)
 
+    def _split(self, keys: Sequence[str]) -> list[list[int]] | None:
+        runner = self.runner
+        return runner.split(keys) if isinstance(runner, SyncClusterRunner) else None
+
     def finish(self, decision: Decision, status: int) -> None:
         """The response to ``decision`` ended with ``status``: free its concurrency slots, and
         count or refund its response-aware rules from a background thread (off the request path)."""
-        calls = self._after_response(decision, status, self.runner.command)
+        self._settle(self._after_response(decision, status, self.runner.command))
+
+    def _settle(self, calls: list[tuple[list[str], tuple[object, ...]]]) -> None:
+        """Run script calls from the background settler thread (off the request path)."""
         if not calls:
             return
         for call in calls:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import redis
 import redis.asyncio as aioredis
+from redis.cluster import RedisCluster
 
 from .apikeys import KEYS_HASH, ApiKeyRecord, decode_record, hash_api_key
 from .changes import CHANGES_CHANNEL, POLL_INTERVAL_S, VERSION_KEY, as_bytes
@@ -227,7 +228,7 @@ class LiveState(LiveCache):
 class SyncLiveState(LiveCache):
     """The cache, followed by a daemon thread (for WSGI processes)."""
 
-    def __init__(self, client: redis.Redis, api_key_secret: bytes | None) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, api_key_secret: bytes | None) -> None:
         super().__init__(api_key_secret)
         self.client = client
         self._thread: threading.Thread | None = None

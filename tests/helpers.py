@@ -80,6 +80,34 @@ def hammer_request(redis_url: str, policy: dict[str, Any], offset_s: float, call
         raise
 
 
+def hammer_request_sync(redis_url: str, policy: dict[str, Any], offset_s: float, threads: int, attempts: int,
+                        ip: str, route: str, go: Any, ready: Any, results: Any) -> None:
+    """:func:`hammer_request` through the WSGI enforcer (``SyncEnforcer``) from ``threads`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ratewarden.enforcer import SyncEnforcer
+
+    try:
+        enforcer = SyncEnforcer(policy_from_mapping(policy), EnforcerSettings(redis_url=redis_url,
+                                                                              redis_budget_ms=2000))
+        enforcer.start()
+        enforcer.clock_offset_s = offset_s
+        identity = enforcer.identify(ip=ip)
+        ready.release()
+        go.wait()
+
+        def caller() -> int:
+            return sum(enforcer.decide(identity, route).allowed for _ in range(attempts))
+
+        with ThreadPoolExecutor(threads) as pool:
+            total = sum(pool.map(lambda _: caller(), range(threads)))
+        enforcer.close()
+        results.put(total)
+    except BaseException as exc:
+        results.put(repr(exc))
+        raise
+
+
 def hammer_django(redis_url: str, path: str, threads: int, attempts: int, overrides: dict[str, Any] | None,
                   go: Any, ready: Any, results: Any) -> None:
     """In a child process: Django with the test URLs; ``threads`` threads each GET ``path``

@@ -18,7 +18,7 @@ from redis.cluster import RedisCluster
 from ratewarden.enforcer.topology import parse_redis_url, sync_client
 from ratewarden.local_topologies import LocalCluster
 
-from .helpers import hammer_request, make_enforcer, run_processes, wait_until
+from .helpers import hammer_request, hammer_request_sync, make_enforcer, run_processes, wait_until
 from .test_algorithms import (  # noqa: F401 - collected again here, on the cluster
     test_buckets_refill_at_rate_up_to_burst,
     test_concurrency_slots_are_released_and_leaked_ones_expire,
@@ -28,6 +28,7 @@ from .test_algorithms import (  # noqa: F401 - collected again here, on the clus
     test_sliding_window_counter_weights_the_previous_window,
     test_sliding_window_log,
 )
+from .test_exactness import test_exactly_the_limit_through_the_drf_throttle  # noqa: F401
 from .test_live_changes import (  # noqa: F401
     test_a_tier_changed_at_run_time_applies_within_a_second_and_clearing_restores_the_file,
     test_api_keys_are_stored_hashed_and_revocation_is_live,
@@ -80,16 +81,21 @@ def _three_dimension_policy(route: str, capacity: str, binding: str) -> dict[str
                           "algorithm": "fixed_window"}]}
 
 
-@pytest.mark.parametrize("binding", ["ip", "endpoint", "capacity"])
+@pytest.mark.parametrize(("binding", "hammer"), [
+    ("ip", hammer_request), ("endpoint", hammer_request), ("capacity", hammer_request),
+    ("ip", hammer_request_sync), ("capacity", hammer_request_sync),
+], ids=["ip", "endpoint", "capacity", "ip-wsgi", "capacity-wsgi"])
 def test_exactly_the_limit_when_the_counters_live_on_three_primaries(
-        local_cluster: LocalCluster, redis_sync: RedisCluster, binding: str) -> None:
+        local_cluster: LocalCluster, redis_sync: RedisCluster, binding: str, hammer: Any) -> None:
+    """4 processes x 8 callers (asyncio tasks, or WSGI threads), 12 tries each, for 100 places."""
     ip, route, capacity = _on_three_primaries(local_cluster)
     policy = _three_dimension_policy(route, capacity, binding)
     start = dt.datetime.now(dt.UTC).replace(minute=0, second=10, microsecond=0) + dt.timedelta(hours=1)
-    admitted = run_processes(hammer_request, (local_cluster.url, policy, start.timestamp() - time.time(), CALLERS,
-                                              ATTEMPTS, ip, route), PROCESSES)
+    admitted = run_processes(hammer, (local_cluster.url, policy, start.timestamp() - time.time(), CALLERS,
+                                      ATTEMPTS, ip, route), PROCESSES)
     assert all(isinstance(n, int) for n in admitted), admitted
-    print(f"binding {binding}: admitted {admitted} = {sum(admitted)} of {PROCESSES * CALLERS * ATTEMPTS}")
+    print(f"binding {binding} ({hammer.__name__}): admitted {admitted} = {sum(admitted)} "
+          f"of {PROCESSES * CALLERS * ATTEMPTS}")
     assert sum(admitted) == LIMIT, admitted
     assert sum(1 for n in admitted if n) > 1
 
@@ -126,3 +132,26 @@ async def test_a_request_denied_on_one_primary_keeps_nothing_on_the_others(
     await anyio.to_thread.run_sync(lambda: wait_until(lambda: redis_sync.zcard(keys["slots"]) == 0, 5,
                                                       "the leases of finished requests released"))
     await enforcer.aclose()
+
+
+def test_the_wsgi_enforcer_gives_back_what_a_denied_request_took_too(
+        local_cluster: LocalCluster, redis_sync: RedisCluster) -> None:
+    from ratewarden.enforcer import EnforcerSettings, SyncEnforcer, policy_from_mapping
+
+    ip, route, _capacity = _on_three_primaries(local_cluster)
+    rules = [{"name": "per-ip", "algorithm": "gcra", "limit": 1000, "period": "1h", "burst": 1000, "scope": ["ip"]},
+             {"name": "per-route", "algorithm": "sliding_window_log", "limit": 2, "period": "1h",
+              "scope": ["endpoint"]}]
+    enforcer = SyncEnforcer(policy_from_mapping({"tiers": {"anonymous": {"rules": rules}, "free": {}}}),
+                            EnforcerSettings(redis_url=local_cluster.url, redis_budget_ms=2000, local_deny_cache=False))
+    enforcer.start()
+    identity = enforcer.identify(ip=ip)
+    assert [enforcer.decide(identity, route).allowed for _ in range(6)] == [True, True] + [False] * 4
+    ip_key = enforcer.plan("anonymous", route).keys(identity)[0]
+    interval_us = 3600e6 / 1000
+
+    def settled() -> bool:  # the GCRA arrival time moved by the two admitted requests only
+        now_us = redis_sync.time()[0] * 1e6
+        return float(redis_sync.hget(ip_key, "t") or 0) - now_us <= 2 * interval_us + 1e6
+    wait_until(settled, 5, "the WSGI enforcer's denials given back")
+    enforcer.close()
