@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
+import redis
 from redis.cluster import RedisCluster
 
 from ratewarden.enforcer.topology import parse_redis_url, sync_client
@@ -155,3 +156,27 @@ def test_the_wsgi_enforcer_gives_back_what_a_denied_request_took_too(
         return float(redis_sync.hget(ip_key, "t") or 0) - now_us <= 2 * interval_us + 1e6
     wait_until(settled, 5, "the WSGI enforcer's denials given back")
     enforcer.close()
+
+
+async def test_counters_in_several_slots_of_one_primary_take_one_script_call(
+        local_cluster: LocalCluster, redis_sync: RedisCluster) -> None:
+    primary = local_cluster.primaries[0]
+    ip = next(ip for ip in (f"203.0.113.{n}" for n in range(1, 255))
+              if local_cluster.primary_of(f"{{ip:{ip}}}") is primary)
+    route = next(route for route in (f"GET /same/{n}" for n in range(1000))
+                 if local_cluster.primary_of(f"{{e:{route}}}") is primary)
+    rules = [{"name": "per-ip", "algorithm": "token_bucket", "limit": 3, "period": "1h", "scope": ["ip"]},
+             {"name": "per-route", "algorithm": "fixed_window", "limit": 1000, "period": "1h", "scope": ["endpoint"]}]
+    enforcer = make_enforcer(local_cluster.url, {"tiers": {"anonymous": {"rules": rules}, "free": {}}},
+                             local_deny_cache=False)
+    await enforcer.start()
+    identity = await enforcer.identify(ip=ip)
+    node = redis.Redis(host=primary.host, port=primary.port)
+    node.config_resetstat()
+    assert [(await enforcer.decide(identity, route)).allowed for _ in range(5)] == [True] * 3 + [False] * 2
+    scripts = sum(int(stats["calls"]) for name, stats in node.info("commandstats").items()
+                  if name in ("cmdstat_evalsha", "cmdstat_eval"))
+    assert scripts in (5, 6), scripts  # one call per decision (the first EVALSHA may meet NOSCRIPT, then EVAL)
+    assert int(redis_sync.hget(enforcer.plan("anonymous", route).keys(identity)[1], "c")) == 3
+    node.close()
+    await enforcer.aclose()
