@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from bench.support.common import median, percentile
+from bench.support.common import drive, median, percentile
 from ratewarden.enforcer import Enforcer, EnforcerSettings, policy_from_mapping
 from ratewarden.enforcer.decision import Decision
 from ratewarden.enforcer.identity import Identity
@@ -131,29 +130,15 @@ def server_stats(client: redis.Redis) -> tuple[float, dict[str, dict[str, float]
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"]), commands
 
 
-async def drive(call: Callable[[int], Awaitable[Decision]], seconds: float,
-                outcome: Outcome) -> tuple[float, list[float]]:
-    """``call(i)`` from CONCURRENCY tasks for ``seconds``: (decisions/s, latencies in µs)."""
-    latencies: list[float] = []
-    stop_at = time.perf_counter() + seconds
-    counter = 0
+def _outcome_of(outcome: Outcome) -> Callable[[Decision], None]:
+    def check(decision: Decision) -> None:
+        if decision.degraded or not decision.allowed:
+            outcome.degraded += decision.degraded
+            outcome.denied += not decision.allowed
+            if len(outcome.examples) < 3:
+                outcome.examples.append(decision)
 
-    async def worker() -> None:
-        nonlocal counter
-        while time.perf_counter() < stop_at:
-            counter += 1
-            started = time.perf_counter()
-            decision = await call(counter)
-            latencies.append((time.perf_counter() - started) * 1e6)
-            if decision.degraded or not decision.allowed:
-                outcome.degraded += decision.degraded
-                outcome.denied += not decision.allowed
-                if len(outcome.examples) < 3:
-                    outcome.examples.append(decision)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    return len(latencies) / (time.perf_counter() - started), latencies
+    return check
 
 
 async def measure(deployment: Deployment, label: str, call: Callable[[int], Awaitable[Decision]],
@@ -162,7 +147,7 @@ async def measure(deployment: Deployment, label: str, call: Callable[[int], Awai
         client.config_resetstat()
     cpu_before = [server_stats(client)[0] for client in deployment.primaries]
     outcome = Outcome()
-    rate, latencies = await drive(call, seconds, outcome)
+    rate, latencies = await drive(call, CONCURRENCY, seconds, _outcome_of(outcome))
     after = [server_stats(client) for client in deployment.primaries]
     decisions = len(latencies)
     scripts = [sum(int(commands.get(name, {}).get("calls", 0)) for name in SCRIPT_COMMANDS) for _, commands in after]

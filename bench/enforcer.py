@@ -13,7 +13,6 @@ import asyncio
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,7 +23,7 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from bench.support.common import ROOT, load, load_generator, median, percentile, uvicorn_server
+from bench.support.common import ROOT, drive, load, load_generator, median, percentile, uvicorn_server
 from ratewarden.enforcer import ApiKeyStore, Enforcer, EnforcerSettings, load_policy
 from ratewarden.local import redis_url as local_redis
 
@@ -35,25 +34,6 @@ LABELS = {"single": "ratewarden, 1 rule", "multi": "ratewarden, 4 rules + 2 quot
           "features": "+ shadow, capacity, refunds, anchor"}
 CLIENTS = 1000
 console = Console()
-
-
-async def _drive(call, concurrency: int, seconds: float) -> tuple[float, list[float]]:
-    """Run ``call(i)`` from ``concurrency`` tasks for ``seconds``: (calls/s, latencies in µs)."""
-    latencies: list[float] = []
-    stop_at = time.perf_counter() + seconds
-    counter = 0
-
-    async def worker() -> None:
-        nonlocal counter
-        while time.perf_counter() < stop_at:
-            counter += 1
-            started = time.perf_counter()
-            await call(counter)
-            latencies.append((time.perf_counter() - started) * 1e6)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return len(latencies) / (time.perf_counter() - started), latencies
 
 
 async def decisions(redis_url: str, seconds: float, rounds: int) -> dict[str, float]:
@@ -79,12 +59,12 @@ async def decisions(redis_url: str, seconds: float, rounds: int) -> dict[str, fl
 
         calls[name] = enforcer_call
     for call in calls.values():  # warm caches and connections
-        await _drive(call, 64, 0.5)
+        await drive(call, 64, 0.5)
     results: dict[str, list[tuple[float, list[float]]]] = {}
     for _ in range(rounds):  # interleaved, so load drift hits all alike
         for concurrency in (1, 64):
             for name, call in calls.items():
-                results.setdefault(f"{name}_c{concurrency}", []).append(await _drive(call, concurrency, seconds))
+                results.setdefault(f"{name}_c{concurrency}", []).append(await drive(call, concurrency, seconds))
     for enforcer in enforcers.values():
         await enforcer.aclose()
     await floor_client.aclose()

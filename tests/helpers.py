@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 
 from ratewarden.enforcer import Enforcer, EnforcerSettings, policy_from_mapping
@@ -208,3 +214,58 @@ def consume_events(bootstrap: str, topic: str, expect: int, timeout_s: float = 3
 
     return [decode_event(r.value) for r in read_topic(bootstrap, topic, timeout_s=timeout_s, expect=expect,
                                                       linger_s=1.0)]
+
+
+@dataclass
+class Load:
+    """Steady HTTP requests, ``rate_per_s`` from each client (one by default; each of ``clients``
+    names the extra headers it sends, e.g. its forwarded address), recording every status and latency."""
+
+    base_url: str
+    rate_per_s: float = 40.0
+    headers: dict[str, str] = field(default_factory=dict)
+    clients: list[dict[str, str]] = field(default_factory=lambda: [{}])
+    statuses: Counter[Any] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Load:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+        return self
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=10, headers=self.headers) as http:
+            await asyncio.gather(*(self._client(http, headers) for headers in self.clients))
+
+    async def _client(self, http: httpx.AsyncClient, headers: dict[str, str]) -> None:
+        next_at = time.monotonic()
+        i = 0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                response = await http.get(f"/v1/items/{i % 50 + 1}", headers=headers)
+                self.statuses[response.status_code] += 1
+            except httpx.HTTPError as exc:
+                self.statuses[type(exc).__name__] += 1
+            self.latencies.append(time.monotonic() - started)
+            i += 1
+            next_at += 1 / self.rate_per_s
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    def stop(self) -> int:
+        """Stop, and return the number of requests answered (or failed)."""
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(30)
+        return sum(self.statuses.values())
+
+
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -9,17 +9,13 @@ Figures come from the events themselves: each says whether it was decided withou
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from ratewarden.enforcer.events import decode_event
@@ -27,7 +23,7 @@ from ratewarden.local import KafkaServer, RedisServer, create_topics
 from ratewarden.local_topologies import LocalCluster, LocalSentinels
 from ratewarden.stack import ApiServer
 
-from .helpers import read_topic
+from .helpers import Load, read_topic
 
 pytestmark = pytest.mark.slow
 
@@ -47,43 +43,6 @@ tiers:
 endpoints:
   - {{route: GET /healthz, exempt: true}}  # the readiness probe: no event
 """
-
-
-@dataclass
-class Load:
-    """CLIENTS clients (distinct forwarded IPs) at RATE_PER_CLIENT each, recording every status."""
-
-    base_url: str
-    ips: list[str]
-    statuses: Counter[Any] = field(default_factory=Counter)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> Load:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self._thread.start()
-        return self
-
-    async def _client(self, http: httpx.AsyncClient, ip: str) -> None:
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                response = await http.get("/v1/items/7", headers={"x-forwarded-for": ip})
-                self.statuses[response.status_code] += 1
-            except httpx.HTTPError as exc:
-                self.statuses[type(exc).__name__] += 1
-            next_at += 1 / RATE_PER_CLIENT
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-
-    async def _run(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=10) as http:
-            await asyncio.gather(*(self._client(http, ip) for ip in self.ips))
-
-    def stop(self) -> int:
-        self._stop.set()
-        assert self._thread is not None
-        self._thread.join(30)
-        return sum(self.statuses.values())
 
 
 @pytest.fixture
@@ -106,7 +65,7 @@ def _failover(api: ApiServer, kafka: KafkaServer, ips: list[str], kill: Callable
               settle_s: float, promoted: Callable[[], bool]) -> dict[str, Any]:
     """Load, kill, load until ``settle_s`` after the kill; the figures, from the events, and when the
     servers themselves had promoted a replica (``promoted()`` polled)."""
-    load = Load(api.url, ips).start()
+    load = Load(api.url, RATE_PER_CLIENT, clients=[{"x-forwarded-for": ip} for ip in ips]).start()
     time.sleep(4)
     killed_at_us = time.time() * 1e6
     kill()

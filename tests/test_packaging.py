@@ -69,3 +69,41 @@ def test_the_base_install_decides_without_any_extra(base_venv: Path, tmp_path: P
     assert hint.returncode == 1 and hint.stderr.strip().endswith("pip install 'ratewarden[cli]'"), hint.stderr
     asgi = run(python, "-c", "import ratewarden.enforcer.asgi")
     assert asgi.returncode == 1 and asgi.stderr.strip().endswith("pip install 'ratewarden[fastapi]'"), asgi.stderr
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in lock.read_text().splitlines():
+        name, sep, version = line.partition("==")
+        if sep and not line.startswith((" ", "#")):
+            pins[canonicalize_name(name)] = version.split(";")[0].strip()
+    return pins
+
+
+def test_the_lock_files_agree_with_pyproject() -> None:
+    """Every pin satisfies what pyproject.toml declares, and the floors file pins the declared floors
+    (run scripts/lock after changing a dependency)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [Requirement(text) for text in project["dependencies"]]
+    declared += [Requirement(text) for extra in project["optional-dependencies"].values() for text in extra
+                 if not text.startswith("ratewarden")]
+    for lock in ("lock.txt", "floors.txt"):
+        pins = _pins(ROOT / "requirements" / lock)
+        for requirement in declared:
+            pinned = pins.get(canonicalize_name(requirement.name))
+            assert pinned is None or requirement.specifier.contains(pinned, prereleases=True), \
+                f"requirements/{lock} pins {requirement.name}=={pinned}, outside {requirement}: run scripts/lock"
+    floors = _pins(ROOT / "requirements" / "floors.txt")
+    for text in project["dependencies"]:
+        requirement = Requirement(text)
+        [floor] = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        assert Version(floors[canonicalize_name(requirement.name)]) == Version(floor), \
+            f"{requirement.name}: run scripts/lock"

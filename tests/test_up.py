@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .helpers import process_alive
+
 
 def _children(pid: int) -> set[int]:
     """Every descendant of ``pid`` (they run in process groups of their own)."""
@@ -27,14 +29,6 @@ def _children(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _get(url: str, token: str | None = None) -> object:
@@ -74,5 +68,5 @@ def test_up_serves_the_pipeline_and_sigterm_stops_every_process(tmp_path: Path) 
         up.wait(90)
     assert up.returncode == 0, log.read_text()[-2000:]
     time.sleep(0.5)
-    assert [pid for pid in started if _alive(pid)] == []
+    assert [pid for pid in started if process_alive(pid)] == []
     assert "stopped" in log.read_text()

@@ -14,13 +14,7 @@ from ratewarden.enforcer.overrides import Override, OverrideStore
 from ratewarden.enforcer.topology import parse_redis_url, sync_client
 from ratewarden.stack import RedisKind, Stack, redis_processes, start_redis
 
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+from .helpers import process_alive
 
 
 @pytest.mark.parametrize(("kind", "scheme", "processes"), [("cluster", "redis+cluster", 6),
@@ -33,7 +27,7 @@ def test_the_stack_starts_a_cluster_or_sentinels_and_stops_every_process(
         assert url.startswith(f"{scheme}://")
         topology = parse_redis_url(url)
         assert topology.kind == kind
-        assert len(pids) == processes and all(pid is not None and _alive(pid) for pid in pids)
+        assert len(pids) == processes and all(pid is not None and process_alive(pid) for pid in pids)
         client = sync_client(topology, socket_timeout=5)
         try:
             for n in range(20):  # on a cluster, keys of every primary
@@ -47,7 +41,7 @@ def test_the_stack_starts_a_cluster_or_sentinels_and_stops_every_process(
             client.close()
     finally:
         deployment.stop()
-    assert [pid for pid in pids if pid is not None and _alive(pid)] == []
+    assert [pid for pid in pids if pid is not None and process_alive(pid)] == []
 
 
 def test_every_kind_has_a_description_and_the_option_names_them_all() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -10,13 +11,39 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 from ratewarden.local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+async def drive(call: Callable[[int], Awaitable[T]], concurrency: int, seconds: float,
+                check: Callable[[T], None] | None = None) -> tuple[float, list[float]]:
+    """Run ``call(i)`` from ``concurrency`` tasks for ``seconds``, passing each result to ``check``:
+    (calls/s, latencies in µs)."""
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    counter = 0
+
+    async def worker() -> None:
+        nonlocal counter
+        while time.perf_counter() < stop_at:
+            counter += 1
+            started = time.perf_counter()
+            result = await call(counter)
+            latencies.append((time.perf_counter() - started) * 1e6)
+            if check is not None:
+                check(result)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return len(latencies) / (time.perf_counter() - started), latencies
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -4,16 +4,13 @@ steady load and the reconciliation every fault test ends with."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import sys
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,46 +82,6 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     yield pipe
     for process in (pipe.api, pipe.worker, kafka, redis):
         process.stop(timeout_s=20)
-
-
-@dataclass
-class Load:
-    """Steady requests (``rate_per_s``) from one client, recording every status and latency."""
-
-    base_url: str
-    rate_per_s: float = 40.0
-    headers: dict[str, str] = field(default_factory=dict)
-    statuses: Counter = field(default_factory=Counter)
-    latencies: list[float] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> Load:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self._thread.start()
-        return self
-
-    async def _run(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=10, headers=self.headers) as http:
-            next_at = time.monotonic()
-            i = 0
-            while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    response = await http.get(f"/v1/items/{i % 50 + 1}")
-                    self.statuses[response.status_code] += 1
-                except httpx.HTTPError as exc:
-                    self.statuses[type(exc).__name__] += 1
-                self.latencies.append(time.monotonic() - started)
-                i += 1
-                next_at += 1 / self.rate_per_s
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-
-    def stop(self) -> int:
-        self._stop.set()
-        assert self._thread is not None
-        self._thread.join(30)
-        return sum(self.statuses.values())
 
 
 def reconcile(pipe: Pipeline, sent: int, timeout_s: float = 120.0) -> dict[str, Any]:

@@ -15,7 +15,8 @@ import redis
 from ratewarden.enforcer import ApiKeyStore
 from ratewarden.enforcer.apikeys import IDS_HASH, KEYS_HASH
 
-from .conftest import Load, Pipeline, reconcile
+from ..helpers import Load
+from .conftest import Pipeline, reconcile
 
 
 def _trusted_load(pipe: Pipeline) -> Load:
