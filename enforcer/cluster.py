@@ -119,8 +119,10 @@ class AsyncClusterRunner:
                 raise ConnectionError(f"no node of the cluster serves slot {slot}")
         return node
 
-    async def _routed(self, key: str, send: Callable[[AsyncScriptRunner], Awaitable[Any]]) -> Any:
-        """``send`` on the node serving ``key``, following MOVED, ASK and TRYAGAIN."""
+    async def _routed(self, key: str, send: Callable[[AsyncScriptRunner], Awaitable[Any]],
+                      script: LuaScript | None = None) -> Any:
+        """``send`` on the node serving ``key``, following MOVED, ASK and TRYAGAIN (``script``: the one
+        ``send`` runs, loaded on an importing node first, since ASKING covers one command only)."""
         for _ in range(_REDIRECTS):
             node = await self._node_for(key)
             if self._down_until and time.monotonic() < self._down_until.get(node, 0.0):
@@ -137,6 +139,8 @@ class AsyncClusterRunner:
                     self.refresh_soon()
                 elif kind == "ASK":
                     importing = self._runner(self._address(rest.partition(" ")[2]))
+                    if script is not None:  # else its NOSCRIPT retry would go without ASKING
+                        importing.command("SCRIPT", "LOAD", script.source)
                     importing.command("ASKING")  # queued just before the call, on the same connection
                     return await send(importing)
                 elif kind == "TRYAGAIN":  # a multi-key call during resharding
@@ -160,7 +164,7 @@ class AsyncClusterRunner:
     def call(self, lua: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
         """One script call; every key must be served by one node (see :meth:`split`)."""
         script, keys, args = self._scripts.prepare(lua, keys, args)
-        return self._routed(keys[0], lambda runner: runner.call(script, keys, args))
+        return self._routed(keys[0], lambda runner: runner.call(script, keys, args), script)
 
     def execute(self, *args: Any) -> Awaitable[Any]:
         """One command on the node serving its key (``args[1]``); all of ratewarden's commands name a key."""

@@ -165,3 +165,37 @@ async def test_counters_in_several_slots_of_one_primary_take_one_script_call(
     assert int(redis_sync.hget(enforcer.plan("anonymous", route).keys(identity)[1], "c")) == 3
     node.close()
     await enforcer.aclose()
+
+
+async def test_decisions_follow_a_slot_moved_to_another_primary(local_cluster: LocalCluster,
+                                                               redis_sync: RedisCluster) -> None:
+    """Resharding at run time: ASK while the slot migrates (its keys already on the new primary),
+    MOVED once it has; no decision leaves Redis and the count carries on."""
+    rules = [{"name": "per-ip", "algorithm": "fixed_window", "limit": 10, "period": "1h", "scope": ["ip"]}]
+    enforcer = make_enforcer(local_cluster.url, {"tiers": {"anonymous": {"rules": rules}, "free": {}}},
+                             local_deny_cache=False)
+    await enforcer.start()
+    identity = await enforcer.identify(ip="192.0.2.77")
+    key = enforcer.plan("anonymous", "GET /x").keys(identity)[0]
+    source = local_cluster.primary_of(key)
+    target = next(node for node in local_cluster.primaries if node is not source)
+    src = redis.Redis(host=source.host, port=source.port, decode_responses=True)
+    dst = redis.Redis(host=target.host, port=target.port, decode_responses=True)
+    slot, source_id, target_id = src.cluster("KEYSLOT", key), src.cluster("MYID"), dst.cluster("MYID")
+    decisions = [await enforcer.decide(identity, "GET /x") for _ in range(3)]
+
+    dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+    src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+    keys = src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+    src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys)
+    decisions += [await enforcer.decide(identity, "GET /x") for _ in range(3)]  # the source answers ASK
+
+    for node in local_cluster.primaries:
+        redis.Redis(host=node.host, port=node.port).execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+    decisions += [await enforcer.decide(identity, "GET /x") for _ in range(6)]  # the source answers MOVED
+
+    assert not any(d.degraded for d in decisions)
+    assert [d.allowed for d in decisions] == [True] * 10 + [False] * 2
+    assert int(dst.hget(key, "c")) == 10 and enforcer.runner.owner(key).port == target.port
+    src.close(), dst.close()
+    await enforcer.aclose()
