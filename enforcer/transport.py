@@ -233,25 +233,26 @@ def _expire(waiters: list[_Waiter]) -> None:
 class SyncScriptRunner:
     """One EVALSHA per call from threads (WSGI), packed by hiredis.
 
-    Each thread keeps its own connection (WSGI threads are few and long-lived), so a call
-    takes no pool lock and no health poll; a connection that fails is dropped and made again.
+    Each thread keeps a connection of its own from the client's pool (WSGI threads are few and
+    long-lived), so a call takes no pool lock and no health poll; a connection that fails is
+    dropped and the next call takes a new one (through Sentinel: from the primary named now).
     """
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._kwargs = client.connection_pool.connection_kwargs
-        self._connection_class = client.connection_pool.connection_class
+        self._pool = client.connection_pool
         self._local = threading.local()
 
     def _round_trip(self, packed: bytes) -> Any:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = self._local.connection = self._connection_class(**self._kwargs)
+            connection = self._local.connection = self._pool.get_connection()
         try:
             connection.send_packed_command([packed], check_health=False)
             return connection.read_response()
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             connection.disconnect()
+            self._pool.release(connection)
             self._local.connection = None
             raise
 
