@@ -164,13 +164,46 @@ class AsyncClusterRunner:
     def call(self, lua: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
         """One script call; every key must be served by one node (see :meth:`split`)."""
         script, keys, args = self._scripts.prepare(lua, keys, args)
-        return self._routed(keys[0], lambda runner: runner.call(script, keys, args), script)
+        return self._sent(keys[0], lambda runner: runner.call(script, keys, args), script)
+
+    def _sent(self, key: str, send: Callable[[AsyncScriptRunner], asyncio.Future[Any]],
+              script: LuaScript | None = None) -> Awaitable[Any]:
+        """``send`` on the node the slot map names: its reply as it comes (no task, no coroutine), or,
+        when the node redirects the call, the routed call's (:meth:`_routed`)."""
+        node = self._owners[slot_of(key)]
+        if node is None or (self._down_until and time.monotonic() < self._down_until.get(node, 0.0)):
+            return self._routed(key, send, script)
+        first = send(self._runner(node))
+        reply = first.get_loop().create_future()
+
+        def answered(future: asyncio.Future[Any]) -> None:
+            if reply.done():
+                return
+            if future.cancelled():
+                reply.cancel()
+                return
+            error = future.exception()
+            if error is None:
+                reply.set_result(future.result())
+            elif isinstance(error, ResponseError) and str(error).startswith(("MOVED", "ASK", "TRYAGAIN")):
+                routed = asyncio.ensure_future(self._routed(key, send, script))
+                routed.add_done_callback(lambda done: _chain(done, reply))
+            else:
+                if isinstance(error, (ConnectionError, OSError, TimeoutError)):
+                    self._down_until[node] = time.monotonic() + self.retry_after_s
+                    self.refresh_soon()
+                elif str(error).startswith(("CLUSTERDOWN", "READONLY")):
+                    self.refresh_soon()
+                reply.set_exception(error)
+
+        first.add_done_callback(answered)
+        return reply
 
     def execute(self, *args: Any) -> Awaitable[Any]:
         """One command on the node serving its key (``args[1]``); all of ratewarden's commands name a key."""
         if len(args) < 2:
             raise ValueError(f"{args[0]!r}: a command sent through a cluster runner must name a key")
-        return self._routed(args[1], lambda runner: runner.execute(*args))
+        return self._sent(args[1], lambda runner: runner.execute(*args))
 
     def command(self, *args: Any) -> None:
         """A command no one waits for, on the node serving its key (e.g. releasing a lease)."""
@@ -235,6 +268,17 @@ class AsyncClusterRunner:
         for runner in self._runners.values():
             await runner.aclose()
         self._runners.clear()
+
+
+def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())  # type: ignore[arg-type]
+    else:
+        target.set_result(source.result())
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

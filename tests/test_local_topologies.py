@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 
+import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
 
 from ratewarden.local_topologies import LocalCluster, LocalSentinels
+
+from .helpers import wait_until
 
 
 def test_a_three_primary_cluster_serves_every_slot_and_fails_over() -> None:
@@ -49,5 +52,12 @@ def test_sentinels_name_the_new_primary_after_it_dies() -> None:
             time.sleep(0.1)
         print(f"Sentinels promoted a replica {time.monotonic() - started:.1f} s after kill -9 (down-after 1.0 s)")
         assert setup.master_port() == setup.replicas[0].port
-        assert primary.set("y", "2")  # the master_for client follows the switch
+
+        def follows() -> bool:  # a Sentinel may name the new primary a moment before it calls it healthy
+            try:
+                return bool(primary.set("y", "2"))
+            except redis.ConnectionError:  # MasterNotFoundError among them
+                return False
+        waited = wait_until(follows, 5, "the master_for client following the switch")
+        print(f"the client wrote to the new primary {waited:.2f} s after the Sentinels named it")
         assert primary.get("x") == b"1"
