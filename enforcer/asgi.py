@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -104,6 +105,18 @@ def _match(routes: Any, scope: Scope, prefix: str) -> tuple[str, RouteLimits | N
     return partial
 
 
+def freeze_startup_heap() -> None:
+    """Collect once, then freeze what is left (the app, its imports, caches built at start-up).
+
+    While a request awaits Redis its frames, futures and closures are alive at each young-generation
+    collection, so with tens of requests in flight they are promoted again and again, and every few
+    seconds the collector walks the whole heap (~75,000 objects for the demo app: 30-50 ms, a pause
+    of every request then in flight). Frozen objects are never walked again; full collections then
+    cover only what was made since, and take well under a millisecond."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _apply_key_function(key: KeyFunction, identity: Identity, scope: Scope, receive: Receive) -> Receive:
     """Set ``identity.custom`` from the route's key function; returns a ``receive`` that
     replays the request body the function may have read, for the app to read again."""
@@ -164,7 +177,7 @@ class RatewardenMiddleware:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), send)
+            await self.app(scope, self._lifespan_receive(receive), self._lifespan_send(send))
         else:
             await self.app(scope, receive, send)
 
@@ -180,6 +193,14 @@ class RatewardenMiddleware:
             return message
 
         return wrapped
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def started(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete" and self.enforcer.settings.gc_freeze:
+                freeze_startup_heap()
+            await send(message)
+
+        return started
 
     async def _start(self) -> None:
         await self.enforcer.start()

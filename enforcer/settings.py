@@ -42,6 +42,10 @@ class EnforcerSettings(BaseSettings):
     legacy_headers: bool = Field(True, description="send X-RateLimit-Limit/-Remaining/-Reset")
     shadow_headers: bool = Field(False, description="send X-Ratewarden-Shadow when a shadow rule would have denied")
     local_deny_cache: bool = Field(True, description="answer a client denied until T with 429 locally until T")
+    gc_freeze: bool = Field(
+        True, description="once the ASGI app has started, move what it built out of the garbage collector's "
+                          "reach (gc.collect, then gc.freeze), so full collections stop pausing requests for "
+                          "tens of milliseconds")
     fallback_share: float = Field(
         1.0, gt=0, le=1, description="while Redis is away, each process admits this share of every limit"
     )

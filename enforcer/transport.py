@@ -110,6 +110,7 @@ class AsyncScriptRunner:
         self._buffer: list[bytes] = []
         self._buffered: list[_Waiter] = []
         self._scheduled = False
+        self._sweep: asyncio.TimerHandle | None = None
 
     # -- queueing ----------------------------------------------------------
 
@@ -172,7 +173,28 @@ class AsyncScriptRunner:
         protocol.waiters.extend(waiters)
         assert protocol.transport is not None
         protocol.transport.write(data)
-        asyncio.get_running_loop().call_later(self.timeout_s, _expire, waiters)
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(self.timeout_s, self._expire_late)
+
+    def _expire_late(self) -> None:
+        """Fail the calls waiting longer than the budget (a late reply is dropped), then wait for the
+        oldest still in time. One timer per connection, not one per batch: a timer per batch held
+        every call's future, reply and arguments for the whole budget, so under load they outlived
+        the garbage collector's youngest generation and made full collections (tens of ms) frequent."""
+        self._sweep = None
+        protocol = self._protocol
+        if protocol is None:
+            return
+        deadline = time.monotonic() - self.timeout_s
+        error = None
+        for waiter in protocol.waiters:  # in the order sent
+            if waiter.sent_at > deadline:
+                self._sweep = asyncio.get_running_loop().call_later(waiter.sent_at - deadline, self._expire_late)
+                return
+            future = waiter.future
+            if future is not None and not future.done():
+                error = error or TimeoutError("Redis did not answer within the budget")
+                future.set_exception(error)
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -214,20 +236,14 @@ class AsyncScriptRunner:
             self._flush()
 
     async def aclose(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         if self._connecting is not None:
             self._connecting.cancel()
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
         self._protocol = None
-
-
-def _expire(waiters: list[_Waiter]) -> None:
-    error = None
-    for waiter in waiters:
-        future = waiter.future
-        if future is not None and not future.done():
-            error = error or TimeoutError("Redis did not answer within the budget")
-            future.set_exception(error)
 
 
 class SyncScriptRunner:

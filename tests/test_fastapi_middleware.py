@@ -3,6 +3,7 @@ per-route limits, API-key tiers, trusted proxies, and Redis outages (open and cl
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -176,3 +177,26 @@ def test_redis_outage_fail_closed_answers_503(own_redis: RedisServer) -> None:
         assert "retry-after" in response.headers
         own_redis.restart()
         _until_recovered(client, 200)
+
+
+@pytest.mark.parametrize(("setting", "frozen"), [("true", True), ("false", False)])
+def test_the_startup_heap_is_frozen_once_the_app_has_started(redis_url: str, setting: str, frozen: bool) -> None:
+    """RATEWARDEN_GC_FREEZE: full garbage collections stop walking what the app built at start-up
+    (in a child interpreter: freezing is process-wide)."""
+    import subprocess
+    import sys
+
+    code = ("import gc, json\n"
+            "from fastapi.testclient import TestClient\n"
+            "from ratewarden.examples.demo_fastapi.app import create_app\n"
+            "before = gc.get_freeze_count()\n"
+            "with TestClient(create_app()) as client:\n"
+            "    during = gc.get_freeze_count()\n"
+            "    status = client.get('/v1/items/1').status_code\n"
+            "print(json.dumps([before, during, status]))\n")
+    env = {"PATH": "/usr/bin:/bin", "RATEWARDEN_REDIS_URL": redis_url, "RATEWARDEN_GC_FREEZE": setting}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    before, during, status = json.loads(result.stdout.strip().splitlines()[-1])
+    assert before == 0 and status == 200
+    assert (during > 10_000) is frozen, during  # the app, FastAPI, pydantic and the enforcer: tens of thousands

@@ -137,4 +137,10 @@ def _wrk(port: int, seconds: float, connections: int, path: str, header_file: Pa
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     statuses = {"200": "all"} if not non_2xx else {"non-2xx": int(non_2xx.group(1))}
-    return {"rps": rps, "statuses": statuses}
+    return {"rps": rps, "statuses": statuses, "p50_ms": _wrk_percentile(out, 50), "p99_ms": _wrk_percentile(out, 99)}
+
+
+def _wrk_percentile(out: str, q: int) -> float:
+    """A latency percentile of wrk's --latency distribution, in milliseconds."""
+    value, unit = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
