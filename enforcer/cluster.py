@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -38,6 +39,7 @@ _REFRESH_EVERY_S = 0.1  # while a node is down: a promoted replica is found with
 _REDIRECTS = 3
 
 
+@lru_cache(maxsize=1 << 16)  # the same few keys per caller, asked for twice per decision (split, then call)
 def slot_of(key: str) -> int:
     """The cluster slot of ``key`` (by its ``{hash tag}`` if it has one)."""
     return int(key_slot(key.encode()))

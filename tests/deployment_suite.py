@@ -5,6 +5,11 @@ deployment (``test_cluster``, ``test_sentinel``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+from ratewarden.enforcer.topology import parse_redis_url, sync_client
+
 from .test_algorithms import (
     test_buckets_refill_at_rate_up_to_burst,
     test_concurrency_slots_are_released_and_leaked_ones_expire,
@@ -21,6 +26,15 @@ from .test_live_changes import (
     test_override_set_through_one_instance_is_honoured_by_another,
     test_tier_allow_list_and_custom_limit_overrides,
 )
+
+
+def emptied_client(url: str) -> Iterator[Any]:
+    """A redis-py client of the deployment at ``url``, emptied first: what ``redis_sync`` yields."""
+    client = sync_client(parse_redis_url(url))
+    client.flushall()
+    yield client
+    client.close()
+
 
 __all__ = [
     "test_buckets_refill_at_rate_up_to_burst",

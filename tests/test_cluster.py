@@ -16,10 +16,10 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from ratewarden.enforcer.topology import parse_redis_url, sync_client
 from ratewarden.local_topologies import LocalCluster
 
 from .deployment_suite import *  # noqa: F403 - the tests every deployment runs, collected here
+from .deployment_suite import emptied_client
 from .helpers import hammer_request, hammer_request_sync, make_enforcer, run_processes, wait_until
 from .test_exactness import test_exactly_the_limit_through_the_drf_throttle  # noqa: F401
 
@@ -35,10 +35,7 @@ def redis_url(local_cluster: LocalCluster) -> str:
 @pytest.fixture
 def redis_sync(local_cluster: LocalCluster) -> Iterator[Any]:
     """A cluster client on emptied primaries."""
-    client = sync_client(parse_redis_url(local_cluster.url))
-    client.flushall()
-    yield client
-    client.close()
+    yield from emptied_client(local_cluster.url)
 
 
 def _on_three_primaries(cluster: LocalCluster) -> tuple[str, str, str]:

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from ratewarden.enforcer.topology import parse_redis_url, sync_client
+from ratewarden.enforcer.topology import parse_redis_url
 from ratewarden.local_topologies import LocalSentinels
 
 from .deployment_suite import *  # noqa: F403 - the tests every deployment runs, collected here
+from .deployment_suite import emptied_client
 from .helpers import wait_until
 
 pytestmark = pytest.mark.anyio  # the async tests imported above carry it in their own modules
@@ -26,10 +27,7 @@ def redis_url(local_sentinels: LocalSentinels) -> str:
 @pytest.fixture
 def redis_sync(local_sentinels: LocalSentinels) -> Iterator[Any]:
     """A client of the primary the Sentinels name, emptied."""
-    client = sync_client(parse_redis_url(local_sentinels.url))
-    client.flushall()
-    yield client
-    client.close()
+    yield from emptied_client(local_sentinels.url)
 
 
 def test_the_url_names_the_sentinels_and_the_primary(local_sentinels: LocalSentinels) -> None:
