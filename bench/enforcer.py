@@ -92,9 +92,13 @@ def http(redis_url: str, seconds: float, rounds: int, path: str) -> dict[str, fl
             load(server.port, 1.0, 64, path, header_file)
         rates: dict[str, list[float]] = {name: [] for name in servers}
         tails: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
+        cpu_us: dict[str, list[float]] = {name: [] for name in servers}
         for _ in range(rounds):  # interleaved, same load generator and settings for all
             for name, server in servers.items():
+                cpu_before = server.cpu_seconds()
                 result = load(server.port, seconds, 64, path, header_file)
+                served = result["rps"] * seconds
+                cpu_us[name].append((server.cpu_seconds() - cpu_before) / served * 1e6)
                 rates[name].append(result["rps"])
                 if "p99_ms" in result:  # wrk reports latencies; the Python load generator does not
                     tails[name].append((result["p50_ms"], result["p99_ms"]))
@@ -105,6 +109,7 @@ def http(redis_url: str, seconds: float, rounds: int, path: str) -> dict[str, fl
             server.stop()
         header_file.unlink()
     figures = {f"http_rps_{name}": median(values) for name, values in rates.items()}
+    figures |= {f"api_cpu_us_{name}": median(values) for name, values in cpu_us.items()}
     for name, values in tails.items():
         if values:
             figures[f"http_p50_ms_{name}"] = median([p50 for p50, _ in values])
@@ -143,14 +148,15 @@ def main() -> None:
     console.print(table)
     http_table = Table(title=f"demo app over HTTP: GET {args.path} (one uvicorn worker, 64 keep-alive "
                              f"connections, load from {load_generator()})")
-    for column in ("app", "requests/s", "× bare", "p50 ms", "p99 ms", "p99 × bare"):
+    for column in ("app", "requests/s", "× bare", "p50 ms", "p99 ms", "p99 × bare", "API CPU µs/req"):
         http_table.add_column(column, justify="right")
     for name, label in {"bare": "no middleware", **LABELS}.items():
         p50, p99 = figures.get(f"http_p50_ms_{name}"), figures.get(f"http_p99_ms_{name}")
         http_table.add_row(label, f"{figures[f'http_rps_{name}']:,.0f}",
                            f"{figures[f'http_rps_{name}'] / figures['http_rps_bare']:.2f}",
                            f"{p50:.2f}" if p50 else "-", f"{p99:.2f}" if p99 else "-",
-                           f"{p99 / figures['http_p99_ms_bare']:.2f}" if p99 else "-")
+                           f"{p99 / figures['http_p99_ms_bare']:.2f}" if p99 else "-",
+                           f"{figures[f'api_cpu_us_{name}']:.0f}")
     console.print(http_table)
     console.print("targets: decisions at c64 >= 0.80 × floor; HTTP >= 0.85 × bare, p99 <= 1.5 × bare; "
                   "the fair-usage features within 5% of the same policy without them")
@@ -182,6 +188,9 @@ def main() -> None:
         "features_vs_multi_c1": ratio("features_c1_per_s", "multi_c1_per_s"),
         "features_vs_multi_c64": ratio("features_c64_per_s", "multi_c64_per_s"),
         "features_vs_multi_http": ratio("http_rps_features", "http_rps_multi"),
+        "api_cpu_us_bare": round(figures["api_cpu_us_bare"], 1),
+        "api_cpu_us_added_single": round(figures["api_cpu_us_single"] - figures["api_cpu_us_bare"], 1),
+        "api_cpu_us_added_multi": round(figures["api_cpu_us_multi"] - figures["api_cpu_us_bare"], 1),
         **({"http_p50_ms_bare": round(figures["http_p50_ms_bare"], 2),
             "http_p99_ms_bare": round(figures["http_p99_ms_bare"], 2),
             "http_p50_ms_enforced": round(figures["http_p50_ms_single"], 2),
