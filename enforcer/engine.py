@@ -17,7 +17,6 @@ from typing import NamedTuple, Self
 
 import redis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from . import metrics
@@ -340,7 +339,7 @@ class Enforcer(EnforcerCore):
         # on a cluster the runner pauses only the failed node; one server's failure pauses every decision
         self._pause_all_on_failure = topology.kind != "cluster"
         if client is None and topology.kind != "cluster":
-            client = _one_async_server(async_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0))
+            client = async_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.control = ControlClient(client, self.runner)
         self.live = LiveState(self.control, self.runner, self._secret)
 
@@ -409,11 +408,6 @@ class Enforcer(EnforcerCore):
         count or refund its response-aware rules. Queued on the pipelined connection, not awaited."""
         for call in self._after_response(decision, status, self.runner.command):
             self.runner.fire(self._script, *call)
-
-
-def _one_async_server(client: aioredis.Redis | AsyncRedisCluster) -> aioredis.Redis:
-    assert isinstance(client, aioredis.Redis), "a cluster's state is read through the node of its slot"
-    return client
 
 
 class SyncEnforcer(EnforcerCore):

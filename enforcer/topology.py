@@ -20,8 +20,6 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
-from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
@@ -140,12 +138,12 @@ def sync_client(topology: RedisTopology, **options: Any) -> redis.Redis | RedisC
     return redis.Redis.from_url(topology.url, **options)
 
 
-def async_client(topology: RedisTopology, **options: Any) -> aioredis.Redis | AsyncRedisCluster:
-    """An asyncio redis-py client of the deployment (for a Sentinel set-up: of the current primary)."""
+def async_client(topology: RedisTopology, **options: Any) -> aioredis.Redis:
+    """An asyncio redis-py client of one server or of the primary Sentinel names. (On a cluster the
+    enforcer reads its run-time state through the node serving that state's slot: ``connect.ControlClient``.)"""
     seed = topology.nodes[0]
     if topology.kind == "cluster":
-        return AsyncRedisCluster(startup_nodes=[AsyncClusterNode(n.host, n.port) for n in topology.nodes],
-                                 ssl=seed.tls, username=seed.username, password=seed.password, **options)
+        raise ValueError("async_client: a cluster's run-time state is read through the node of its slot")
     if topology.kind == "sentinel":
         assert topology.service is not None
         sentinel = AsyncSentinel([(n.host, n.port) for n in topology.nodes],
