@@ -63,7 +63,7 @@ class SyncClusterRunner:
         except NoScriptError:
             return self.client.eval(script.source, len(keys), *keys, *args)
 
-    def call_many(self, calls: list[Call]) -> list[Any]:
+    def call_many(self, calls: Sequence[Call]) -> list[Any]:
         """Every call at once, on the nodes that serve them; each reply, or the exception it met.
 
         Each call is written to its node before any reply is read (one round trip of latency).

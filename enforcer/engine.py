@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 import redis
 import redis.asyncio as aioredis
@@ -32,7 +32,7 @@ from .logs import get_logger
 from .overrides import Override
 from .plan import Plan, RouteLimits, compile_plan
 from .policy import Policy
-from .scripts import script
+from .scripts import LuaScript, script
 from .settings import EnforcerSettings
 from .shards import GiveBack, group_args, merge_replies
 from .tiers import with_live_tiers
@@ -82,7 +82,9 @@ class EnforcerCore:
         self._tiers_generation = 0
         self._redis_down_until = 0.0  # decide without Redis until then (one server failed)
         self._outage_until = 0.0  # the last failure + the retry pause: "recovered" is logged after it
-        self._pause_all_on_failure = True
+        # a cluster runner's split: keys grouped by node (None: one server, whose failure pauses every
+        # decision; a cluster's runner fails only the failed node's calls)
+        self._node_split: Callable[[Sequence[str]], list[list[int]] | None] | None = None
         self._rid_prefix = secrets.token_hex(4) + ":"
         self._rids = itertools.count()
         self._offset_arg = b"0"
@@ -155,7 +157,21 @@ class EnforcerCore:
 
     def _split(self, keys: Sequence[str]) -> list[list[int]] | None:
         """Indices of ``keys`` grouped by the Redis node serving them; None when one node serves all."""
-        return None
+        return self._node_split(keys) if self._node_split is not None else None
+
+    def _node_calls(self, call: _ScriptCall,
+                    nodes: list[list[int]]) -> list[tuple[LuaScript, list[str], tuple[object, ...]]]:
+        """The deciding script call of each node's rules."""
+        return [(self._script, [call.keys[i] for i in node], group_args(call.args, call.plan, node))
+                for node in nodes]
+
+    def _merged(self, call: _ScriptCall, nodes: list[list[int]], results: Sequence[Any],
+                send: Callable[..., None]) -> tuple[Sequence[int] | BaseException,
+                                                    list[tuple[list[str], tuple[object, ...]]]]:
+        """One reply from the nodes' (or the first error), and the refund calls of the nodes that
+        admitted a request another denied (their leases released through ``send``)."""
+        reply, give_back = merge_replies(call.plan, nodes, results)
+        return reply, self._give_back(call, give_back, send)
 
     def _after_response(self, decision: Decision, status: int,
                         send: Callable[..., None]) -> list[tuple[list[str], tuple[object, ...]]]:
@@ -318,7 +334,7 @@ class EnforcerCore:
             log.warning("redis_unavailable", error=type(exc).__name__,
                         retry_in_s=self.settings.redis_retry_after_s)
         self._outage_until = time.monotonic() + self.settings.redis_retry_after_s
-        if self._pause_all_on_failure:
+        if self._node_split is None:
             self._redis_down_until = self._outage_until
 
 
@@ -336,16 +352,12 @@ class Enforcer(EnforcerCore):
         settings = self.settings
         topology = parse_redis_url(settings.redis_url)
         self.runner = async_runner(topology, settings.redis_budget_ms / 1000, settings.redis_retry_after_s)
-        # on a cluster the runner pauses only the failed node; one server's failure pauses every decision
-        self._pause_all_on_failure = topology.kind != "cluster"
+        if isinstance(self.runner, AsyncClusterRunner):
+            self._node_split = self.runner.split
         if client is None and topology.kind != "cluster":
             client = async_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.control = ControlClient(client, self.runner)
         self.live = LiveState(self.control, self.runner, self._secret)
-
-    def _split(self, keys: Sequence[str]) -> list[list[int]] | None:
-        runner = self.runner
-        return runner.split(keys) if isinstance(runner, AsyncClusterRunner) else None
 
     async def start(self) -> None:
         """Load run-time state and follow changes. Tolerates Redis being down."""
@@ -393,11 +405,10 @@ class Enforcer(EnforcerCore):
     async def _decide_on_nodes(self, call: _ScriptCall, nodes: list[list[int]]) -> Sequence[int]:
         """Each node decides its rules at once; a denial (or failure) anywhere denies the request,
         and what the other nodes counted is given back off the request path."""
-        results = await asyncio.gather(
-            *(self.runner.call(self._script, [call.keys[i] for i in node], group_args(call.args, call.plan, node))
-              for node in nodes), return_exceptions=True)
-        reply, give_back = merge_replies(call.plan, nodes, results)
-        for refund in self._give_back(call, give_back, self.runner.command):
+        results = await asyncio.gather(*(self.runner.call(*node_call) for node_call in self._node_calls(call, nodes)),
+                                       return_exceptions=True)
+        reply, refunds = self._merged(call, nodes, results, self.runner.command)
+        for refund in refunds:
             self.runner.fire(self._script, *refund)
         if isinstance(reply, BaseException):
             raise reply
@@ -428,8 +439,8 @@ class SyncEnforcer(EnforcerCore):
                                             socket_connect_timeout=max(budget, 0.05))
         self.runner: SyncScriptRunner | SyncClusterRunner
         if isinstance(self.client, RedisCluster):
-            self.runner = SyncClusterRunner(self.client)
-            self._pause_all_on_failure = False  # redis-py's cluster client fails a dead node's calls at once
+            self.runner = SyncClusterRunner(self.client)  # redis-py's cluster client fails a dead node's calls
+            self._node_split = self.runner.split
         else:
             self.runner = SyncScriptRunner(self.client)
         self.live = SyncLiveState(sync_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0), self._secret)
@@ -479,19 +490,14 @@ class SyncEnforcer(EnforcerCore):
                 reply = runner.call(self._script, call.keys, call.args)
             else:
                 assert isinstance(runner, SyncClusterRunner)
-                results = runner.call_many([(self._script, [call.keys[i] for i in node],
-                                             group_args(call.args, call.plan, node)) for node in nodes])
-                reply, give_back = merge_replies(call.plan, nodes, results)
-                self._settle(self._give_back(call, give_back, runner.command))
+                reply, refunds = self._merged(call, nodes, runner.call_many(self._node_calls(call, nodes)),
+                                              runner.command)
+                self._settle(refunds)
                 if isinstance(reply, BaseException):
                     raise reply
         except _REDIS_ERRORS as exc:
             return self._end(call, None, exc)
         return self._end(call, reply)
-
-    def _split(self, keys: Sequence[str]) -> list[list[int]] | None:
-        runner = self.runner
-        return runner.split(keys) if isinstance(runner, SyncClusterRunner) else None
 
     def finish(self, decision: Decision, status: int) -> None:
         """The response to ``decision`` ended with ``status``: free its concurrency slots, and

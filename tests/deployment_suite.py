@@ -1,12 +1,15 @@
 """The tests every Redis deployment runs again, unchanged: each algorithm's allow/deny/reset and
 run-time changes (overrides, tiers, API keys) seen by a second enforcer. A module that imports
-``*`` from here and defines the ``redis_url`` and ``redis_sync`` fixtures runs them on its own
-deployment (``test_cluster``, ``test_sentinel``)."""
+``*`` from here and defines a ``deployment`` fixture (anything with a ``url``) runs them on that
+deployment (``test_cluster``, ``test_sentinel``): the ``redis_url`` and ``redis_sync`` fixtures
+here replace the single server's."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from ratewarden.enforcer.topology import parse_redis_url, sync_client
 
@@ -28,15 +31,23 @@ from .test_live_changes import (
 )
 
 
-def emptied_client(url: str) -> Iterator[Any]:
-    """A redis-py client of the deployment at ``url``, emptied first: what ``redis_sync`` yields."""
-    client = sync_client(parse_redis_url(url))
+@pytest.fixture
+def redis_url(deployment: Any) -> str:
+    return str(deployment.url)
+
+
+@pytest.fixture
+def redis_sync(deployment: Any) -> Iterator[Any]:
+    """A redis-py client of the deployment, emptied first."""
+    client = sync_client(parse_redis_url(deployment.url))
     client.flushall()
     yield client
     client.close()
 
 
 __all__ = [
+    "redis_sync",
+    "redis_url",
     "test_buckets_refill_at_rate_up_to_burst",
     "test_concurrency_slots_are_released_and_leaked_ones_expire",
     "test_every_key_gets_a_ttl",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -19,7 +18,6 @@ from redis.cluster import RedisCluster
 from ratewarden.local_topologies import LocalCluster
 
 from .deployment_suite import *  # noqa: F403 - the tests every deployment runs, collected here
-from .deployment_suite import emptied_client
 from .helpers import hammer_request, hammer_request_sync, make_enforcer, run_processes, wait_until
 from .test_exactness import test_exactly_the_limit_through_the_drf_throttle  # noqa: F401
 
@@ -28,14 +26,9 @@ PROCESSES, CALLERS, ATTEMPTS, LIMIT = 4, 8, 12, 100
 
 
 @pytest.fixture
-def redis_url(local_cluster: LocalCluster) -> str:
-    return local_cluster.url
-
-
-@pytest.fixture
-def redis_sync(local_cluster: LocalCluster) -> Iterator[Any]:
-    """A cluster client on emptied primaries."""
-    yield from emptied_client(local_cluster.url)
+def deployment(local_cluster: LocalCluster) -> LocalCluster:
+    """Where the shared tests run: the session's 3-primary cluster."""
+    return local_cluster
 
 
 def _on_three_primaries(cluster: LocalCluster) -> tuple[str, str, str]:

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -13,21 +11,15 @@ from ratewarden.enforcer.topology import parse_redis_url
 from ratewarden.local_topologies import LocalSentinels
 
 from .deployment_suite import *  # noqa: F403 - the tests every deployment runs, collected here
-from .deployment_suite import emptied_client
 from .helpers import wait_until
 
 pytestmark = pytest.mark.anyio  # the async tests imported above carry it in their own modules
 
 
 @pytest.fixture
-def redis_url(local_sentinels: LocalSentinels) -> str:
-    return local_sentinels.url
-
-
-@pytest.fixture
-def redis_sync(local_sentinels: LocalSentinels) -> Iterator[Any]:
-    """A client of the primary the Sentinels name, emptied."""
-    yield from emptied_client(local_sentinels.url)
+def deployment(local_sentinels: LocalSentinels) -> LocalSentinels:
+    """Where the shared tests run: the session's Sentinel set-up."""
+    return local_sentinels
 
 
 def test_the_url_names_the_sentinels_and_the_primary(local_sentinels: LocalSentinels) -> None:
