@@ -22,13 +22,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import RedisError, ResponseError
 
 from .logs import get_logger
 from .scripts import LuaScript
-from .topology import NodeAddress, RedisTopology
+from .topology import NodeAddress, RedisTopology, node_client
 from .transport import AsyncScriptRunner
 
 __all__ = ["AsyncClusterRunner", "CrossSlotScripts", "slot_of"]
@@ -240,9 +239,7 @@ class AsyncClusterRunner:
         try:
             candidates = list(dict.fromkeys([*filter(None, self._owners), *self.topology.nodes]))
             for node in candidates:
-                client = aioredis.Redis(host=node.host, port=node.port, username=node.username,
-                                        password=node.password, ssl=node.tls, socket_timeout=1.0,
-                                        socket_connect_timeout=1.0)
+                client = node_client(node, socket_timeout=1.0, socket_connect_timeout=1.0)
                 try:
                     slots = await client.execute_command("CLUSTER SLOTS")
                 except (RedisError, OSError):

@@ -1,5 +1,5 @@
-"""The connections an enforcer makes for a deployment: the request path's runner, the redis-py
-client of run-time state, and the clients its change feed subscribes with."""
+"""The connections an asyncio enforcer makes for a deployment: the request path's runner, and the
+redis-py client of run-time state and of the change feed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
 from .changes import VERSION_KEY
 from .cluster import AsyncClusterRunner
-from .topology import NodeAddress, RedisTopology
+from .topology import NodeAddress, RedisTopology, node_client
 from .transport import AddressSource, AsyncScriptRunner
 
 __all__ = ["ControlClient", "async_runner"]
@@ -61,9 +61,7 @@ class ControlClient:
             if self._client is not None:
                 self._stale.append(self._client)
             self._node = node
-            self._client = aioredis.Redis(host=node.host, port=node.port, username=node.username,
-                                          password=node.password, ssl=node.tls, socket_timeout=1.0,
-                                          socket_connect_timeout=1.0)
+            self._client = node_client(node, socket_timeout=1.0, socket_connect_timeout=1.0)
         return self._client
 
     def failed(self) -> None:

@@ -24,7 +24,7 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
 
-__all__ = ["NodeAddress", "RedisTopology", "async_client", "parse_redis_url", "sync_client"]
+__all__ = ["NodeAddress", "RedisTopology", "async_client", "node_client", "parse_redis_url", "sync_client"]
 
 Kind = Literal["single", "cluster", "sentinel"]
 _SCHEMES: dict[str, tuple[Kind, bool]] = {
@@ -122,6 +122,12 @@ def parse_redis_url(url: str) -> RedisTopology:
         host, port = _host_port(text.strip(), default_port, url)
         nodes.append(NodeAddress(host, port, tls, unquote(username) or None, unquote(password) or None, db))
     return RedisTopology(kind, url, tuple(nodes), service)
+
+
+def node_client(node: NodeAddress, **options: Any) -> aioredis.Redis:
+    """An asyncio redis-py client of one node (a cluster's, whose slots the caller routes itself)."""
+    return aioredis.Redis(host=node.host, port=node.port, username=node.username, password=node.password,
+                          ssl=node.tls, **options)
 
 
 def sync_client(topology: RedisTopology, **options: Any) -> redis.Redis | RedisCluster:
