@@ -23,7 +23,8 @@ def split_list(value: object) -> object:
 class EnforcerSettings(BaseSettings):
     """Everything the enforcer reads from its environment. See the README's settings table."""
 
-    model_config = SettingsConfigDict(env_prefix="RATEWARDEN_", extra="ignore")
+    # errors name the setting and the problem; the value is left out (a Redis URL may hold a password)
+    model_config = SettingsConfigDict(env_prefix="RATEWARDEN_", extra="ignore", hide_input_in_errors=True)
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis/Valkey the limits live in")
     policy_file: Path | None = Field(None, description="YAML or TOML policy file")
@@ -66,7 +67,7 @@ class EnforcerSettings(BaseSettings):
     def _known_redis_url(cls, value: str) -> str:
         from .topology import parse_redis_url  # redis-py's clients load only once a URL is in use
 
-        parse_redis_url(value)  # a ValueError naming the setting and what is wrong
+        parse_redis_url(value)  # a ValueError naming the setting and what is wrong, without the password
         return value
 
     @field_validator("trusted_proxies", mode="before")

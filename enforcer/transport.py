@@ -12,7 +12,6 @@ EVALSHA. Everything off the hot path uses redis-py.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import threading
 import time
 from collections import deque
@@ -208,7 +207,7 @@ class AsyncScriptRunner:
                 if address.unix_path
                 else loop.create_connection(
                     protocol_factory, address.host, address.port,
-                    ssl=ssl.create_default_context() if address.tls else None,
+                    ssl=address.ssl_context(),
                 )
             )
             transport, protocol = await asyncio.wait_for(connect, timeout=max(self.timeout_s, 1.0))

@@ -1,0 +1,143 @@
+"""One reading of RATEWARDEN_REDIS_URL everywhere: the request path's own connection and redis-py's
+clients (API keys, live state) reach the same server and database, by redis-py's rules."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from pydantic import ValidationError
+from redis.connection import parse_url
+
+from ratewarden.enforcer import ApiKeyStore, Enforcer, EnforcerSettings, SyncEnforcer, policy_from_mapping
+from ratewarden.enforcer.topology import parse_redis_url
+from ratewarden.local import RedisServer
+
+SECRET = "url-test-secret-0123456789"
+POLICY = policy_from_mapping({"tiers": {
+    "anonymous": {"rules": [{"name": "anon", "algorithm": "fixed_window", "limit": 5, "period": "1m",
+                             "scope": ["ip"]}]},
+    "free": {"rules": [{"name": "free", "algorithm": "fixed_window", "limit": 10, "period": "1m"}]},
+    "paid": {"rules": [{"name": "paid", "algorithm": "fixed_window", "limit": 1000, "period": "1m"}]},
+}})
+
+
+@pytest.mark.parametrize("url", [
+    "redis://127.0.0.1:6390/5", "redis://127.0.0.1:6390/5?db=7", "redis://127.0.0.1:6390/?db=7",
+    "redis://user:p%40ss@example.com:6390/2", "redis://:only-password@localhost", "unix:///tmp/r.sock?db=2",
+    "unix://:pw@/tmp/r.sock?db=3", "rediss://u:p@example.com:6380/4?ssl_cert_reqs=optional",
+])
+def test_one_server_is_read_as_redis_py_reads_it(url: str) -> None:
+    """The request path's address agrees with redis-py's parse_url on server, database and credentials."""
+    node = parse_redis_url(url).nodes[0]
+    expected = parse_url(url)
+    assert node.db == expected.get("db", 0)
+    assert node.username == expected.get("username") and node.password == expected.get("password")
+    if url.startswith("unix"):
+        assert node.unix_path == expected["path"]
+    else:
+        assert (node.host, node.port) == (expected["host"], expected.get("port", 6379))
+    assert node.tls == url.startswith("rediss")
+
+
+def test_cluster_and_sentinel_urls_share_the_rules() -> None:
+    sentinel = parse_redis_url("redis+sentinel://:secret@s1:1,s2/primary-a?db=4")
+    assert sentinel.service == "primary-a" and [(n.host, n.port) for n in sentinel.nodes] == [("s1", 1), ("s2", 26379)]
+    assert {(n.db, n.password) for n in sentinel.nodes} == {(4, "secret")}
+    assert parse_redis_url("redis+sentinel://s1/primary-a/6").nodes[0].db == 6
+    cluster = parse_redis_url("rediss+cluster://app:pw@a:7000,b:7001?ssl_cert_reqs=none")
+    assert [n.port for n in cluster.nodes] == [7000, 7001] and all(n.username == "app" for n in cluster.nodes)
+    assert cluster.node("c", 7002).redis_kwargs() == {"ssl": True, "ssl_cert_reqs": "none"}
+
+
+def test_tls_options_reach_the_request_path_connection() -> None:
+    """``rediss://`` options mean on the request path what they mean to redis-py."""
+    relaxed = parse_redis_url("rediss://h:6380/0?ssl_cert_reqs=none").nodes[0].ssl_context()
+    assert relaxed is not None and relaxed.verify_mode == ssl.CERT_NONE and not relaxed.check_hostname
+    strict = parse_redis_url("rediss://h:6380/0?ssl_check_hostname=false&ssl_min_version=771").nodes[0].ssl_context()
+    assert strict is not None and strict.verify_mode == ssl.CERT_REQUIRED and not strict.check_hostname
+    assert strict.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert parse_redis_url("redis://h/0").nodes[0].ssl_context() is None
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://h:6379/0", "use redis://"),
+    ("redis://h/five", "database 'five', which is not a number"),
+    ("redis://:hunter2-secret@h/0?db=x", "Invalid value for 'db'"),
+    ("redis://h/0?sokcet_timeout=1", "unknown option 'sokcet_timeout'"),
+    ("redis://h/0?ssl_cert_reqs=none", "needs TLS"),
+    ("rediss://h/0?ssl_cert_reqs=maybe", "none, optional or required"),
+    ("redis+cluster://a:1,b:2/3", "database 0 only"),
+    ("redis+sentinel://s:26379", "name the primary"),
+    ("unix://?db=2", "socket path is missing"),
+    ("redis://h:port/0", "integer"),
+])
+def test_a_bad_url_is_an_error_naming_the_setting(url: str, problem: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        EnforcerSettings(redis_url=url)
+    message = str(caught.value)
+    assert "RATEWARDEN_REDIS_URL" in message and problem in message
+    assert "hunter2-secret" not in message  # a password is never echoed
+
+
+@pytest.fixture(scope="module")
+def unix_server() -> Iterator[tuple[RedisServer, str]]:
+    """A server also listening on a unix socket (a short path: sockets are limited to ~107 bytes)."""
+    directory = tempfile.mkdtemp(prefix="rw-", dir="/tmp")
+    socket_path = str(Path(directory) / "r.sock")
+    with RedisServer(args=["--unixsocket", socket_path, "--unixsocketperm", "700"]) as server:
+        yield server, socket_path
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _urls(server: RedisServer, socket_path: str) -> dict[str, str]:
+    return {"tcp-path": f"redis://{server.host}:{server.port}/5",
+            "tcp-query": f"redis://{server.host}:{server.port}/?db=5",
+            "unix-query": f"unix://{socket_path}?db=5"}
+
+
+@pytest.mark.parametrize("form", ["tcp-path", "tcp-query", "unix-query"])
+@pytest.mark.parametrize("engine", ["asyncio", "threads"])
+def test_api_keys_and_counters_live_in_the_database_of_the_url(unix_server: tuple[RedisServer, str], form: str,
+                                                                engine: str) -> None:
+    """A paid key stored in db 5 gets the paid tier, and every counter is written to db 5, none to db 0."""
+    server, socket_path = unix_server
+    url = _urls(server, socket_path)[form]
+    db0 = redis.Redis(host=server.host, port=server.port, db=0)
+    db5 = redis.Redis(host=server.host, port=server.port, db=5)
+    db0.flushall()
+    paid, _ = ApiKeyStore(db5, SECRET.encode()).create(owner="acme", tier="paid")
+    settings = EnforcerSettings(redis_url=url, api_key_secret=SECRET, redis_budget_ms=2000)
+    if engine == "asyncio":
+        async def decide() -> list[tuple[str, bool, bool]]:
+            enforcer = Enforcer(POLICY, settings)
+            await enforcer.start()
+            try:
+                decisions = [await enforcer.decide(await enforcer.identify(ip="192.0.2.5", api_key=paid), "GET /x"),
+                             await enforcer.decide(await enforcer.identify(ip="192.0.2.6"), "GET /x")]
+            finally:
+                await enforcer.aclose()
+            return [(d.tier, d.allowed, d.degraded) for d in decisions]
+
+        outcomes = asyncio.run(decide())
+    else:
+        sync = SyncEnforcer(POLICY, settings)
+        sync.start()
+        try:
+            decisions = [sync.decide(sync.identify(ip="192.0.2.5", api_key=paid), "GET /x"),
+                         sync.decide(sync.identify(ip="192.0.2.6"), "GET /x")]
+        finally:
+            sync.close()
+        outcomes = [(d.tier, d.allowed, d.degraded) for d in decisions]
+    assert outcomes == [("paid", True, False), ("anonymous", True, False)]
+    counters = sorted(key.decode() for key in db5.scan_iter("rw:*") if b"{ctl}" not in key)
+    assert any(":paid:" in key for key in counters) and any(":anon:" in key for key in counters), counters
+    assert list(db0.scan_iter("*")) == []
+    db0.close()
+    db5.close()
