@@ -1,4 +1,9 @@
-"""Per-client overrides set at run time: another tier, custom limits, a block, an allow-list entry."""
+"""Per-client overrides set at run time: another tier, custom limits, a block, an allow-list entry.
+
+Overrides that expire are also indexed by expiry (a sorted set beside the hash), so lapsed ones
+are found and removed without reading the others (:meth:`OverrideStore.purge_expired`, which
+the stream worker runs on a timer): the hash every enforcer reloads holds only live entries.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from redis.cluster import RedisCluster
 
-from .changes import commit_change
+from .changes import VERSION_KEY, commit_change
 from .policy import Quotas, Rule, Tier
+from .scripts import script
 
-__all__ = ["Override", "OverrideStore", "OVERRIDES_HASH"]
+__all__ = ["Override", "OverrideStore", "OVERRIDES_HASH", "OVERRIDES_EXPIRY"]
 
 OVERRIDES_HASH = "rw:{ctl}:overrides"  # field: client id -> Override (JSON)
+OVERRIDES_EXPIRY = "rw:{ctl}:overrides:expiry"  # member: client id, score: expires_at (expiring ones only)
 
 
 class Override(BaseModel):
@@ -58,16 +65,28 @@ class OverrideStore:
 
     def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self.client = client
+        source = script("purge_overrides").source
+        self._purge = client.register_script(source)
 
     def set(self, override: Override) -> None:
         """Store ``override``; every enforcer honours it within a second."""
         value = override.model_dump_json(exclude_defaults=True)
-        commit_change(self.client, f"override {override.client_id}",
-                      lambda pipe: pipe.hset(OVERRIDES_HASH, override.client_id, value))
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            pipe.hset(OVERRIDES_HASH, override.client_id, value)
+            if override.expires_at is None:
+                pipe.zrem(OVERRIDES_EXPIRY, override.client_id)
+            else:
+                pipe.zadd(OVERRIDES_EXPIRY, {override.client_id: override.expires_at})
+
+        commit_change(self.client, f"override {override.client_id}", write)
 
     def clear(self, client_id: str) -> bool:
-        return bool(commit_change(self.client, f"override {client_id}",
-                                  lambda pipe: pipe.hdel(OVERRIDES_HASH, client_id))[0])
+        def write(pipe: redis.client.Pipeline) -> None:
+            pipe.hdel(OVERRIDES_HASH, client_id)
+            pipe.zrem(OVERRIDES_EXPIRY, client_id)
+
+        return bool(commit_change(self.client, f"override {client_id}", write)[0])
 
     def get(self, client_id: str) -> Override | None:
         raw = self.client.hget(OVERRIDES_HASH, client_id)
@@ -78,10 +97,30 @@ class OverrideStore:
         found = [Override.model_validate_json(raw) for raw in self.client.hvals(OVERRIDES_HASH)]
         return [o for o in found if include_expired or o.active(now)]
 
-    def purge_expired(self) -> int:
-        """Remove lapsed overrides; returns how many."""
-        now = time.time()
-        lapsed = [o.client_id for o in self.list(include_expired=True) if not o.active(now)]
-        for client_id in lapsed:
-            self.clear(client_id)
-        return len(lapsed)
+    def purge_expired(self, now: float | None = None, batch: int = 1000) -> int:
+        """Remove overrides lapsed by ``now``, ``batch`` per script call; returns how many.
+
+        Reads only the expiry index's lapsed part, so its cost follows what lapsed, not what is
+        stored. No change message is published: the version moves, so enforcers reload within a
+        poll interval (one reload, where a message per override would cost a read each)."""
+        now = time.time() if now is None else now
+        removed = 0
+        while True:
+            count = int(self._purge(keys=[OVERRIDES_HASH, OVERRIDES_EXPIRY, VERSION_KEY], args=[now, batch]))
+            removed += count
+            if count < batch:
+                return removed
+
+    def index_expiring(self) -> int:
+        """Add expiring overrides missing from the expiry index (those written before it existed);
+        returns how many. Reads the whole hash: for start-up, not for a timer."""
+        indexed = 0
+        for name, raw in self.client.hscan_iter(OVERRIDES_HASH, count=1000):
+            try:
+                override = Override.model_validate_json(raw)
+            except ValueError:
+                continue  # an unreadable entry is the enforcers' to report, and never expires
+            if override.expires_at is not None and self.client.zadd(OVERRIDES_EXPIRY, {name: override.expires_at},
+                                                                    nx=True):
+                indexed += 1
+        return indexed
