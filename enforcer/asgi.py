@@ -1,4 +1,10 @@
-"""Pure ASGI middleware for FastAPI/Starlette, and a decorator for per-route limits."""
+"""Pure ASGI middleware for any ASGI app: FastAPI, Starlette, Litestar and others.
+
+The route template comes from the framework where it exposes one (Starlette's and FastAPI's
+routers, Litestar's route handler and ``path_template``), else from the policy's route patterns;
+finding it never raises. ``@limit`` and FastAPI's ``Depends(RateLimit(...))`` rules are found
+when a route is first resolved and evaluated in the same script call as the policy's.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +14,15 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ratewarden.extras import MissingExtra
-
-try:
-    from starlette.requests import Request
-    from starlette.routing import Match, Mount
-except ModuleNotFoundError as exc:
-    raise MissingExtra("fastapi", "ratewarden.enforcer.asgi", [str(exc.name)]) from None
-
-from .decision import Decision
 from .engine import Enforcer
-from .events import make_event
-from .headers import rate_limit_headers
-from .identity import Identity, bearer_token
+from .gate import Gate, Resolver, publisher_for
 from .logs import get_logger
-from .plan import UNMATCHED_ROUTE, KeyFunction, RouteLimits
-from .policy import Rule
-from .problem import problem_body, problem_status
+from .plan import RouteLimits
 from .publisher import EventPublisher
+from .route_limits import limit, limits_of, merge_limits
+from .routes import UNMATCHED_ROUTE, PolicyRoutes, brace_template
 
-__all__ = ["RatewardenMiddleware", "limit", "RouteResolver"]
+__all__ = ["RatewardenMiddleware", "limit", "RouteResolver", "freeze_startup_heap"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,69 +31,152 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = get_logger("ratewarden.enforcer")
-_LIMITS_ATTR = "__ratewarden_limits__"
 _MAX_CACHED_PATHS = 10_000
-_PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
-
-
-def limit(*rules: Rule | dict[str, Any], cost: int | None = None, exempt: bool = False,
-          key: KeyFunction | None = None) -> Callable:
-    """Attach rules, a cost or an exemption to one route's endpoint function::
-
-        async def username(request: Request) -> str | None:
-            return (await request.json()).get("username")
-
-        @app.post("/v1/login")
-        @limit({"name": "login-ip", "limit": 5, "period": "15m", "scope": ["ip"], "count_statuses": [401]},
-               {"name": "login-user", "limit": 5, "period": "15m", "scope": ["custom"], "count_statuses": [401]},
-               key=username)
-        async def login(...): ...
-
-    The middleware evaluates them in the same script call as the policy's rules. ``key``
-    (sync or async) receives the request, body readable, before the handler does; what it
-    returns is the ``custom`` scope of the rules (None: the client).
-    """
-    parsed = tuple(r if isinstance(r, Rule) else Rule.model_validate(r) for r in rules)
-
-    def decorate(endpoint: Callable) -> Callable:
-        setattr(endpoint, _LIMITS_ATTR, RouteLimits(parsed, cost, exempt, key=key))
-        return endpoint
-
-    return decorate
+_MAX_WRAPPERS = 32  # how deep to look through middleware for the app's router
+Resolved = tuple[str, RouteLimits | None]
+_UNMATCHED: Resolved = (UNMATCHED_ROUTE, None)
 
 
 class RouteResolver:
-    """Finds the route template (``GET /v1/items/{item_id}``) a request will be routed to."""
+    """Finds the route (``GET /v1/items/{item_id}``) of a request, and the limits attached to it.
 
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], tuple[str, RouteLimits | None]] = {}
+    In order: the route Litestar already matched (``scope["route_handler"]``, inside a Litestar app);
+    the app's own router, found through the middleware it is wrapped in (Starlette and FastAPI routes
+    and mounts, a Litestar app's router); the policy's route patterns. A route's limits are collected
+    once per route object (``@limit`` on the endpoint, ``RateLimit`` dependencies anywhere in a FastAPI
+    route's dependency tree, so a router's ``dependencies=`` count). Never raises: a request no route
+    matches (or whose lookup fails) is the one unmatched route.
+    """
 
-    def resolve(self, scope: Scope) -> tuple[str, RouteLimits | None]:
-        method, path = scope["method"], scope["path"]
-        found = self._cache.get((method, path))
+    def __init__(self, app: ASGIApp, policy_routes: PolicyRoutes) -> None:
+        self.app = app
+        self.policy_routes = policy_routes
+        self._paths: dict[tuple[str, str], Resolved] = {}
+        self._routes: dict[int, tuple[object, RouteLimits | None]] = {}  # id(route) -> (route, its limits)
+        # (id(Litestar handler), method, template) -> (handler, resolved)
+        self._handlers: dict[tuple[int, str, object], tuple[object, Resolved]] = {}
+        self._router: object = None
+        self._looked_for_router = False
+        self._failures = 0
+
+    def resolve(self, scope: Scope) -> Resolved:
+        handler = scope.get("route_handler")
+        if handler is not None:  # inside a Litestar app: it has routed the request already
+            handler_key = (id(handler), scope["method"], scope.get("path_template"))
+            entry = self._handlers.get(handler_key)
+            if entry is None or entry[0] is not handler:  # the entry keeps its handler alive
+                entry = self._handlers[handler_key] = (handler, self._guarded(self._litestar_handler, scope, handler))
+            return entry[1]
+        key = (scope["method"], scope["path"])
+        found = self._paths.get(key)
         if found is None:
-            app = scope.get("app")
-            routes = getattr(getattr(app, "router", app), "routes", ())
-            found = _match(routes, scope, "") or (UNMATCHED_ROUTE, None)
-            if len(self._cache) >= _MAX_CACHED_PATHS:
-                self._cache.clear()
-            self._cache[(method, path)] = found
+            found = self._guarded(self._find, scope)
+            if len(self._paths) >= _MAX_CACHED_PATHS:
+                self._paths.clear()
+            self._paths[key] = found
         return found
 
+    def _guarded(self, find: Callable[..., Resolved], *args: Any) -> Resolved:
+        try:
+            return find(*args)
+        except Exception as exc:  # noqa: BLE001 - a framework's lookup failing must not fail the request
+            self._failures += 1
+            if self._failures <= 10:
+                log.warning("route_lookup_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            return _UNMATCHED
 
-def _match(routes: Any, scope: Scope, prefix: str) -> tuple[str, RouteLimits | None] | None:
+    def _find(self, scope: Scope) -> Resolved:
+        router = self._router_of(scope)
+        found: Resolved | None = None
+        if router is not None and hasattr(router, "handle_routing"):  # a Litestar app wrapped from outside
+            found = self._litestar_lookup(router, scope)
+        elif router is not None:
+            found = _starlette_match(getattr(router, "routes", ()), scope, "", self._limits_of_route)
+        if found is not None:
+            return found
+        template = self.policy_routes.template(scope["method"], scope["path"])
+        return (f"{scope['method']} {template}", None) if template else _UNMATCHED
+
+    def _router_of(self, scope: Scope) -> object:
+        """The app's router: from ``scope["app"]`` (set by Starlette), else found once by following
+        ``.app`` from the wrapped app through its middleware."""
+        app = scope.get("app")
+        if app is not None:
+            return getattr(app, "router", None)
+        if not self._looked_for_router:
+            self._looked_for_router = True
+            candidate: Any = self.app
+            for _ in range(_MAX_WRAPPERS):
+                if candidate is None:
+                    break
+                litestar_router = getattr(candidate, "asgi_router", None)
+                if litestar_router is not None:
+                    self._router = litestar_router
+                    break
+                starlette_router = getattr(candidate, "router", None)
+                if starlette_router is not None and hasattr(starlette_router, "routes"):
+                    self._router = starlette_router
+                    break
+                if hasattr(candidate, "routes") and hasattr(candidate, "url_path_for"):
+                    self._router = candidate
+                    break
+                candidate = getattr(candidate, "app", None)
+        return self._router
+
+    def _litestar_handler(self, scope: Scope, handler: Any) -> Resolved:
+        template = scope.get("path_template")
+        limits = merge_limits(limits_of(handler, getattr(handler, "fn", None)))
+        if not template:
+            template = self.policy_routes.template(scope["method"], scope["path"])
+        return (f"{scope['method']} {brace_template(template)}", limits) if template else (UNMATCHED_ROUTE, limits)
+
+    def _litestar_lookup(self, router: Any, scope: Scope) -> Resolved | None:
+        try:
+            _, handler, _, _, template = router.handle_routing(path=scope["path"], method=scope["method"])
+        except Exception:  # noqa: BLE001 - Litestar raises NotFound and MethodNotAllowed for unrouted requests
+            return None
+        return self._litestar_handler({**scope, "path_template": template}, handler)
+
+    def _limits_of_route(self, route: Any) -> RouteLimits | None:
+        # by identity: FastAPI's routes compare by value and do not hash; the entry keeps its route alive
+        entry = self._routes.get(id(route))
+        if entry is None or entry[0] is not route:
+            entry = self._routes[id(route)] = (route, _collect_limits(route))
+        return entry[1]
+
+
+def _collect_limits(route: Any) -> RouteLimits | None:
+    """``@limit`` on the route's endpoint and every ``RateLimit`` in its FastAPI dependency tree
+    (the router's ``dependencies=`` included), in the order FastAPI would call them."""
+    found = limits_of(getattr(route, "endpoint", None))
+    stack = [getattr(route, "dependant", None)]
+    while stack:
+        dependant = stack.pop()
+        if dependant is None:
+            continue
+        found += [limits for limits in limits_of(getattr(dependant, "call", None)) if limits not in found]
+        stack += reversed(getattr(dependant, "dependencies", ()))
+    return merge_limits(found)
+
+
+def _starlette_match(routes: Any, scope: Scope, prefix: str,
+                     limits_of_route: Callable[[Any], RouteLimits | None]) -> Resolved | None:
+    from starlette.routing import Match, Mount
+
     partial = None
     for route in routes:
         match, child = route.matches(scope)
         if match is Match.NONE:
             continue
         if isinstance(route, Mount):
-            inner = _match(route.routes, {**scope, **child}, prefix + route.path)
+            inner = _starlette_match(route.routes, {**scope, **child}, prefix + route.path, limits_of_route)
             if inner is not None:
                 return inner
             continue
-        limits = getattr(getattr(route, "endpoint", None), _LIMITS_ATTR, None)
-        found = (f"{scope['method']} {prefix}{route.path}", limits)
+        path = getattr(route, "path", None)
+        if path is None:
+            continue
+        found = (f"{scope['method']} {prefix}{path}", limits_of_route(route))
         if match is Match.FULL:
             return found
         partial = partial or found
@@ -117,20 +195,30 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-async def _apply_key_function(key: KeyFunction, identity: Identity, scope: Scope, receive: Receive) -> Receive:
-    """Set ``identity.custom`` from the route's key function; returns a ``receive`` that
-    replays the request body the function may have read, for the app to read again."""
+async def _read_key(key: Callable[[Any], Any], scope: Scope, receive: Receive) -> tuple[object, Receive]:
+    """What the route's key function returns for this request, and a ``receive`` that replays the
+    request body the function may have read, for the app to read again."""
     messages: list[Message] = []
     while True:
         message = await receive()
         messages.append(message)
         if message["type"] != "http.request" or not message.get("more_body", False):
             break
-    value = key(Request(scope, _replaying(messages, receive)))
+    value = key(_request(scope, _replaying(messages, receive)))
     if inspect.isawaitable(value):
         value = await value
-    identity.set_custom(value)
-    return _replaying(messages, receive)
+    return value, _replaying(messages, receive)
+
+
+def _request(scope: Scope, receive: Receive) -> Any:
+    """The framework's request object for a key function: Litestar's inside Litestar, else Starlette's."""
+    if "route_handler" in scope:
+        from litestar import Request as LitestarRequest
+
+        return LitestarRequest(scope, receive)  # type: ignore[arg-type]
+    from starlette.requests import Request
+
+    return Request(scope, receive)
 
 
 def _replaying(messages: list[Message], receive: Receive) -> Receive:
@@ -143,35 +231,36 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
+async def _resolved(resolver: Resolver, scope: Scope) -> object:
+    value = resolver(scope)
+    return await value if inspect.isawaitable(value) else value
+
+
 class RatewardenMiddleware:
     """Decides every HTTP request before the app sees it; adds rate-limit headers;
     answers 429 (or 503 for a fail-closed outage) with a problem+json body.
 
-    ``user_resolver(scope)`` may return the authenticated user id, if an earlier
-    middleware established one. With a ``publisher`` (or ``RATEWARDEN_KAFKA_BOOTSTRAP``
-    set) every decided request becomes one event after its response; exempt routes
-    produce none. Starts and stops the enforcer and publisher with the app's lifespan.
+    ``user_resolver(scope)`` may return the authenticated user id (an earlier middleware's, a JWT's
+    subject, your own API key's id); ``tier_resolver(scope)`` may return the caller's tier (a JWT
+    claim, a header, your own key's plan). Either may be a plain or a coroutine function; None (or
+    an unknown tier, logged) keeps the default. With a ``publisher`` (or ``RATEWARDEN_KAFKA_BOOTSTRAP``
+    set) every decided request becomes one event after its response; exempt routes produce none.
+
+    Use it around the app (``RatewardenMiddleware(app, enforcer=...)``), as Starlette/FastAPI
+    middleware (``app.add_middleware``) or as Litestar middleware
+    (``DefineMiddleware(RatewardenMiddleware, enforcer=...)``). It starts and stops the enforcer and
+    publisher with the app's lifespan where it sees it, else starts them on the first request.
     """
 
-    def __init__(self, app: ASGIApp, enforcer: Enforcer, *,
-                 user_resolver: Callable[[Scope], str | None] | None = None,
-                 publisher: EventPublisher | None = None) -> None:
+    def __init__(self, app: ASGIApp, enforcer: Enforcer, *, user_resolver: Resolver | None = None,
+                 tier_resolver: Resolver | None = None, publisher: EventPublisher | None = None) -> None:
         self.app = app
         self.enforcer = enforcer
-        self.user_resolver = user_resolver
-        self.routes = RouteResolver()
-        settings = enforcer.settings
-        if publisher is None and settings.kafka_bootstrap:
-            publisher = EventPublisher(settings)
-        if publisher is None:
-            log.info("events_off", reason="no Kafka bootstrap configured (RATEWARDEN_KAFKA_BOOTSTRAP)")
-        self.publisher = publisher
-        self._service, self._instance = settings.service_name, settings.instance_id
-        self._draft, self._legacy = settings.draft_headers, settings.legacy_headers
-        self._shadow = settings.shadow_headers
-        header = settings.api_key_header.lower()
-        self._bearer = header == "authorization"
-        self._key_header = header.encode("latin-1")
+        self.gate = Gate(enforcer, publisher=publisher or publisher_for(enforcer), user_resolver=user_resolver,
+                         tier_resolver=tier_resolver)
+        self.publisher = self.gate.publisher
+        self.routes = RouteResolver(app, PolicyRoutes(enforcer.file_policy))
+        self._key_header = self.gate.key_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -210,8 +299,9 @@ class RatewardenMiddleware:
     def _caller(self, scope: Scope) -> tuple[str, str | None, str | None]:
         """(client IP, API key, user agent) from the socket and the headers."""
         api_key = xff = forwarded = user_agent = None
+        key_header = self._key_header
         for name, value in scope["headers"]:
-            if name == self._key_header:
+            if name == key_header:
                 api_key = value.decode("latin-1")
             elif name == b"x-forwarded-for":
                 xff = value.decode("latin-1")
@@ -219,34 +309,39 @@ class RatewardenMiddleware:
                 forwarded = value.decode("latin-1")
             elif name == b"user-agent":
                 user_agent = value.decode("latin-1")
-        if api_key is not None and self._bearer:
-            api_key = bearer_token(api_key)
         client = scope.get("client")
-        ip = self.enforcer.ips.resolve(client[0] if client else None, xff, forwarded)
-        return ip, api_key or None, user_agent
+        ip, api_key = self.gate.caller(client[0] if client else None, xff, forwarded, api_key)
+        return ip, api_key, user_agent
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        enforcer = self.enforcer
+        enforcer, gate = self.enforcer, self.gate
         if not enforcer.started:
             await self._start()
         started = time.perf_counter()
         route, route_limits = self.routes.resolve(scope)
         if route_limits is not None and route_limits.exempt:
+            scope.setdefault("state", {})["ratewarden"] = None  # decided: not limited
             await self.app(scope, receive, send)
             return
         ip, api_key, user_agent = self._caller(scope)
-        user = self.user_resolver(scope) if self.user_resolver else None
+        user = None if gate.user_resolver is None else gate.user_id(await _resolved(gate.user_resolver, scope))
         identity = await enforcer.identify(ip=ip, api_key=api_key, user=user)
+        if gate.tier_resolver is not None:
+            gate.assign_tier(identity, await _resolved(gate.tier_resolver, scope))
         if route_limits is not None and route_limits.key is not None:
-            receive = await _apply_key_function(route_limits.key, identity, scope, receive)
+            value, receive = await _read_key(route_limits.key, scope, receive)
+            identity.set_custom(value)
         decision = await enforcer.decide(identity, route, route_limits)
         scope.setdefault("state", {})["ratewarden"] = decision
         if not decision.allowed:
-            await self._deny(decision, send)
-            self._publish(decision, scope, user_agent, problem_status(decision), started)
+            status, headers, body = gate.denial(decision)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            gate.publish(decision, method=scope["method"], path=scope["path"], user_agent=user_agent, status=status,
+                         started=started)
             return
-        extra = rate_limit_headers(decision, draft=self._draft, legacy=self._legacy, shadow=self._shadow)
-        if not extra and not decision.leases and decision.settle is None and self.publisher is None:
+        extra = gate.headers(decision)
+        if not extra and not decision.leases and decision.settle is None and gate.publisher is None:
             await self.app(scope, receive, send)
             return
         status = 500  # if the app fails before answering
@@ -262,19 +357,6 @@ class RatewardenMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             enforcer.finish(decision, status)
-            self._publish(decision, scope, user_agent, status, started)
+            gate.publish(decision, method=scope["method"], path=scope["path"], user_agent=user_agent, status=status,
+                         started=started)
 
-    def _publish(self, decision: Decision, scope: Scope, user_agent: str | None, status: int, started: float) -> None:
-        if self.publisher is None or decision.identity is None or decision.exempt:
-            return
-        self.publisher.publish(make_event(
-            decision, decision.identity, method=scope["method"], path=scope["path"], user_agent=user_agent,
-            status=status, latency_ms=(time.perf_counter() - started) * 1000, service=self._service,
-            instance=self._instance))
-
-    async def _deny(self, decision: Decision, send: Send) -> None:
-        body = problem_body(decision)
-        headers = [*_PROBLEM_HEADERS, (b"content-length", str(len(body)).encode()),
-                   *rate_limit_headers(decision, draft=self._draft, legacy=self._legacy, shadow=self._shadow)]
-        await send({"type": "http.response.start", "status": problem_status(decision), "headers": headers})
-        await send({"type": "http.response.body", "body": body})

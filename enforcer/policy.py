@@ -9,9 +9,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from .durations import parse_duration
+from .rates import parse_rates
 
 __all__ = ["Algorithm", "Scope", "Rule", "Quotas", "Tier", "Endpoint", "Capacity", "Policy", "StatusSet", "status_in",
-           "parse_route_pattern", "route_matches"]
+           "parse_route_pattern", "route_matches", "rules_from"]
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -74,6 +75,26 @@ def route_matches(pattern: str, route: str) -> bool:
 Route = Annotated[str, BeforeValidator(parse_route_pattern)]
 
 
+def _one_rule_per_rate(value: object) -> object:
+    """A list of rules where an item may be a rate string or ``{"rate": ...}`` holding several
+    rates (``"10/minute;100/hour"``): each rate becomes a rule of its own (named by its rate)."""
+    if not isinstance(value, (list, tuple)):
+        return value
+    expanded: list[object] = []
+    for item in value:
+        fields = {"rate": item} if isinstance(item, str) else item
+        text = fields.get("rate") if isinstance(fields, dict) else None
+        try:
+            rates = parse_rates(text) if isinstance(text, str) else []
+        except ValueError:
+            rates = []  # the rule's own validation names the problem, at its index
+        if len(rates) > 1 and "name" not in fields:
+            expanded += [{**fields, "rate": f"{rate.limit}/{rate.period_s}s"} for rate in rates]
+        else:
+            expanded.append(fields)
+    return expanded
+
+
 def parse_statuses(value: object) -> tuple[tuple[int, int], ...]:
     """``[401, 403, "5xx"]`` -> ``((401, 401), (403, 403), (500, 599))``."""
     items = value if isinstance(value, (list, tuple)) else [value]
@@ -127,6 +148,10 @@ class _ResponseAware(_Model):
 class Rule(_ResponseAware):
     """One limit: ``limit`` units per ``period`` counted per ``scope`` with ``algorithm``.
 
+    ``rate: "10/minute"`` may stand for ``limit`` and ``period`` (see ``ratewarden.enforcer.rates``);
+    without a ``name`` the rate names the rule (``10-per-1m``). A rule written as a bare rate string
+    is ``{"rate": ...}`` with every other field at its default.
+
     ``shadow`` rules are evaluated and counted but never deny: the request is admitted and
     the rule that would have denied it is reported (event, optional header).
     """
@@ -139,6 +164,25 @@ class Rule(_ResponseAware):
     scope: list[Scope] = Field(default_factory=lambda: [Scope.client], min_length=1)
     endpoints: list[Route] | None = Field(default=None, description="only on these routes; default: all")
     shadow: bool = Field(default=False, description="evaluate and report, never deny")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_rate(cls, data: object) -> object:
+        if isinstance(data, str):
+            data = {"rate": data}
+        if not isinstance(data, dict) or "rate" not in data:
+            return data
+        fields = dict(data)
+        text = fields.pop("rate")
+        if "limit" in fields or "period" in fields:
+            raise ValueError("give either rate or limit and period, not both")
+        rates = parse_rates(text)
+        if len(rates) != 1:
+            raise ValueError(f"rate {text!r} holds {len(rates)} rates: one rule has one rate "
+                             "(a list of rules takes 'a;b' and makes a rule of each)")
+        fields.setdefault("name", rates[0].name)
+        fields["limit"], fields["period"] = rates[0].limit, rates[0].period_s
+        return fields
 
     @field_validator("scope")
     @classmethod
@@ -167,6 +211,25 @@ class Rule(_ResponseAware):
         return self.endpoints is None or any(route_matches(p, route) for p in self.endpoints)
 
 
+Rules = Annotated[list[Rule], BeforeValidator(_one_rule_per_rate)]
+
+
+def rules_from(*specs: Rule | str | dict[str, object], **defaults: object) -> tuple[Rule, ...]:
+    """Rules from rate strings (``"10/minute;100/hour"``: one rule each), mappings as in a policy
+    file (``rate`` or ``limit``/``period``) or ready rules; ``defaults`` fill fields a string or
+    mapping leaves out (e.g. ``scope``). Raises pydantic's ValidationError naming the bad field."""
+    rules: list[Rule] = []
+    for spec in specs:
+        if isinstance(spec, Rule):
+            rules.append(spec)
+            continue
+        items = _one_rule_per_rate([spec])
+        assert isinstance(items, list)
+        rules += [Rule.model_validate({**defaults, **item}) if isinstance(item, dict) else Rule.model_validate(item)
+                  for item in items]
+    return tuple(rules)
+
+
 class Quotas(_ResponseAware):
     """Calendar quotas (UTC), counted in cost units of admitted requests only
     (of those whose response matches ``count_statuses``, if set)."""
@@ -181,7 +244,7 @@ class Quotas(_ResponseAware):
 class Tier(_Model):
     """A named plan: its rules, its quotas and what to do when Redis is away."""
 
-    rules: list[Rule] = Field(default_factory=list)
+    rules: Rules = Field(default_factory=list)
     quotas: Quotas = Field(default_factory=Quotas)
     fail_mode: Literal["open", "closed"] = "open"
     shadow: bool = Field(default=False, description="every rule and quota of this tier is a shadow")
@@ -203,7 +266,7 @@ class Endpoint(_Model):
     route: Route
     cost: PositiveInt = 1
     exempt: bool = False
-    rules: list[Rule] = Field(default_factory=list)
+    rules: Rules = Field(default_factory=list)
 
 
 class Capacity(_Model):

@@ -88,13 +88,13 @@ def test_version_needs_no_extra() -> None:
 
 
 @pytest.mark.parametrize(("code", "hidden", "extra"), [
-    ("import ratewarden.enforcer.asgi", ["starlette"], "fastapi"),
+    ("import ratewarden.enforcer.fastapi", ["starlette"], "fastapi"),
     ("import ratewarden.enforcer.django", ["django"], "django"),
     ("import ratewarden.enforcer.django.throttling", ["rest_framework"], "django"),
     ("from ratewarden.enforcer import EnforcerSettings\nfrom ratewarden.enforcer.publisher import EventPublisher\n"
      "EventPublisher(EnforcerSettings(kafka_bootstrap='127.0.0.1:9'))", ["aiokafka"], "kafka"),
     ("from ratewarden.analytics.client import connect\nconnect('chdb:///tmp/rw-extras-test')", ["chdb"], "local"),
-], ids=["asgi", "django", "drf", "publisher", "chdb"])
+], ids=["fastapi", "django", "drf", "publisher", "chdb"])
 def test_a_library_feature_whose_extra_is_missing_says_what_to_install(code: str, hidden: list[str],
                                                                        extra: str) -> None:
     result = _python(code, hidden)
