@@ -114,6 +114,7 @@ class EnforcerCore:
 
     def _identity(self, ip: str, record: ApiKeyRecord | None, user: str | None) -> Identity:
         """The caller: its API key's record if the key is live, else its user, else its IP."""
+        self._follow_live()  # a tier added at run time counts from the first request that names it
         policy = self.policy
         if record is not None:
             tier = record.tier if record.tier in policy.tiers else policy.default_tier
@@ -145,7 +146,6 @@ class EnforcerCore:
         """A decision made without Redis, or the script call that will make it."""
         prepared = self._prepare(identity, route, route_limits)
         if isinstance(prepared, Decision):
-            prepared.identity = identity
             return prepared
         plan, keys, sent_at = prepared
         rid = self._rid_prefix + str(next(self._rids))
@@ -222,14 +222,12 @@ class EnforcerCore:
                 self._outage_until = self._redis_down_until = 0.0
                 log.info("redis_recovered")
             decision = self._from_reply(reply, call.plan, call.keys, call.identity, call.rid, call.sent_at)
-        decision.identity = call.identity
         return decision
 
-    def _prepare(self, identity: Identity, route: str,
-                 route_limits: RouteLimits | None) -> Decision | tuple[Plan, list[str], float]:
-        """A decision made without Redis, or what to ask Redis: (plan, keys, time sent)."""
+    def _follow_live(self) -> None:
+        """Take in what changed at run time: overrides void local denials and custom plans, tiers every plan."""
         live = self.live
-        if live.generation != self._generation:  # overrides changed: forget what they may have changed
+        if live.generation != self._generation:
             self._generation = live.generation
             self._denied.clear()
             self._plans = {k: v for k, v in self._plans.items() if k[3] is None}
@@ -237,15 +235,21 @@ class EnforcerCore:
                 self._tiers_generation = live.tiers_generation
                 self.policy = with_live_tiers(self.file_policy, live.tiers)
                 self._plans = {}
+
+    def _prepare(self, identity: Identity, route: str,
+                 route_limits: RouteLimits | None) -> Decision | tuple[Plan, list[str], float]:
+        """A decision made without Redis, or what to ask Redis: (plan, keys, time sent)."""
+        live = self.live
+        self._follow_live()
         override = live.override(identity.client_id) if live.overrides else None
         if override is not None:
             if override.allow:
-                return Decision(True, identity.tier, route, identity.client_id)
+                return Decision.unlimited(identity, route)
             if override.block:
                 return self._blocked(identity, route, override)
         plan = self.plan(identity.tier, route, route_limits, override)
         if not plan.rules:
-            return Decision(True, identity.tier, route, identity.client_id, cost=plan.cost, exempt=plan.exempt)
+            return Decision.unlimited(identity, route, plan.cost, plan.exempt)
         keys = plan.keys(identity)
         sent_at = time.monotonic()
         if self._denied:
@@ -258,34 +262,32 @@ class EnforcerCore:
 
     def _from_reply(self, reply: list[int], plan: Plan, keys: list[str], identity: Identity, rid: str,
                     sent_at: float) -> Decision:
-        (allowed, decider, now_us, retry_us, head, remaining, reset_us,
+        (allowed, decider, now_us, retry_us, head, remaining, reset_us,  # contract.Reply's order
          shadow, shadow_retry_us, quota, quota_remaining, quota_reset_us) = reply
+        rules = plan.rules
         if allowed:
             metrics.ALLOWED.inc()
-            rule = plan.rules[head - 1] if head else None
-            decision = Decision(
-                True, identity.tier, plan.route, identity.client_id, plan.cost, rule.name if rule else None, None,
-                rule.limit if rule else 0, remaining, reset_us / 1e6, 0.0, plan.policy_header, now_us,
-                leases=tuple((keys[i], rid) for i in plan.lease_indices),
-                quota=(plan.rules[quota - 1].name, quota_remaining, quota_reset_us / 1e6) if quota else None,
+            rule = rules[head - 1] if head else None
+            # a bucket's burst lets remaining exceed the limit RateLimit-Policy states; report at most that
+            decision = Decision.admitted(
+                identity, plan, now_us, rule, min(remaining, rule.limit) if rule else 0, reset_us / 1e6,
+                leases=tuple((keys[i], rid) for i in plan.lease_indices) if plan.lease_indices else (),
+                quota=(rules[quota - 1].name, quota_remaining, quota_reset_us / 1e6) if quota else None,
                 settle=Settlement(plan, keys, rid, now_us) if plan.response_aware else None)
             if shadow:  # admitted, but a shadow rule would have denied it
                 metrics.SHADOW_DENIED.inc()
-                decision.shadow_denied = plan.rules[shadow - 1].name
+                decision.shadow_denied = rules[shadow - 1].name
                 decision.shadow_retry_after_s = shadow_retry_us / 1e6
-        else:
-            metrics.DENIED.inc()
-            rule = plan.rules[decider - 1]
-            retry_s = retry_us / 1e6
-            if self.settings.local_deny_cache and rule.kind != "concurrency" and retry_s >= _MIN_LOCAL_DENY_S:
-                if len(self._denied) >= _MAX_LOCAL_DENIALS:
-                    self._denied.clear()
-                # Redis decided at or after sent_at, so it admits nothing of this cost before sent_at + retry
-                self._denied[keys[decider - 1]] = (sent_at + retry_s, plan.cost)
-            decision = Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, rule.name, rule.kind,
-                                rule.limit, 0, retry_s, retry_s, plan.policy_header, now_us,
-                                status=rule.denial_status)
-        return decision
+            return decision
+        metrics.DENIED.inc()
+        rule = rules[decider - 1]
+        retry_s = retry_us / 1e6
+        if self.settings.local_deny_cache and rule.kind != "concurrency" and retry_s >= _MIN_LOCAL_DENY_S:
+            if len(self._denied) >= _MAX_LOCAL_DENIALS:
+                self._denied.clear()
+            # Redis decided at or after sent_at, so it admits nothing of this cost before sent_at + retry
+            self._denied[keys[decider - 1]] = (sent_at + retry_s, plan.cost)
+        return Decision.refused(identity, plan, rule, retry_s, now_us)
 
     def _denied_locally(self, plan: Plan, keys: list[str], identity: Identity, now: float) -> Decision | None:
         for i, key in enumerate(keys):
@@ -297,36 +299,25 @@ class EnforcerCore:
                 del self._denied[key]
             elif plan.cost >= cost:
                 metrics.DENIED_LOCALLY.inc()
-                rule = plan.rules[i]
-                wait = until - now
-                return Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, rule.name,
-                                rule.kind, rule.limit, 0, wait, wait, plan.policy_header,
-                                int(time.time() * 1e6), local=True, status=rule.denial_status)
+                return Decision.refused(identity, plan, plan.rules[i], until - now, int(time.time() * 1e6),
+                                        local=True)
         return None
 
     def _blocked(self, identity: Identity, route: str, override: Override) -> Decision:
         metrics.DENIED.inc()
         wait = max(1.0, override.expires_at - time.time()) if override.expires_at else 3600.0
-        return Decision(False, identity.tier, route, identity.client_id, rule=f"override:{override.source}",
-                        kind="blocked", retry_after_s=wait, reset_s=wait, now_us=int(time.time() * 1e6))
+        return Decision.blocked(identity, route, override.source, wait, int(time.time() * 1e6))
 
     def _degraded(self, plan: Plan, keys: list[str], identity: Identity) -> Decision:
         metrics.DEGRADED.inc()
         now_us = int(time.time() * 1e6)
         if plan.fail_mode == "closed":
-            wait = self.settings.redis_retry_after_s
-            return Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, None, "unavailable",
-                            0, 0, wait, wait, plan.policy_header, now_us, degraded=True, status=503)
+            return Decision.unavailable(identity, plan, self.settings.redis_retry_after_s, now_us)
         allowed, index, wait = self.fallback.decide(plan, keys)
-        rule = plan.rules[index] if index >= 0 else None
         if allowed:
             leases = tuple((keys[i], "") for i in plan.lease_indices)
-            return Decision(True, identity.tier, plan.route, identity.client_id, plan.cost,
-                            policy_header=plan.policy_header, now_us=now_us, degraded=True, leases=leases)
-        assert rule is not None
-        return Decision(False, identity.tier, plan.route, identity.client_id, plan.cost, rule.name, rule.kind,
-                        rule.limit, 0, wait, wait, plan.policy_header, now_us, degraded=True,
-                        status=rule.denial_status)
+            return Decision.admitted(identity, plan, now_us, leases=leases, degraded=True)
+        return Decision.refused(identity, plan, plan.rules[index], wait, now_us, degraded=True)
 
     def _redis_failed(self, exc: BaseException) -> None:
         metrics.REDIS_FAILURES.inc()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 
-from .plan import DEFERRED, SHADOW, Plan
+from .contract import DEFERRED, SHADOW, spec_of
+from .plan import Plan
 
 __all__ = ["FallbackLimiter"]
 
@@ -32,9 +33,10 @@ class FallbackLimiter:
             self._buckets.clear()
         checks: list[tuple[str, float | None]] = []  # (key, tokens now); None: a concurrency slot
         for i, (rule, key) in enumerate(zip(plan.rules, keys, strict=True)):
-            if rule.kind == "quota" or rule.flags & (SHADOW | DEFERRED):
+            model = spec_of(rule.code).fallback
+            if model == "uncounted" or rule.flags & (SHADOW | DEFERRED):
                 continue
-            if rule.kind == "concurrency":
+            if model == "in_flight":
                 if self._in_flight.get(key, 0) + 1 > max(1, int(rule.limit * self.share)):
                     return False, i, 1.0
                 checks.append((key, None))

@@ -7,26 +7,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .contract import ALGORITHMS, DEFERRED, FIELDS_PER_RULE, QUIET, QUOTA_DAILY, QUOTA_MONTHLY, REFUND, SHADOW, spec_of
 from .decision import LimitKind
 from .identity import Identity
-from .policy import Algorithm, Capacity, Endpoint, Policy, Quotas, Rule, Scope, StatusSet, Tier, status_in
+from .policy import Capacity, Endpoint, Policy, Quotas, Rule, Scope, StatusSet, Tier, status_in
 
 __all__ = ["CompiledRule", "Plan", "RouteLimits", "compile_plan", "UNMATCHED_ROUTE", "KeyFunction"]
 
 UNMATCHED_ROUTE = "* (unmatched)"
-
-ALGORITHM_CODES = {
-    Algorithm.fixed_window: 1,
-    Algorithm.sliding_window_counter: 2,
-    Algorithm.sliding_window_log: 3,
-    Algorithm.token_bucket: 4,
-    Algorithm.gcra: 5,
-    Algorithm.concurrency: 6,
-}
-QUOTA_DAILY, QUOTA_MONTHLY = 7, 8
-_KEY_SUFFIX = {1: "fw", 2: "swc", 3: "swl", 4: "tb", 5: "gcra", 6: "conc", 7: "qd", 8: "qm"}
-SHADOW, DEFERRED, QUIET, REFUND = 1, 2, 4, 8  # rule flags of the script (see decide.lua)
-FIELDS_PER_RULE = 5  # algorithm, limit, period, extra, flags
 _MONTH_S = 31 * 86400
 _MAX_CACHED_CALLERS = 20_000
 
@@ -71,7 +59,7 @@ class CompiledRule:
             return self.shared_key
         values = [_dimension(dim, identity, route) for dim in self.scope]
         rest = "".join(":" + value for value in values[1:])
-        return f"rw:{{{values[0]}}}:{self.name}:{_KEY_SUFFIX[self.code]}{rest}"
+        return f"rw:{{{values[0]}}}:{self.name}:{spec_of(self.code).suffix}{rest}"
 
 
 def _dimension(dim: Scope, identity: Identity, route: str) -> str:
@@ -149,17 +137,18 @@ def _flags(shadow: bool, counting: Rule | Quotas) -> int:
 
 
 def _compile_rule(rule: Rule, shadow: bool) -> CompiledRule:
-    concurrency = rule.algorithm is Algorithm.concurrency
+    spec = ALGORITHMS[rule.algorithm]
     shadow = shadow or rule.shadow
-    member = _policy_member(rule.name, rule.limit, rule.period, "concurrent-requests" if concurrency else None)
+    member = _policy_member(rule.name, rule.limit, rule.period,
+                            "concurrent-requests" if spec.kind == "concurrency" else None)
     return CompiledRule(
         name=rule.name,
-        code=ALGORITHM_CODES[rule.algorithm],
+        code=spec.code,
         limit=rule.limit,
         period_s=rule.period,
         capacity=rule.burst or 0,
         scope=tuple(rule.scope),
-        kind="concurrency" if concurrency else "rate",
+        kind=spec.kind,
         policy_member="" if shadow else member,
         flags=_flags(shadow, rule),
         settle_statuses=rule.settle_statuses,
@@ -187,15 +176,16 @@ def _quota_rules(quotas: Quotas, shadow: bool) -> list[CompiledRule]:
 
 def _capacity_rules(capacity: Capacity, tier_name: str, shadow: bool) -> list[CompiledRule]:
     """The capacity as a whole, and the tier's share of it if it has one (shared keys, one hash tag)."""
-    code = ALGORITHM_CODES[capacity.algorithm]
+    code = ALGORITHMS[capacity.algorithm].code
+    suffix = spec_of(code).suffix
     flags = QUIET | (SHADOW if shadow or capacity.shadow else 0)
     prefix = f"rw:{{cap:{capacity.name}}}"
     rules = [CompiledRule(capacity.name, code, capacity.limit, capacity.period, 0, (), "capacity", "", flags,
-                          shared_key=f"{prefix}:all:{_KEY_SUFFIX[code]}", denial_status=capacity.shed_status)]
+                          shared_key=f"{prefix}:all:{suffix}", denial_status=capacity.shed_status)]
     share = capacity.tier_limit(tier_name)
     if share is not None:
         rules.append(CompiledRule(f"{capacity.name}:{tier_name}", code, share, capacity.period, 0, (), "capacity", "",
-                                  flags, shared_key=f"{prefix}:tier:{tier_name}:{_KEY_SUFFIX[code]}",
+                                  flags, shared_key=f"{prefix}:tier:{tier_name}:{suffix}",
                                   denial_status=capacity.shed_status))
     return rules
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from .plan import DEFERRED, SHADOW, Plan
+from .contract import DEFERRED, SHADOW
+from .plan import Plan
 
 __all__ = ["GiveBack", "group_args", "merge_replies"]
 

@@ -166,3 +166,24 @@ async def test_a_tier_changed_at_run_time_applies_within_a_second_and_clearing_r
         store.set("bad name!", Tier())
     print(f"\nrun-time tier applied in {took:.3f} s")
     await enforcer.aclose()
+
+
+async def test_a_tier_added_at_run_time_serves_its_keys_from_the_first_request(
+        redis_sync: redis.Redis, redis_url: str) -> None:
+    from ratewarden.enforcer.policy import Tier
+    from ratewarden.enforcer.tiers import TierStore
+
+    enforcer = await started(redis_url)
+    api_key, _ = ApiKeyStore(redis_sync, SECRET.encode()).create(owner="acme", tier="gold")
+    TierStore(redis_sync).set("gold", Tier(rules=[Rule(name="gold", algorithm="fixed_window", limit=500,
+                                                       period=3600)]))
+
+    async def heard() -> bool:  # the change feed delivered the tier; no request has been made since
+        return "gold" in enforcer.live.tiers
+
+    await eventually(heard)
+    identity = await enforcer.identify(ip="203.0.113.78", api_key=api_key)
+    decision = await enforcer.decide(identity, "GET /x")
+    assert (identity.tier, decision.rule, decision.limit) == ("gold", "gold", 500)
+    TierStore(redis_sync).clear("gold")
+    await enforcer.aclose()
