@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import difflib
 import re
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -17,43 +19,85 @@ from ..engine import SyncEnforcer
 from ..identity import Identity, bearer_token
 from ..loader import PolicyError, load_policy
 from ..logs import get_logger
+from ..policy import Policy, Tier
 from ..publisher import EventPublisher
+from ..routes import UNMATCHED_ROUTE
 from ..settings import EnforcerSettings
 
-__all__ = ["get_enforcer", "get_publisher", "reset_enforcer", "identify_request", "route_of"]
+__all__ = ["enforcer_settings", "get_enforcer", "get_publisher", "identify_request", "ratewarden_conf",
+           "reset_enforcer", "route_of", "unknown_keys"]
 
 log = get_logger("ratewarden.enforcer")
 _enforcer: SyncEnforcer | None = None
 _publisher: EventPublisher | None = None
 _publisher_checked = False
+_has_policy = False
+# without a policy file: no tier has rules of its own (the drop-in throttles bring theirs)
+_EMPTY_POLICY = Policy(tiers={"anonymous": Tier(), "free": Tier()})
 _lock = threading.Lock()
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
-def _settings() -> EnforcerSettings:
-    conf: dict[str, Any] = getattr(django_settings, "RATEWARDEN", {}) or {}
+def ratewarden_conf() -> Mapping[str, Any]:
+    """``settings.RATEWARDEN`` (empty when unset); ImproperlyConfigured if it is not a dict."""
+    conf = getattr(django_settings, "RATEWARDEN", None) or {}
+    if not isinstance(conf, Mapping):
+        raise ImproperlyConfigured(f"settings.RATEWARDEN must be a dict, not {type(conf).__name__}")
+    return conf
+
+
+def unknown_keys(conf: Mapping[str, Any]) -> list[str]:
+    """A message for each key of ``conf`` that is no setting, with the closest one (a typo such as
+    ``REDIS_ULR`` would otherwise be ignored and the default used)."""
+    known = [name.upper() for name in EnforcerSettings.model_fields]
+    messages = []
+    for key in conf:
+        if str(key).upper() not in known:
+            close = difflib.get_close_matches(str(key).upper(), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
+            messages.append(f"RATEWARDEN[{key!r}] is not a ratewarden setting{hint}")
+    return messages
+
+
+def enforcer_settings() -> EnforcerSettings:
+    """The enforcer's settings: ``settings.RATEWARDEN`` over the ``RATEWARDEN_*`` environment.
+    ImproperlyConfigured names every unknown key and every invalid value."""
+    conf = ratewarden_conf()
+    unknown = unknown_keys(conf)
+    if unknown:
+        raise ImproperlyConfigured("\n".join(unknown))
     try:
-        return EnforcerSettings(**{key.lower(): value for key, value in conf.items()})
+        return EnforcerSettings(**{str(key).lower(): value for key, value in conf.items()})
     except ValidationError as exc:
         raise ImproperlyConfigured(f"settings.RATEWARDEN is invalid:\n{exc}") from None
 
 
-def get_enforcer() -> SyncEnforcer:
-    """The enforcer of this process, started on first use."""
-    global _enforcer
+def get_enforcer(*, policy_required: bool = True) -> SyncEnforcer:
+    """The enforcer of this process, started on first use.
+
+    Its policy is ``RATEWARDEN['POLICY_FILE']``; without one it has no tiers' rules, which is all
+    DRF's drop-in throttles and ``@ratelimit`` views need (``policy_required=False``), while the
+    middleware and ``RatewardenThrottle`` apply the policy and raise ImproperlyConfigured.
+    """
+    global _enforcer, _has_policy
     if _enforcer is None:
         with _lock:
             if _enforcer is None:
-                settings = _settings()
-                if settings.policy_file is None:
-                    raise ImproperlyConfigured("set RATEWARDEN['POLICY_FILE'] (or RATEWARDEN_POLICY_FILE)")
-                try:
-                    policy = load_policy(settings.policy_file)
-                except PolicyError as exc:
-                    raise ImproperlyConfigured(str(exc)) from None
+                settings = enforcer_settings()
+                policy = _EMPTY_POLICY
+                if settings.policy_file is not None:
+                    try:
+                        policy = load_policy(settings.policy_file)
+                    except PolicyError as exc:
+                        raise ImproperlyConfigured(str(exc)) from None
                 enforcer = SyncEnforcer(policy, settings)
                 enforcer.start()
+                _has_policy = settings.policy_file is not None
                 _enforcer = enforcer
+    if policy_required and not _has_policy:
+        raise ImproperlyConfigured("set RATEWARDEN['POLICY_FILE'] (or RATEWARDEN_POLICY_FILE): the ratewarden "
+                                   "middleware and RatewardenThrottle apply its tiers (the DRF drop-in throttles "
+                                   "and @ratelimit need none)")
     return _enforcer
 
 
@@ -61,9 +105,9 @@ def get_publisher() -> EventPublisher | None:
     """The event publisher of this process (a sender thread), or None without Kafka settings."""
     global _publisher, _publisher_checked
     if not _publisher_checked:
+        settings = get_enforcer(policy_required=False).settings  # before the lock, which building it takes
         with _lock:
             if not _publisher_checked:
-                settings = get_enforcer().settings
                 if settings.kafka_bootstrap:
                     _publisher = EventPublisher(settings)
                     _publisher.start_thread()
@@ -96,7 +140,7 @@ def route_of(request: Any) -> str:
     match = getattr(request, "resolver_match", None)
     template = match.route if match is not None and match.route else None
     if template is None:
-        return f"{request.method} * (unmatched)"
+        return UNMATCHED_ROUTE  # the one label every adapter gives requests no route matches
     path = _CONVERTER.sub(r"{\1}", template).lstrip("^").rstrip("$")
     return f"{request.method} /{path}"
 

@@ -4,11 +4,12 @@
     REST_FRAMEWORK = {"DEFAULT_THROTTLE_CLASSES": ["ratewarden.enforcer.django.throttling.RatewardenThrottle"]}
 
 ``RatewardenThrottle`` applies the policy (tiers, endpoint rules, quotas).
-``UserRateThrottle``, ``AnonRateThrottle`` and ``ScopedRateThrottle`` mirror
-DRF's own, reading ``DEFAULT_THROTTLE_RATES`` the same way, but count atomically
-in Redis (no read-then-write race), count exactly the period written
-(``"100/day"``, ``"5/15m"``; ``"month"`` is refused instead of read as minute)
-and do not stop counting when another throttle denies first.
+``SimpleRateThrottle``, ``UserRateThrottle``, ``AnonRateThrottle`` and ``ScopedRateThrottle``
+are DRF's own, attribute for attribute and method for method (``rate``, ``scope``,
+``THROTTLE_RATES``, ``get_rate``, ``parse_rate``, ``get_cache_key``, ``get_ident`` with
+``NUM_PROXIES``, ``wait``), and need no policy file; but they count atomically in Redis (no
+read-then-write race), count exactly the period written (``"100/day"``, ``"5/15m"``; ``"month"``
+is refused instead of read as minute) and do not stop counting when another throttle denies first.
 """
 
 from __future__ import annotations
@@ -32,24 +33,35 @@ require("django", "rest_framework", feature="ratewarden.enforcer.django.throttli
 from rest_framework.settings import api_settings  # noqa: E402 - after the hint for a missing extra
 from rest_framework.throttling import BaseThrottle  # noqa: E402 - after the hint for a missing extra
 
-__all__ = ["RatewardenThrottle", "UserRateThrottle", "AnonRateThrottle", "ScopedRateThrottle", "parse_rate"]
+__all__ = ["AnonRateThrottle", "RatewardenThrottle", "ScopedRateThrottle", "SimpleRateThrottle", "UserRateThrottle",
+           "parse_rate"]
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
+_HOURS = re.compile(r"^(\d*)\s*hrs?$")  # DRF's docs allow "hr", which parse_duration does not know
 
 
-def parse_rate(rate: str) -> tuple[int, float]:
-    """``"100/day"`` -> (100, 86400.0); also ``"5/15m"``, ``"10/s"``. Raises ImproperlyConfigured."""
-    match = _RATE.match(rate or "")
+def parse_rate(rate: str | None) -> tuple[int, float] | tuple[None, None]:
+    """``"100/day"`` -> (100, 86400.0); also ``"5/15m"``, ``"10/s"``, ``"1000/hr"``; None -> (None, None)
+    as DRF's. Raises ImproperlyConfigured naming the rate."""
+    if rate is None:
+        return (None, None)
+    match = _RATE.match(rate) if isinstance(rate, str) else None
     if not match:
         raise ImproperlyConfigured(f"invalid throttle rate {rate!r}: expected 'N/period' such as '100/day' or '5/15m'")
+    period = match.group(2).lower()
+    hours = _HOURS.match(period)
+    if hours:
+        period = f"{hours.group(1) or 1}h"
     try:
-        return int(match.group(1)), parse_duration(match.group(2))
+        return int(match.group(1)), parse_duration(period)
     except ValueError as exc:
         raise ImproperlyConfigured(f"invalid throttle rate {rate!r}: {exc}") from None
 
 
 class RatewardenThrottle(BaseThrottle):
     """Decides with the policy's rules and quotas for the caller's tier on this route."""
+
+    policy_required = True  # the drop-in classes bring their own rule
 
     def __init__(self) -> None:
         self.decision: Decision | None = None
@@ -59,15 +71,20 @@ class RatewardenThrottle(BaseThrottle):
         with the DRF request and keys their ``custom`` scope."""
         return None
 
+    def custom_key(self, request: Any, view: Any, limits: RouteLimits | None) -> object:
+        """What keys the ``custom`` scope of this request's rules (None: the client)."""
+        return limits.key(request) if limits is not None and limits.key is not None else None
+
     def allow_request(self, request: Any, view: Any) -> bool:
         limits = self.route_limits(request, view)
         if limits is not None and not limits.rules:
             return True
-        enforcer = get_enforcer()
+        enforcer = get_enforcer(policy_required=self.policy_required)
         django_request = getattr(request, "_request", request)
         identity = identify_request(enforcer, request)
-        if limits is not None and limits.key is not None:
-            identity.set_custom(limits.key(request))
+        custom = self.custom_key(request, view, limits)
+        if custom is not None:
+            identity.set_custom(custom)
         decision = enforcer.decide(identity, route_of(django_request), limits)
         self.decision = decision
         previous: Decision | None = getattr(django_request, DECISION_ATTR, None)
@@ -77,69 +94,140 @@ class RatewardenThrottle(BaseThrottle):
         return decision.allowed
 
     def wait(self) -> float | None:
+        """Seconds until a denied request would be admitted (DRF sends them as ``Retry-After``);
+        None when the last request was admitted."""
         if self.decision is None or self.decision.allowed:
             return None
         return self.decision.retry_after_s
 
 
-class _RateThrottle(RatewardenThrottle):
-    """A single DRF-style rate, read from ``DEFAULT_THROTTLE_RATES[scope]`` or ``rate``."""
+class _DefaultRates:
+    """``THROTTLE_RATES`` of a class that sets none: DRF's ``DEFAULT_THROTTLE_RATES``, read when used
+    (DRF reads it once at import, so a changed setting went unseen until a restart)."""
 
+    def __get__(self, instance: object, owner: type) -> dict[str, str | None]:
+        return api_settings.DEFAULT_THROTTLE_RATES
+
+
+class SimpleRateThrottle(RatewardenThrottle):
+    """DRF's ``SimpleRateThrottle``: one rate (``rate``, else ``THROTTLE_RATES[scope]``) per
+    ``get_cache_key(request, view)``, which must be overridden and may return None for a request
+    that is not throttled. The cache key is the counter's key, so two classes returning the same
+    key share a count, as they share DRF's cache entry."""
+
+    policy_required = False
+    cache_format = "throttle_%(scope)s_%(ident)s"
     scope: str | None = None
     rate: str | None = None
-    dimension: Scope = Scope.user  # the user, else the client IP (as DRF's ident)
+    THROTTLE_RATES: Any = _DefaultRates()
     algorithm: Algorithm = Algorithm.sliding_window_log  # DRF's history of timestamps, made exact
+    num_requests: int | None
+    duration: float | None
+    key: str | None
 
-    def get_rate(self, view: Any) -> str | None:
-        if self.rate is not None:
-            return self.rate
-        rates = api_settings.DEFAULT_THROTTLE_RATES
-        if self.scope not in rates:
-            raise ImproperlyConfigured(f"no default throttle rate set for {self.scope!r} scope")
-        return rates[self.scope]
+    def __init__(self) -> None:
+        super().__init__()
+        if not getattr(self, "rate", None):
+            self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
 
-    def applies(self, request: Any, view: Any) -> bool:
-        return True
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        """A unique key for the caller (None: the request is not throttled). Must be overridden."""
+        raise NotImplementedError(".get_cache_key() must be overridden")
+
+    def get_rate(self) -> str | None:
+        if not getattr(self, "scope", None):
+            raise ImproperlyConfigured(f"You must set either `.scope` or `.rate` for '{type(self).__name__}' throttle")
+        try:
+            return self.THROTTLE_RATES[self.scope]
+        except KeyError:
+            raise ImproperlyConfigured(f"No default throttle rate set for '{self.scope}' scope") from None
+
+    def parse_rate(self, rate: str | None) -> tuple[int, float] | tuple[None, None]:
+        """(requests, seconds) of ``rate``; (None, None) for None (no throttling)."""
+        return parse_rate(rate)
+
+    def get_ident(self, request: Any) -> str:
+        """The client's address, as DRF finds it when ``NUM_PROXIES`` is set: the address that many
+        hops from the right of ``X-Forwarded-For``. When ``RATEWARDEN_TRUSTED_PROXIES`` is set, or
+        neither is, ratewarden's resolver decides (forwarding headers believed from trusted proxies
+        only; DRF would otherwise believe any client's ``X-Forwarded-For``)."""
+        enforcer = get_enforcer(policy_required=False)
+        num_proxies = api_settings.NUM_PROXIES
+        meta = request.META
+        if num_proxies is not None and not enforcer.settings.trusted_proxies:
+            xff = meta.get("HTTP_X_FORWARDED_FOR")
+            if num_proxies == 0 or not xff:
+                return str(meta.get("REMOTE_ADDR", ""))
+            addresses = xff.split(",")
+            return addresses[-min(num_proxies, len(addresses))].strip()
+        return enforcer.ips.resolve(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"),
+                                    meta.get("HTTP_FORWARDED"))
 
     def route_limits(self, request: Any, view: Any) -> RouteLimits | None:
-        if not self.applies(request, view):
+        if self.rate is None:
             return RouteLimits(standalone=True)
-        rate = self.get_rate(view)
-        if rate is None:
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
             return RouteLimits(standalone=True)
-        key = (self.scope, rate, self.algorithm, self.dimension)
-        limits = _LIMITS.get(key)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"drf-{self.scope or type(self).__name__}")[:64]
+        cached = (name, self.rate, self.algorithm)
+        limits = _LIMITS.get(cached)
         if limits is None:  # one RouteLimits per distinct rate, so the enforcer's plans are reused
-            limit, period = parse_rate(rate)
-            rule = Rule(name=f"drf-{self.scope}", algorithm=self.algorithm, limit=limit, period=period,
-                        scope=[self.dimension])
-            limits = _LIMITS[key] = RouteLimits((rule,), standalone=True)
+            limit, period = self.parse_rate(self.rate)
+            assert limit is not None and period is not None
+            rule = Rule(name=name, algorithm=self.algorithm, limit=limit, period=period, scope=[Scope.custom])
+            limits = _LIMITS[cached] = RouteLimits((rule,), standalone=True)
         return limits
+
+    def custom_key(self, request: Any, view: Any, limits: RouteLimits | None) -> object:
+        return self.key  # the cache key counts, as in DRF
 
 
 _LIMITS: dict[tuple[object, ...], RouteLimits] = {}
 
 
-class UserRateThrottle(_RateThrottle):
+def _user_ident(throttle: SimpleRateThrottle, request: Any) -> object:
+    user = getattr(request, "user", None)
+    return user.pk if user and user.is_authenticated else throttle.get_ident(request)
+
+
+class AnonRateThrottle(SimpleRateThrottle):
+    """Anonymous callers only, per IP, rate ``DEFAULT_THROTTLE_RATES['anon']``."""
+
+    scope = "anon"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        user = getattr(request, "user", None)
+        if user and user.is_authenticated:
+            return None  # only unauthenticated requests are throttled
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class UserRateThrottle(SimpleRateThrottle):
     """Per user (per IP for anonymous callers), rate ``DEFAULT_THROTTLE_RATES['user']``."""
 
     scope = "user"
 
-
-class AnonRateThrottle(_RateThrottle):
-    """Anonymous callers only, per IP, rate ``DEFAULT_THROTTLE_RATES['anon']``."""
-
-    scope = "anon"
-    dimension = Scope.ip
-
-    def applies(self, request: Any, view: Any) -> bool:
-        user = getattr(request, "user", None)
-        return not (user is not None and user.is_authenticated)
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        return self.cache_format % {"scope": self.scope, "ident": _user_ident(self, request)}
 
 
-class ScopedRateThrottle(_RateThrottle):
+class ScopedRateThrottle(SimpleRateThrottle):
     """Per view scope (``view.throttle_scope``) and user or IP; views without a scope are not limited."""
 
-    def applies(self, request: Any, view: Any) -> bool:
-        self.scope = getattr(view, "throttle_scope", None)
-        return self.scope is not None
+    scope_attr = "throttle_scope"
+
+    def __init__(self) -> None:  # the rate is known once the view is (as DRF's)
+        RatewardenThrottle.__init__(self)
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        self.scope = getattr(view, self.scope_attr, None)
+        if not self.scope:
+            return True
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        return self.cache_format % {"scope": self.scope, "ident": _user_ident(self, request)}
