@@ -12,7 +12,8 @@ WSGI_APPLICATION = "drfdemo.wsgi.application"
 ASGI_APPLICATION = "drfdemo.asgi.application"
 USE_TZ = True
 
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "rest_framework"]
+# ratewarden's app registers its system checks: manage.py check validates RATEWARDEN and the policy
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "rest_framework", "ratewarden.enforcer.django"]
 MIDDLEWARE = ["ratewarden.enforcer.django.RatewardenMiddleware"]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 
