@@ -14,9 +14,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 import redis
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.cluster import RedisCluster
@@ -56,6 +58,8 @@ class AdminSettings(BaseSettings):
     clickhouse_database: str = Field("ratewarden", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     api_key_secret: SecretStr | None = None
     policy_file: str | None = Field(None, description="the policy file the enforcers load (for GET /tiers)")
+    admin_metrics: Literal["open", "token", "off"] = Field(
+        "open", description="GET /metrics (Prometheus): without auth, behind the admin token, or not served")
 
 
 class KeyRequest(BaseModel):
@@ -143,6 +147,16 @@ def create_admin_app(settings: AdminSettings, clickhouse: ClickHouse,
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    if settings.admin_metrics != "off":
+        guard = [Depends(_bearer(settings.admin_token))] if settings.admin_metrics == "token" else []
+
+        @app.get("/metrics", tags=["health"], dependencies=guard, response_class=Response)
+        def metrics(request: Request) -> Response:
+            """This process's Prometheus metrics (with the embedded default, the worker's too). No
+            label names a client, so the page is safe to serve without the token on an internal port."""
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+            return Response(encoder(REGISTRY), headers={"content-type": content_type})
 
     @app.get("/console", include_in_schema=False)
     def console() -> HTMLResponse:

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from ratewarden.extras import MissingExtra, require
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.query import QueryResult
     from clickhouse_connect.driver.summary import QuerySummary
 
-__all__ = ["ClickHouse", "connect", "default_url", "Serialized"]
+__all__ = ["ClickHouse", "connect", "default_url", "Serialized", "where"]
 
 DEFAULT_CHDB_DIR = Path("var/clickhouse")
 
@@ -41,6 +42,14 @@ def connect(url: str | None = None) -> Client:
         require("local", "chdb", feature=f"embedded ClickHouse ({url})")
         Path(url.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
     return clickhouse_connect.get_client(dsn=url)
+
+
+def where(url: str) -> str:
+    """Where ``url`` points, for logs (no credentials): ``host:port``, or ``chdb <dir>``."""
+    if url.startswith("chdb://"):
+        return "chdb " + url.removeprefix("chdb://")
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (8443 if parts.scheme == 'https' else 8123)}"
 
 
 class ClickHouse(Protocol):

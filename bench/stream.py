@@ -110,7 +110,8 @@ def main() -> None:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("RATEWARDEN_")},
                "RATEWARDEN_KAFKA_BOOTSTRAP": kafka.url, "RATEWARDEN_REDIS_URL": redis_server.url,
                "RATEWARDEN_TOPIC_PARTITIONS": str(PARTITIONS), "RATEWARDEN_CLICKHOUSE_URL": f"chdb://{work / 'ch'}",
-               "RATEWARDEN_DATA_DIR": str(work / "faust"), "RATEWARDEN_WORKER_METRICS_PORT": str(metrics_port)}
+               "RATEWARDEN_DATA_DIR": str(work / "faust"),
+               "RATEWARDEN_WORKER_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}"}
         (work / "worker").mkdir()
         with StreamWorker(workdir=work / "worker", env=env) as worker:
             started = None

@@ -13,6 +13,7 @@ This package imports neither Faust, ClickHouse nor Grafana.
 from .apikeys import ApiKeyRecord, ApiKeyStore
 from .decision import Decision
 from .engine import Enforcer, SyncEnforcer
+from .exposition import metrics_app
 from .identity import Identity
 from .loader import PolicyError, load_policy, policy_from_mapping
 from .overrides import Override, OverrideStore
@@ -22,5 +23,5 @@ from .settings import EnforcerSettings
 __all__ = [
     "Algorithm", "ApiKeyRecord", "ApiKeyStore", "Decision", "Endpoint", "Enforcer", "EnforcerSettings",
     "Identity", "Override", "OverrideStore", "Policy", "PolicyError", "Quotas", "Rule", "Scope", "SyncEnforcer", "Tier",
-    "load_policy", "policy_from_mapping",
+    "load_policy", "metrics_app", "policy_from_mapping",
 ]

@@ -29,6 +29,7 @@ from .fallback import FallbackLimiter
 from .identity import ClientIPResolver, Identity, bounded
 from .live import LiveCache, LiveState, SyncLiveState
 from .logs import get_logger
+from .outage import OutageLog
 from .overrides import Override
 from .plan import Plan, RouteLimits, compile_plan
 from .policy import Policy
@@ -59,6 +60,14 @@ class _ScriptCall(NamedTuple):
     sent_at: float
 
 
+def _server(redis_url: str) -> str:
+    """Where ``redis_url`` points, for logs (no credentials)."""
+    try:
+        return parse_redis_url(redis_url).describe()
+    except ValueError:
+        return "(unparsable)"  # the Enforcer refuses it when it builds its clients
+
+
 class EnforcerCore:
     """Plans, local denials, fallback and decisions from script replies: no I/O.
 
@@ -74,6 +83,9 @@ class EnforcerCore:
         self.settings = settings = settings or EnforcerSettings()
         self.ips = ClientIPResolver(settings.trusted_proxies, settings.ipv6_prefix)
         self.fallback = FallbackLimiter(settings.fallback_share)
+        self.timers = metrics.DecisionTimers(policy.tiers)
+        # "redis_unavailable" once per outage, then rarely: requests retry every redis_retry_after_s
+        self.outage = OutageLog(log, "redis", server=_server(settings.redis_url), setting="RATEWARDEN_REDIS_URL")
         self._secret = settings.api_key_secret.get_secret_value().encode() if settings.api_key_secret else None
         self._script = script("decide")
         self._plans: dict[tuple[object, ...], Plan] = {}
@@ -144,8 +156,11 @@ class EnforcerCore:
 
     def _begin(self, identity: Identity, route: str, route_limits: RouteLimits | None) -> Decision | _ScriptCall:
         """A decision made without Redis, or the script call that will make it."""
+        started = time.monotonic()
         prepared = self._prepare(identity, route, route_limits)
         if isinstance(prepared, Decision):
+            if not prepared.allowed or prepared.degraded:  # what ratewarden_decisions_total counts
+                self.timers.observe(prepared, time.monotonic() - started)
             return prepared
         plan, keys, sent_at = prepared
         rid = self._rid_prefix + str(next(self._rids))
@@ -220,8 +235,9 @@ class EnforcerCore:
             assert reply is not None
             if self._outage_until and time.monotonic() >= self._outage_until:
                 self._outage_until = self._redis_down_until = 0.0
-                log.info("redis_recovered")
+                self.outage.succeeded()
             decision = self._from_reply(reply, call.plan, call.keys, call.identity, call.rid, call.sent_at)
+        self.timers.observe(decision, time.monotonic() - call.sent_at)
         return decision
 
     def _follow_live(self) -> None:
@@ -235,6 +251,7 @@ class EnforcerCore:
                 self._tiers_generation = live.tiers_generation
                 self.policy = with_live_tiers(self.file_policy, live.tiers)
                 self._plans = {}
+                self.timers.add(self.policy.tiers)
 
     def _prepare(self, identity: Identity, route: str,
                  route_limits: RouteLimits | None) -> Decision | tuple[Plan, list[str], float]:
@@ -321,9 +338,7 @@ class EnforcerCore:
 
     def _redis_failed(self, exc: BaseException) -> None:
         metrics.REDIS_FAILURES.inc()
-        if not self._outage_until:
-            log.warning("redis_unavailable", error=type(exc).__name__,
-                        retry_in_s=self.settings.redis_retry_after_s)
+        self.outage.failed(exc)
         self._outage_until = time.monotonic() + self.settings.redis_retry_after_s
         if self._node_split is None:
             self._redis_down_until = self._outage_until
@@ -348,7 +363,7 @@ class Enforcer(EnforcerCore):
         if client is None and topology.kind != "cluster":
             client = async_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.control = ControlClient(client, self.runner)
-        self.live = LiveState(self.control, self.runner, self._secret)
+        self.live = LiveState(self.control, self.runner, self._secret, topology.describe())
 
     async def start(self) -> None:
         """Load run-time state and follow changes. Tolerates Redis being down."""
@@ -434,7 +449,8 @@ class SyncEnforcer(EnforcerCore):
             self._node_split = self.runner.split
         else:
             self.runner = SyncScriptRunner(self.client)
-        self.live = SyncLiveState(sync_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0), self._secret)
+        self.live = SyncLiveState(sync_client(topology, socket_timeout=1.0, socket_connect_timeout=1.0), self._secret,
+                                  topology.describe())
         self._lock = threading.Lock()
         self._settlements: queue.SimpleQueue[tuple[list[str], tuple[object, ...]] | None] = queue.SimpleQueue()
         self._settler: threading.Thread | None = None

@@ -19,6 +19,7 @@ from redis.cluster import RedisCluster
 from .apikeys import KEYS_HASH, ApiKeyRecord, decode_record, hash_api_key
 from .changes import CHANGES_CHANNEL, POLL_INTERVAL_S, VERSION_KEY, as_bytes
 from .logs import get_logger
+from .outage import OutageLog
 from .overrides import OVERRIDES_HASH, Override
 from .policy import Tier
 from .tiers import TIERS_HASH
@@ -34,6 +35,7 @@ log = get_logger("ratewarden.enforcer")
 
 _KEY_TTL_S, _UNKNOWN_KEY_TTL_S, _MAX_CACHED_KEYS = 60.0, 10.0, 100_000
 _FEED_ERRORS = (redis.RedisError, OSError, ValueError)
+REDIS_SETTING = "RATEWARDEN_REDIS_URL"
 _Entry = TypeVar("_Entry", Override, Tier)
 
 
@@ -46,6 +48,12 @@ def _readable(raw: dict[bytes, bytes], model: type[Override] | type[Tier], what:
         except ValueError:
             log.warning(f"{what}_unreadable", name=name.decode(errors="replace"))
     return parsed
+
+
+def _feed_outage(server: str) -> OutageLog:
+    """How the change feed logs losing ``server`` (see :class:`OutageLog`), retrying from every poll
+    interval to every 2 s."""
+    return OutageLog(log, "change_feed", server=server, setting=REDIS_SETTING, min_retry_s=POLL_INTERVAL_S)
 
 
 def _put(entries: dict[str, _Entry], name: str, model: type[_Entry], raw: bytes | None) -> None:
@@ -147,10 +155,11 @@ class LiveState(LiveCache):
     """The cache, followed with an asyncio task."""
 
     def __init__(self, control: ControlClient, runner: AsyncScriptRunner | AsyncClusterRunner,
-                 api_key_secret: bytes | None) -> None:
+                 api_key_secret: bytes | None, server: str = "redis") -> None:
         super().__init__(api_key_secret)
         self.control = control
         self.runner = runner
+        self.outage = _feed_outage(server)
         self._task: asyncio.Task | None = None
 
     async def api_key(self, api_key: str) -> ApiKeyRecord | None:
@@ -195,15 +204,16 @@ class LiveState(LiveCache):
             try:
                 await pubsub.subscribe(CHANGES_CHANNEL)
                 await self.reload()  # anything missed while not subscribed
+                self.outage.succeeded()
                 await self._listen(pubsub)
             except asyncio.CancelledError:
                 raise
             except _FEED_ERRORS as exc:
                 if self._closing:
                     return
-                log.warning("change_feed_interrupted", error=type(exc).__name__)
+                self.outage.failed(exc)
                 self.control.failed()
-                await asyncio.sleep(POLL_INTERVAL_S)
+                await asyncio.sleep(self.outage.retry_delay())
             finally:
                 try:
                     await pubsub.aclose()
@@ -228,9 +238,11 @@ class LiveState(LiveCache):
 class SyncLiveState(LiveCache):
     """The cache, followed by a daemon thread (for WSGI processes)."""
 
-    def __init__(self, client: redis.Redis | RedisCluster, api_key_secret: bytes | None) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, api_key_secret: bytes | None,
+                 server: str = "redis") -> None:
         super().__init__(api_key_secret)
         self.client = client
+        self.outage = _feed_outage(server)
         self._thread: threading.Thread | None = None
 
     def api_key(self, api_key: str) -> ApiKeyRecord | None:
@@ -268,6 +280,7 @@ class SyncLiveState(LiveCache):
             try:
                 pubsub.subscribe(CHANGES_CHANNEL)
                 self.reload()
+                self.outage.succeeded()
                 next_poll = time.monotonic() + POLL_INTERVAL_S
                 heard = False
                 while not self._closing:
@@ -283,8 +296,8 @@ class SyncLiveState(LiveCache):
             except _FEED_ERRORS as exc:
                 if self._closing:
                     return
-                log.warning("change_feed_interrupted", error=type(exc).__name__)
-                time.sleep(POLL_INTERVAL_S)
+                self.outage.failed(exc)
+                time.sleep(self.outage.retry_delay())
             finally:
                 try:
                     pubsub.close()

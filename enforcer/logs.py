@@ -1,15 +1,26 @@
-"""The enforcer's logs go through the standard ``logging`` tree, which the application configures.
+"""ratewarden's logs go through the standard ``logging`` tree, which the application configures
+(``ratewarden.enforcer.logsetup.configure_logging`` does it for the processes ratewarden runs).
 
-Each record's message is ``event key=value ...``; the event name and fields are also on the
-record (``record.event``, ``record.fields``) for structured (JSON) handlers. Never pass secrets.
+Each record's message is ``event key=value ...``; the event name (snake_case) and fields are also
+on the record (``record.event``, ``record.fields``) for structured (JSON) handlers. Never pass
+secrets: URLs go through :func:`redact`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
-__all__ = ["EventLogger", "get_logger"]
+__all__ = ["EventLogger", "get_logger", "redact"]
+
+# scheme://user:password@ -> scheme://user:***@ (the user alone is no secret, and names the account)
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", text)
 
 
 class EventLogger:
@@ -23,7 +34,7 @@ class EventLogger:
     def _log(self, level: int, event: str, fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
             message = " ".join([event, *(f"{key}={value}" for key, value in fields.items())])
-            # stacklevel 3: the record names the enforcer's caller of info()/warning(), not this module
+            # stacklevel 3: the record names the caller of info()/warning(), not this module
             self._logger.log(level, message, extra={"event": event, "fields": fields}, stacklevel=3)
 
     def debug(self, event: str, **fields: Any) -> None:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import hiredis
 import redis
@@ -37,10 +37,20 @@ _pack = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 class _Waiter:
     __slots__ = ("future", "retry", "sent_at")
 
-    def __init__(self, future: asyncio.Future | None, retry: tuple[Any, ...] | None, sent_at: float) -> None:
+    def __init__(self, future: asyncio.Future | None, retry: _ScriptCall | None, sent_at: float) -> None:
         self.future = future
-        self.retry = retry  # EVAL arguments to resend if the server answers NOSCRIPT
+        self.retry = retry  # the script call to resend as EVAL if the server answers NOSCRIPT
         self.sent_at = sent_at
+
+
+class _ScriptCall(NamedTuple):
+    lua: LuaScript
+    keys: Sequence[Any]
+    args: Sequence[Any]
+
+    def as_eval(self) -> bytes:
+        """The call as EVAL, which also loads the script (built only after NOSCRIPT: it is rare)."""
+        return _pack(("EVAL", self.lua.source, len(self.keys), *self.keys, *self.args))
 
 
 class _RespProtocol(asyncio.Protocol):
@@ -116,8 +126,8 @@ class AsyncScriptRunner:
     def call(self, lua: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future:
         """Queue one script call; the future resolves to its reply or its exception."""
         future = asyncio.get_running_loop().create_future()
-        tail = (len(keys), *keys, *args)
-        self._queue(_pack(("EVALSHA", lua.sha, *tail)), _Waiter(future, ("EVAL", lua.source, *tail), 0.0))
+        self._queue(_pack(("EVALSHA", lua.sha, len(keys), *keys, *args)),
+                    _Waiter(future, _ScriptCall(lua, keys, args), 0.0))
         return future
 
     def execute(self, *args: Any) -> asyncio.Future:
@@ -132,8 +142,8 @@ class AsyncScriptRunner:
 
     def fire(self, lua: LuaScript, keys: Sequence[Any], args: Sequence[Any]) -> None:
         """Queue a script call no one waits for (reloaded and sent again after NOSCRIPT)."""
-        tail = (len(keys), *keys, *args)
-        self._queue(_pack(("EVALSHA", lua.sha, *tail)), _Waiter(None, ("EVAL", lua.source, *tail), 0.0))
+        self._queue(_pack(("EVALSHA", lua.sha, len(keys), *keys, *args)),
+                    _Waiter(None, _ScriptCall(lua, keys, args), 0.0))
 
     def _queue(self, packed: bytes, waiter: _Waiter) -> None:
         self._buffer.append(packed)
@@ -144,7 +154,7 @@ class AsyncScriptRunner:
 
     def _resend_as_eval(self, waiter: _Waiter) -> None:
         assert waiter.retry is not None
-        self._queue(_pack(waiter.retry), _Waiter(waiter.future, None, 0.0))
+        self._queue(waiter.retry.as_eval(), _Waiter(waiter.future, None, 0.0))
 
     # -- sending -----------------------------------------------------------
 

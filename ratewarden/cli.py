@@ -174,7 +174,8 @@ def simulate(
 
 @app.command()
 def worker(
-    loglevel: str = typer.Option("info", "--loglevel", "-l", help="debug, info, warning or error"),
+    loglevel: str | None = typer.Option(None, "--loglevel", "-l",
+                                        help="debug, info, warning or error (default RATEWARDEN_LOG_LEVEL, info)"),
 ) -> None:
     """Run a stream worker (Faust): usage to ClickHouse, detectors, alerts, penalties.
 
@@ -189,10 +190,22 @@ def worker(
 
     try:
         settings = StreamSettings()
+        _configure_logging(loglevel)
     except ValidationError as exc:
         errors.print(f"[red]invalid stream settings:[/red] {exc}")
         raise typer.Exit(2) from None
-    Worker(create_app(settings), loglevel=loglevel, quiet=True).execute_from_commandline()
+    # Faust would set up logging of its own (colours, stdout): the records go to ours instead
+    Worker(create_app(settings), quiet=True, override_logging=False).execute_from_commandline()
+
+
+def _configure_logging(level: str | None = None) -> None:
+    """Logging of a process ratewarden runs: RATEWARDEN_LOG_FORMAT, and ``level`` over RATEWARDEN_LOG_LEVEL."""
+    from ratewarden.enforcer.logsetup import LogSettings, configure_logging
+
+    settings = LogSettings()
+    if level is not None:
+        settings = LogSettings.model_validate({"log_format": settings.log_format, "log_level": level.lower()})
+    configure_logging(settings)
 
 
 @app.command()
@@ -216,6 +229,7 @@ def admin(
 
     try:
         settings = AdminSettings()
+        _configure_logging()
     except ValidationError as exc:
         errors.print(f"[red]invalid admin settings:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -225,7 +239,7 @@ def admin(
     clickhouse = connect(settings.clickhouse_url)
     migrate(clickhouse, settings.clickhouse_database)
     uvicorn.run(create_admin_app(settings, clickhouse), host=host or settings.admin_host,
-                port=port or settings.admin_port, log_level="info")
+                port=port or settings.admin_port, log_config=None)  # uvicorn's records go to our handler
 
 
 dashboards_app = typer.Typer(help="Grafana dashboards.", no_args_is_help=True)

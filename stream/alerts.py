@@ -2,7 +2,8 @@
 
 A finding whose dedup key (type and client) fired less than ``cooldown_s`` ago updates
 that alert (occurrences, last seen, latest evidence, higher severity) instead of raising
-a new one; delivery happens only for new alerts and for severity escalations.
+a new one; delivery happens only for new alerts and for severity escalations. An alert quiet
+that long is closed and forgotten by the worker's state sweep (see ``stream/state.py``).
 """
 
 from __future__ import annotations
@@ -86,13 +87,6 @@ class AlertBook:
         current.evidence_history = (current.evidence_history + [alert.evidence])[-self.history:]
         self.open[alert.dedup_key] = current  # write back: the mapping may store a copy
         return current, escalated
-
-    def expire(self, now: float) -> list[AlertRecord]:
-        """Close and return alerts quiet for a full cooldown."""
-        closed = [r for r in self.open.values() if now - r.last_seen >= self.cooldown_s]
-        for record in closed:
-            del self.open[record.dedup_key]
-        return closed
 
 
 def write_alerts(client: ClickHouse, records: list[AlertRecord], db: str = "ratewarden") -> None:

@@ -37,7 +37,7 @@ from ratewarden.analytics.migrations import migrate
 from . import metrics
 from .alerts import AlertRecord, write_alerts
 from .delivery import AlertDeliverer
-from .detection import Detection
+from .detection import Detection, state_tables
 from .penalties import Penalty, PenaltyBox, write_penalties
 from .processor import RequestProcessor
 from .settings import StreamSettings
@@ -142,6 +142,14 @@ class Pipeline(Service):
             log.warning("alert_write_failed", error=type(exc).__name__, waiting=len(self._unwritten_alerts))
 
 
+def _current_partition() -> int:
+    """The partition of the event the agent is handling (tables change only inside one)."""
+    event = faust.current_event()
+    if event is None:
+        raise RuntimeError("the detectors' state changed outside an agent")
+    return event.message.partition
+
+
 def _broker(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
@@ -167,10 +175,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     undeliverable = app.topic(s.undeliverable_topic, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(s.dead_letter_topic, key_serializer="raw", value_serializer="raw")
     json_schema: faust.Schema[str, Any] = faust.Schema(key_serializer="json", value_serializer="json")
-    tables = {name: app.Table(name, partitions=s.topic_partitions, schema=json_schema)
-              for name in ("window-marks", "baselines", "open-alerts")}
-    detection = Detection(s, marks=tables["window-marks"], baselines=tables["baselines"],
-                          open_alerts=tables["open-alerts"])
+    tables: dict[str, Any] = {name: app.Table(name, partitions=s.topic_partitions, schema=json_schema)
+                              for name in state_tables(s)}
+    detection = Detection(s, tables, partition=_current_partition)
 
     @app.agent(windows)
     async def detect(stream: faust.StreamT) -> None:

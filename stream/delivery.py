@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import structlog
+
+from ratewarden.enforcer.logs import get_logger
+from ratewarden.enforcer.outage import OutageLog
 
 from . import metrics
 from .settings import StreamSettings
@@ -32,7 +34,7 @@ SIGNATURE_HEADER = "X-Ratewarden-Signature"
 DELIVERY_HEADER = "X-Ratewarden-Delivery"
 _EMOJI = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 
-log = structlog.get_logger("ratewarden.delivery")
+log = get_logger("ratewarden.delivery")
 # httpx logs every request's URL at INFO, and webhook URLs are secrets
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -88,6 +90,11 @@ class _Sink:
     name: str
     url: str
     slack: bool
+    outage: OutageLog  # one line when it starts failing, rarely while it fails, one when it accepts again
+
+
+def _sink(name: str, url: str, slack: bool, setting: str) -> _Sink:
+    return _Sink(name, url, slack, OutageLog(log, "alert_sink", sink=name, setting=setting))
 
 
 class AlertDeliverer:
@@ -95,10 +102,11 @@ class AlertDeliverer:
 
     def __init__(self, settings: StreamSettings) -> None:
         self.settings = settings
-        self.sinks = [_Sink(f"webhook[{i}]", url.get_secret_value(), False)
+        self.sinks = [_sink(f"webhook[{i}]", url.get_secret_value(), False, "RATEWARDEN_WEBHOOK_URLS")
                       for i, url in enumerate(settings.webhook_urls)]
         if settings.slack_webhook_url:
-            self.sinks.insert(0, _Sink("slack", settings.slack_webhook_url.get_secret_value(), True))
+            self.sinks.insert(0, _sink("slack", settings.slack_webhook_url.get_secret_value(), True,
+                                       "RATEWARDEN_SLACK_WEBHOOK_URL"))
         self.delivered = 0
         self.retries = 0
         self.refused = 0
@@ -129,20 +137,21 @@ class AlertDeliverer:
             else:
                 error = f"HTTP {status}"
             if status is not None and 200 <= status < 300:
+                sink.outage.succeeded()
                 metrics.DELIVERY.labels("delivered").inc()
                 self.delivered += 1
                 return True
             if status is not None and 400 <= status < 500 and status not in (408, 429):
+                sink.outage.succeeded()  # it answers: it is up, and refused this alert
                 metrics.DELIVERY.labels("refused").inc()
                 self.refused += 1
-                log.error("alert refused by sink", sink=sink.name, status=status, alert=delivery_id)
+                log.error("alert_refused", sink=sink.name, status=status, alert=delivery_id)
                 return False
             attempt += 1
             metrics.DELIVERY.labels("retried").inc()
             self.retries += 1
             delay = min(self.settings.delivery_max_backoff_s, 0.25 * 2 ** min(attempt, 16)) * random.uniform(0.8, 1.2)
-            log.warning("alert delivery failed; retrying", sink=sink.name, error=error, attempt=attempt,
-                        retry_in_s=round(delay, 2), alert=delivery_id)
+            sink.outage.failed(error)
             await asyncio.sleep(delay)
 
     async def close(self) -> None:

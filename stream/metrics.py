@@ -1,8 +1,10 @@
-"""Prometheus metrics of a stream worker (served on ``RATEWARDEN_WORKER_METRICS_PORT``)."""
+"""Prometheus metrics of a stream worker (served on ``RATEWARDEN_WORKER_METRICS_ADDRESS``)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from http.server import HTTPServer
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS = Counter("ratewarden_stream_events", "Request records read from Kafka")
 DUPLICATES = Counter("ratewarden_stream_duplicates", "Events skipped as already written or seen")
@@ -16,3 +18,13 @@ DELIVERY = Counter("ratewarden_stream_deliveries", "Alert delivery attempts", ["
 DELAY = Histogram(
     "ratewarden_stream_delay_seconds", "From an event's production to its usage being written (1% sample)",
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 20.0, 60.0, 300.0))
+
+
+def serve(address: str) -> HTTPServer:
+    """Serve this process's metrics (``/metrics``, from a daemon thread) on ``address`` (``host:port``,
+    as StreamSettings validated it). Returns the server (``shutdown()`` stops it)."""
+    from .settings import listen_address
+
+    host, port = listen_address(address, "RATEWARDEN_WORKER_METRICS_ADDRESS")
+    server, _thread = start_http_server(port, addr=host)
+    return server

@@ -25,12 +25,13 @@ import time
 from dataclasses import dataclass, field, replace
 
 import msgspec
-import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from ratewarden.analytics.client import ClickHouse
+from ratewarden.analytics.client import ClickHouse, default_url, where
 from ratewarden.enforcer.events import RequestEvent, decode_event
+from ratewarden.enforcer.logs import get_logger
+from ratewarden.enforcer.outage import OutageLog
 
 from . import metrics
 from .detection import Screen
@@ -40,7 +41,7 @@ from .windows import Window, WindowAccumulator, encode_summary, summary_key
 
 __all__ = ["RequestProcessor", "ProcessorStats"]
 
-log = structlog.get_logger("ratewarden.stream")
+log = get_logger("ratewarden.stream")
 DELAY_SAMPLE = 100
 
 
@@ -77,7 +78,8 @@ class RequestProcessor:
         self._consumer: AIOKafkaConsumer | None = None
         self._delay_samples: list[int] = []  # production timestamps (ms) of 1 record in DELAY_SAMPLE
         self._reported = ProcessorStats()
-        self._clickhouse_down = False
+        self.clickhouse_outage = OutageLog(log, "clickhouse", setting="RATEWARDEN_CLICKHOUSE_URL",
+                                           server=where(settings.clickhouse_url or default_url()))
         self._stopping = asyncio.Event()
 
     # -- partitions -------------------------------------------------------------------
@@ -100,7 +102,7 @@ class RequestProcessor:
             self._partitions[partition] = self._new_state()
         if consumer is not None:
             consumer.resume(*[tp for tp in tps if tp in consumer.assignment()])
-        log.info("partitions assigned", partitions=partitions,
+        log.info("partitions_assigned", partitions=partitions,
                  written_through={p: self.sink.written_through(p) for p in partitions})
 
     async def revoked(self, partitions: list[int]) -> None:
@@ -115,7 +117,7 @@ class RequestProcessor:
                 metrics.LAG.remove(str(partition))
             except KeyError:  # never reported
                 pass
-        log.info("partitions revoked", partitions=mine)
+        log.info("partitions_revoked", partitions=mine)
 
     # -- records ----------------------------------------------------------------------
 
@@ -173,13 +175,9 @@ class RequestProcessor:
         try:
             self.stats.rows_written += await asyncio.to_thread(self.sink.flush, partitions)
         except Exception as exc:  # noqa: BLE001 - ClickHouse away: keep the rows, retry next flush
-            if not self._clickhouse_down:
-                log.warning("clickhouse_unavailable", error=f"{type(exc).__name__}: {str(exc)[:200]}")
-            self._clickhouse_down = True
+            self.clickhouse_outage.failed(exc)
         else:
-            if self._clickhouse_down:
-                log.info("clickhouse_recovered")
-            self._clickhouse_down = False
+            self.clickhouse_outage.succeeded()
         await self._send_dead_letters()
         commits = {}
         summaries: list[tuple[bytes, bytes]] = []
@@ -307,7 +305,8 @@ class RequestProcessor:
                 metrics.LAG.labels(partition=str(partition)).set(behind)
         s = self.stats
         log.info("progress", partitions=list(lags), lag=lags, events=s.events, rows_written=s.rows_written,
-                 windows_emitted=s.windows_emitted, dead_letters=s.dead_letters, clickhouse_down=self._clickhouse_down)
+                 windows_emitted=s.windows_emitted, dead_letters=s.dead_letters,
+                 clickhouse_down=self.clickhouse_outage.down)
 
     def stop(self) -> None:
         self._stopping.set()

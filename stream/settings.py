@@ -6,9 +6,11 @@ Nested values use ``__``: ``RATEWARDEN_DETECTORS__SCRAPING__MIN_DISTINCT_PATHS=6
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ratewarden.enforcer.policy import Algorithm, Rule, Scope
@@ -16,6 +18,7 @@ from ratewarden.enforcer.settings import split_list
 
 from .detectors import (
     CredentialStuffingDetector,
+    Detector,
     EndpointStuffingDetector,
     KeyCyclingDetector,
     KeySharingDetector,
@@ -28,7 +31,9 @@ __all__ = ["StreamSettings", "DetectorSettings", "PenaltyAction"]
 
 
 class DetectorSettings(BaseModel):
-    """Thresholds of every detector (count thresholds are per minute; shorter windows scale them)."""
+    """Every detector the worker runs, one field each, named by its alert type: the registry
+    (:func:`~ratewarden.stream.detectors.registered`). Count thresholds are per minute; shorter
+    windows scale them."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -39,6 +44,15 @@ class DetectorSettings(BaseModel):
     key_sharing: KeySharingDetector = Field(default_factory=KeySharingDetector)
     key_cycling: KeyCyclingDetector = Field(default_factory=KeyCyclingDetector)
     traffic_spike: SpikeDetector = Field(default_factory=SpikeDetector)
+
+    @model_validator(mode="after")
+    def _named_by_alert_type(self) -> DetectorSettings:
+        for name in type(self).model_fields:
+            detector = getattr(self, name)
+            if isinstance(detector, Detector) and detector.alert_type != name:
+                raise ValueError(f"detectors.{name}: a detector's field is named by its alert type "
+                                 f"({detector.alert_type!r})")
+        return self
 
 
 class PenaltyAction(BaseModel):
@@ -66,14 +80,17 @@ def _default_penalties() -> dict[str, PenaltyAction]:
 class StreamSettings(BaseSettings):
     """Everything the stream worker reads from its environment. See the README's settings table."""
 
-    model_config = SettingsConfigDict(env_prefix="RATEWARDEN_", env_nested_delimiter="__", extra="ignore")
+    # hide_input_in_errors: a bad value may be a secret (a webhook URL, the signing secret)
+    model_config = SettingsConfigDict(env_prefix="RATEWARDEN_", env_nested_delimiter="__", extra="ignore",
+                                      hide_input_in_errors=True)
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
     kafka_topic: str = Field("ratewarden.requests", description="request events (the enforcer's topic)")
     windows_topic: str = Field("ratewarden.windows", description="closed window summaries, for the detectors")
     alerts_topic: str = Field("ratewarden.alerts", description="alerts, for delivery and other consumers")
     dead_letter_topic: str = Field("ratewarden.requests.dlq", description="events that could not be decoded")
-    undeliverable_topic: str = Field("ratewarden.alerts.undeliverable", description="alerts a sink refused for good")
+    undeliverable_topic: str = Field("ratewarden.alerts.undeliverable",
+                                     description="alerts a sink refused, or had not accepted by the delivery deadline")
     consumer_group: str = Field("ratewarden-stream", pattern=r"^[A-Za-z0-9._-]{1,100}$",
                                 description="the workers' Faust app id and Kafka consumer group prefix")
     topic_partitions: int = Field(8, ge=1, description="partitions of the topics the worker creates")
@@ -95,6 +112,12 @@ class StreamSettings(BaseSettings):
         default_factory=lambda: ["POST /v1/login"], description="routes tagged as authentication (comma separated)")
     detectors: DetectorSettings = Field(default_factory=DetectorSettings)
     alert_cooldown_s: float = Field(900.0, gt=0, description="an alert quiet this long closes; the next one is new")
+    state_ttl_s: float = Field(21_600.0, gt=0, description="the detectors' state of a client (spike baselines, "
+                               "windows examined) is dropped once untouched this long")
+    state_sweep_interval_s: float = Field(60.0, gt=0, description="the worker sweeps stale state and closes quiet "
+                                          "alerts this often")
+    override_purge_interval_s: float = Field(60.0, gt=0, description="the worker removes lapsed overrides "
+                                             "(penalties) from Redis this often")
     penalties: dict[str, PenaltyAction] = Field(default_factory=_default_penalties)
     penalty_rule: Rule = Field(
         default_factory=lambda: Rule(name="penalty", algorithm=Algorithm.fixed_window, limit=10, period=60,
@@ -105,9 +128,15 @@ class StreamSettings(BaseSettings):
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook for alerts")
     webhook_urls: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="generic alert webhooks (comma separated)")
-    webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key signing webhook bodies")
+    webhook_secret: SecretStr | None = Field(
+        None, description="Standard Webhooks signing secret, whsec_<base64 of 24 to 64 random bytes>")
     delivery_timeout_s: float = Field(5.0, gt=0, description="per attempt")
     delivery_max_backoff_s: float = Field(60.0, gt=0, description="retry delay cap for a failing sink")
+    delivery_deadline_s: float = Field(300.0, gt=0, description="a sink that has not accepted an alert this long "
+                                       "after its first attempt is given up on (the alert goes to the "
+                                       "undeliverable topic)")
+    delivery_concurrency: int = Field(100, ge=1, description="alerts being delivered at once (a dead sink holds "
+                                      "each of its alerts for up to the deadline, never the others)")
     rebalance_timeout_s: float = Field(10.0, gt=0, description="group session and rebalance timeout")
     worker_metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus metrics port of the worker (0: off)")
     worker_admin_port: int = Field(0, ge=0, le=65535, description="serve the admin API and console from the worker "
@@ -119,3 +148,19 @@ class StreamSettings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return split_list(value)
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            text = value.get_secret_value()
+            try:
+                key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+            except binascii.Error:
+                key = b""
+            if not text.startswith("whsec_") or not 24 <= len(key) <= 64:
+                # the value is a secret: never echoed
+                raise ValueError("RATEWARDEN_WEBHOOK_SECRET must be whsec_ then the base64 of 24 to 64 random "
+                                 "bytes, e.g. python -c \"import base64, os; print('whsec_' + "
+                                 "base64.b64encode(os.urandom(32)).decode())\"")
+        return value

@@ -1,9 +1,12 @@
-"""Alert cooldown: a sustained attack is one alert that updates, not a flood."""
+"""Alert cooldown: a sustained attack is one alert that updates, not a flood; a quiet alert closes
+and is forgotten."""
 
 from __future__ import annotations
 
 from ratewarden.stream.alerts import AlertBook
+from ratewarden.stream.detection import RecordCodec
 from ratewarden.stream.detectors import Alert
+from ratewarden.stream.state import ExpiringState
 
 
 def finding(minute: int, severity: str = "warning", client: str = "ip:203.0.113.7", kind: str = "scraping") -> Alert:
@@ -30,10 +33,14 @@ def test_escalation_is_delivered_and_other_clients_and_types_are_separate() -> N
     assert len(book.open) == 3
 
 
-def test_quiet_alerts_close_and_a_new_attack_alerts_again() -> None:
-    book = AlertBook(cooldown_s=300)
+def test_quiet_alerts_close_and_are_forgotten_and_a_new_attack_alerts_again() -> None:
+    clock = [1000.0]
+    table: dict[str, object] = {}
+    book = AlertBook(cooldown_s=300, open=RecordCodec(ExpiringState(table, 300, clock=lambda: clock[0])))
     book.record(finding(0), 0)
-    assert book.expire(now=200) == []
-    closed = book.expire(now=300)
-    assert [r.dedup_key for r in closed] == ["scraping:ip:203.0.113.7"] and book.open == {}
+    state = ExpiringState(table, 300)
+    assert state.sweep(partition=0, now=1200) == {}
+    assert state.sweep(partition=1, now=1300) == {}  # another partition's sweep leaves it alone
+    closed = state.sweep(partition=0, now=1300)
+    assert list(closed) == ["scraping:ip:203.0.113.7"] and table == {}
     assert book.record(finding(10), 600)[1]

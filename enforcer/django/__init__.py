@@ -13,5 +13,6 @@ require("django", "django", feature="ratewarden.enforcer.django")
 
 from .conf import get_enforcer, reset_enforcer  # noqa: E402 - after the hint for a missing extra
 from .middleware import RatewardenMiddleware  # noqa: E402
+from .views import metrics_view  # noqa: E402
 
-__all__ = ["RatewardenMiddleware", "get_enforcer", "reset_enforcer"]
+__all__ = ["RatewardenMiddleware", "get_enforcer", "metrics_view", "reset_enforcer"]

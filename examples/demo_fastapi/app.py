@@ -16,9 +16,11 @@ from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel
+from starlette.routing import Route
 
-from ratewarden.enforcer import Enforcer, EnforcerSettings, load_policy
+from ratewarden.enforcer import Enforcer, EnforcerSettings, load_policy, metrics_app
 from ratewarden.enforcer.asgi import RatewardenMiddleware, limit
+from ratewarden.enforcer.logsetup import configure_logging
 
 POLICY_FILE = Path(__file__).resolve().parent.parent / "policy.yaml"
 MAX_ITEM_ID = 1000
@@ -54,6 +56,8 @@ def create_app(enforcer: Enforcer | None = None, *, protected: bool = True) -> F
         enforcer = enforcer or _enforcer_from_environment()
         app.add_middleware(RatewardenMiddleware, enforcer=enforcer)
         app.state.enforcer = enforcer
+    # Prometheus scrapes this process's decisions and latencies here (exempt in the policy)
+    app.router.routes.append(Route("/metrics", metrics_app, include_in_schema=False))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -104,6 +108,7 @@ def _enforcer_from_environment() -> Enforcer:
 def __getattr__(name: str) -> FastAPI:
     # built on first access, so importing this module for create_app() starts nothing
     if name == "app":
+        configure_logging()  # served as a process of its own: RATEWARDEN_LOG_FORMAT and _LEVEL apply
         globals()["app"] = application = create_app()
         return application
     raise AttributeError(name)

@@ -26,6 +26,20 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
+# ratewarden's records (at RATEWARDEN_LOG_LEVEL, default info) and the others' warnings, as text or
+# JSON lines on stderr like the other processes (RATEWARDEN_LOG_FORMAT=text|json); a 429 is no warning
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"ratewarden": {"()": "ratewarden.enforcer.logsetup.JsonFormatter"
+                                  if os.environ.get("RATEWARDEN_LOG_FORMAT") == "json"
+                                  else "ratewarden.enforcer.logsetup.TextFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "ratewarden"}},
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+    "loggers": {"ratewarden": {"level": os.environ.get("RATEWARDEN_LOG_LEVEL", "info").upper()},
+                "django.request": {"level": "ERROR"}},
+}
+
 # everything else comes from RATEWARDEN_* environment variables
 RATEWARDEN = {"POLICY_FILE": os.environ.get("RATEWARDEN_POLICY_FILE", str(BASE_DIR.parent / "policy.yaml"))}
 
