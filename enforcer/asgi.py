@@ -91,7 +91,8 @@ class RouteResolver:
         if router is not None and hasattr(router, "handle_routing"):  # a Litestar app wrapped from outside
             found = self._litestar_lookup(router, scope)
         elif router is not None:
-            found = _starlette_match(getattr(router, "routes", ()), scope, "", self._limits_of_route)
+            matched = _starlette_match(getattr(router, "routes", ()), scope, "", self._limits_of_route)
+            found = matched[1] if matched is not None else None
         if found is not None:
             return found
         template = self.policy_routes.template(scope["method"], scope["path"])
@@ -160,26 +161,36 @@ def _collect_limits(route: Any) -> RouteLimits | None:
 
 
 def _starlette_match(routes: Any, scope: Scope, prefix: str,
-                     limits_of_route: Callable[[Any], RouteLimits | None]) -> Resolved | None:
+                     limits_of_route: Callable[[Any], RouteLimits | None]) -> tuple[bool, Resolved] | None:
+    """(full, resolved) for the first route matching ``scope`` fully, else for the first matching all
+    but the method (which the app answers 405), else None."""
     from starlette.routing import Match, Mount
 
     partial = None
     for route in routes:
-        match, child = route.matches(scope)
-        if match is Match.NONE:
+        candidates = getattr(route, "effective_candidates", None)
+        if candidates is not None:  # a router FastAPI included (0.16x): its routes, as included
+            inner = _starlette_match(candidates(), scope, prefix, limits_of_route)
+        else:
+            included = getattr(route, "starlette_route", None)  # one of them: a mount is matched as one
+            if isinstance(included, Mount):
+                route = included
+            match, child = route.matches(scope)
+            if match is Match.NONE:
+                continue
+            if isinstance(route, Mount):
+                inner = _starlette_match(route.routes, {**scope, **child}, prefix + route.path, limits_of_route)
+            else:
+                path = getattr(route, "path", None) or getattr(included, "path", None)
+                if path is None:
+                    continue
+                inner = (match is Match.FULL,
+                         (f"{scope['method']} {brace_template(prefix + path)}", limits_of_route(route)))
+        if inner is None:
             continue
-        if isinstance(route, Mount):
-            inner = _starlette_match(route.routes, {**scope, **child}, prefix + route.path, limits_of_route)
-            if inner is not None:
-                return inner
-            continue
-        path = getattr(route, "path", None)
-        if path is None:
-            continue
-        found = (f"{scope['method']} {prefix}{path}", limits_of_route(route))
-        if match is Match.FULL:
-            return found
-        partial = partial or found
+        if inner[0]:
+            return inner
+        partial = partial or inner
     return partial
 
 

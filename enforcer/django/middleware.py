@@ -1,4 +1,8 @@
-"""Django middleware: limits views (as the ASGI middleware does) and adds the headers."""
+"""Django middleware: limits views (as the ASGI and WSGI middleware do) and adds the headers.
+
+The request lifecycle is the gate's (``ratewarden.enforcer.gate``); this module keeps Django's
+glue: the view's route template, ``request.META`` as the caller's facts, ``HttpResponse``.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,28 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from ..decision import Decision
-from ..events import make_event
-from ..headers import rate_limit_headers
-from ..problem import problem_body, problem_status
+from ..gate import Gate
+from ..plan import RouteLimits
+from ..route_limits import limits_of, merge_limits
+from ..routes import UNMATCHED_ROUTE
 from ..settings import EnforcerSettings
 from .conf import get_enforcer, get_publisher, identify_request, route_of
 
-__all__ = ["RatewardenMiddleware"]
+__all__ = ["RatewardenMiddleware", "get_gate", "denial_response", "add_headers", "DECISION_ATTR"]
 
 DECISION_ATTR = "ratewarden_decision"
+_gate: Gate | None = None
+_view_limits: dict[int, tuple[object, RouteLimits | None]] = {}  # id(view) -> (view, its @limit limits)
+
+
+def get_gate() -> Gate:
+    """The gate of this process's enforcer (rebuilt when ``reset_enforcer`` made a new one)."""
+    global _gate
+    enforcer = get_enforcer()
+    gate = _gate
+    if gate is None or gate.enforcer is not enforcer:
+        gate = _gate = Gate(enforcer, publisher=get_publisher())
+    return gate
 
 
 def _throttled_by_drf(view_func: Any) -> bool:
@@ -31,26 +48,39 @@ def _throttled_by_drf(view_func: Any) -> bool:
                for t in getattr(view_class, "throttle_classes", ()))
 
 
+def _limits_of_view(view_func: Any) -> RouteLimits | None:
+    """``@limit`` on a view function or on the class of a class-based view (once per view)."""
+    entry = _view_limits.get(id(view_func))
+    if entry is None or entry[0] is not view_func:  # the entry keeps its view alive
+        view_class = getattr(view_func, "view_class", None) or getattr(view_func, "cls", None)
+        entry = _view_limits[id(view_func)] = (view_func, merge_limits(limits_of(view_func, view_class)))
+    return entry[1]
+
+
 def denial_response(decision: Decision) -> HttpResponse:
     """The 429 (or 503) problem+json response for ``decision``."""
-    enforcer = get_enforcer()
-    response = HttpResponse(problem_body(decision), status=problem_status(decision),
-                            content_type="application/problem+json")
-    add_headers(response, decision, enforcer.settings)
+    status, headers, body = get_gate().denial(decision)
+    response = HttpResponse(body, status=status, content_type="application/problem+json")
+    for name, value in headers[2:]:  # after the content type and length, which Django sets itself
+        response[name.decode("latin-1")] = value.decode("latin-1")
     return response
 
 
-def add_headers(response: HttpResponse, decision: Decision, settings: EnforcerSettings) -> None:
-    for name, value in rate_limit_headers(decision, draft=settings.draft_headers, legacy=settings.legacy_headers,
-                                          shadow=settings.shadow_headers):
-        header = name.decode()
+def add_headers(response: HttpResponse, decision: Decision, settings: EnforcerSettings | None = None) -> None:
+    """The decision's rate-limit headers on ``response``, unless it has them already (``settings``:
+    unused, kept for callers written before the gate)."""
+    for name, value in get_gate().headers(decision):
+        header = name.decode("latin-1")
         if header not in response:
-            response[header] = value.decode()
+            response[header] = value.decode("latin-1")
 
 
 class RatewardenMiddleware:
-    """Decides every view's requests before the view runs, except DRF views that use a
-    ratewarden throttle class (the throttle decides, this adds the headers)."""
+    """Decides every view's requests before the view runs (with ``@limit`` rules on the view), except
+    DRF views that use a ratewarden throttle class (the throttle decides, this adds the headers and
+    gives its denial the problem+json body).
+    Requests no URL pattern matches are decided as the one unmatched route after Django's 404,
+    which a denial replaces: scanners are counted as in the ASGI and WSGI middleware."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -59,25 +89,38 @@ class RatewardenMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         decision: Decision | None = getattr(request, DECISION_ATTR, None)
+        if decision is None and getattr(request, "resolver_match", None) is None:
+            decision = self._decide(request, UNMATCHED_ROUTE, None)
+            if not decision.allowed:
+                response = denial_response(decision)
+        elif decision is not None and not decision.allowed and response.status_code == decision.status \
+                and response.get("Content-Type") != "application/problem+json":
+            response = denial_response(decision)  # DRF's Throttled answer: the same problem+json body everywhere
         if decision is not None:
-            enforcer = get_enforcer()
-            settings = enforcer.settings
-            add_headers(response, decision, settings)
-            enforcer.finish(decision, response.status_code)
-            publisher = get_publisher()
-            if publisher is not None and decision.identity is not None and not decision.exempt:
-                publisher.publish(make_event(
-                    decision, decision.identity, method=request.method or "GET", path=request.path,
-                    user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
-                    latency_ms=(time.perf_counter() - started) * 1000, service=settings.service_name,
-                    instance=settings.instance_id))
+            gate = get_gate()
+            add_headers(response, decision)
+            get_enforcer().finish(decision, response.status_code)
+            gate.publish(decision, method=request.method or "GET", path=request.path,
+                         user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
+                         started=started)
         return response
 
     def process_view(self, request: HttpRequest, view_func: Any, view_args: Any,
                      view_kwargs: Any) -> HttpResponse | None:
         if _throttled_by_drf(view_func):
             return None
-        enforcer = get_enforcer()
-        decision = enforcer.decide(identify_request(enforcer, request), route_of(request))
-        setattr(request, DECISION_ATTR, decision)
+        limits = _limits_of_view(view_func)
+        if limits is not None and limits.exempt:
+            return None
+        decision = self._decide(request, route_of(request), limits)
         return None if decision.allowed else denial_response(decision)
+
+    @staticmethod
+    def _decide(request: HttpRequest, route: str, limits: RouteLimits | None) -> Decision:
+        enforcer = get_enforcer()
+        identity = identify_request(enforcer, request)
+        if limits is not None and limits.key is not None:
+            identity.set_custom(limits.key(request))
+        decision = enforcer.decide(identity, route, limits)
+        setattr(request, DECISION_ATTR, decision)
+        return decision
