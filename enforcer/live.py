@@ -74,6 +74,7 @@ class LiveCache:
         self.generation = 0  # bumped on every applied change
         self.tiers_generation = 0  # bumped when run-time tiers change
         self._keys: dict[str, tuple[ApiKeyRecord | None, float]] = {}
+        self._digests: dict[str, str] = {}
         self._version: bytes | None = None
         self._closing = False
 
@@ -87,7 +88,13 @@ class LiveCache:
         """(None, record) when the cache answers (or keys are off); (digest, None) when Redis must."""
         if self.secret is None:
             return None, None
-        digest = hash_api_key(self.secret, api_key)
+        # the keyed hash costs more than the rest of identifying a caller: remember it per key seen
+        # (the raw keys already pass through this process's memory with every request)
+        digest = self._digests.get(api_key)
+        if digest is None:
+            if len(self._digests) >= _MAX_CACHED_KEYS:
+                self._digests.clear()
+            digest = self._digests[api_key] = hash_api_key(self.secret, api_key)
         cached = self._keys.get(digest)
         if cached is not None and cached[1] > time.monotonic():
             return None, cached[0]
