@@ -84,7 +84,8 @@ def test_a_rate_the_drop_ins_cannot_read(settings) -> None:
     rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "billing": "100/month", "off": None}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
     report = run_check()
-    assert "REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['billing']: invalid throttle rate '100/month'" in report
+    assert "REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['billing']: invalid throttle rate: invalid rate " \
+           "'100/month': 'month' has no fixed length" in report
     assert "'off'" not in report  # None: not throttled, as in DRF
 
 

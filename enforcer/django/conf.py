@@ -16,7 +16,8 @@ from django.dispatch import receiver
 from pydantic import ValidationError
 
 from ..engine import SyncEnforcer
-from ..identity import Identity, bearer_token
+from ..gate import Gate
+from ..identity import Identity
 from ..loader import PolicyError, load_policy
 from ..logs import get_logger
 from ..policy import Policy, Tier
@@ -24,7 +25,7 @@ from ..publisher import EventPublisher
 from ..routes import UNMATCHED_ROUTE
 from ..settings import EnforcerSettings
 
-__all__ = ["enforcer_settings", "get_enforcer", "get_publisher", "identify_request", "ratewarden_conf",
+__all__ = ["enforcer_settings", "get_enforcer", "get_gate", "get_publisher", "identify_request", "ratewarden_conf",
            "reset_enforcer", "route_of", "unknown_keys"]
 
 log = get_logger("ratewarden.enforcer")
@@ -32,6 +33,7 @@ _enforcer: SyncEnforcer | None = None
 _publisher: EventPublisher | None = None
 _publisher_checked = False
 _has_policy = False
+_gate: Gate | None = None
 # without a policy file: no tier has rules of its own (the drop-in throttles bring theirs)
 _EMPTY_POLICY = Policy(tiers={"anonymous": Tier(), "free": Tier()})
 _lock = threading.Lock()
@@ -101,6 +103,17 @@ def get_enforcer(*, policy_required: bool = True) -> SyncEnforcer:
     return _enforcer
 
 
+def get_gate() -> Gate:
+    """The gate of this process's enforcer (headers, denials, events), rebuilt with the enforcer.
+    Needs no policy file (see :func:`get_enforcer`)."""
+    global _gate
+    enforcer = get_enforcer(policy_required=False)
+    gate = _gate
+    if gate is None or gate.enforcer is not enforcer:
+        gate = _gate = Gate(enforcer, publisher=get_publisher())
+    return gate
+
+
 def get_publisher() -> EventPublisher | None:
     """The event publisher of this process (a sender thread), or None without Kafka settings."""
     global _publisher, _publisher_checked
@@ -146,12 +159,9 @@ def route_of(request: Any) -> str:
 
 
 def identify_request(enforcer: SyncEnforcer, request: Any) -> Identity:
-    """The caller of a Django request: API key, authenticated user, or client IP (through trusted proxies)."""
-    meta = request.META
-    ip = enforcer.ips.resolve(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"), meta.get("HTTP_FORWARDED"))
-    header = enforcer.settings.api_key_header.lower()
-    raw_key = meta.get("HTTP_" + header.upper().replace("-", "_"))
-    api_key = bearer_token(raw_key) if raw_key and header == "authorization" else raw_key
+    """The caller of a Django (or DRF) request: API key, authenticated user, or client IP (through
+    trusted proxies), read from ``request.META`` by the gate."""
+    ip, api_key = get_gate().environ_caller(request.META)
     user = getattr(request, "user", None)
     user_id = str(user.pk) if user is not None and getattr(user, "is_authenticated", False) else None
-    return enforcer.identify(ip=ip, api_key=api_key or None, user=user_id)
+    return enforcer.identify(ip=ip, api_key=api_key, user=user_id)

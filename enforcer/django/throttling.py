@@ -21,8 +21,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ratewarden.extras import require
 
+from .. import rates
 from ..decision import Decision
-from ..durations import parse_duration
 from ..plan import RouteLimits
 from ..policy import Algorithm, Rule, Scope
 from .conf import get_enforcer, identify_request, route_of
@@ -36,26 +36,19 @@ from rest_framework.throttling import BaseThrottle  # noqa: E402 - after the hin
 __all__ = ["AnonRateThrottle", "RatewardenThrottle", "ScopedRateThrottle", "SimpleRateThrottle", "UserRateThrottle",
            "parse_rate"]
 
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
-_HOURS = re.compile(r"^(\d*)\s*hrs?$")  # DRF's docs allow "hr", which parse_duration does not know
 
 
 def parse_rate(rate: str | None) -> tuple[int, float] | tuple[None, None]:
-    """``"100/day"`` -> (100, 86400.0); also ``"5/15m"``, ``"10/s"``, ``"1000/hr"``; None -> (None, None)
-    as DRF's. Raises ImproperlyConfigured naming the rate."""
+    """``"100/day"`` -> (100, 86400.0); also ``"5/15m"``, ``"1000/hr"``, ``"10 per second"`` (the
+    ``limits`` grammar of ``ratewarden.enforcer.rates``); None -> (None, None) as DRF's.
+    Raises ImproperlyConfigured naming the rate."""
     if rate is None:
         return (None, None)
-    match = _RATE.match(rate) if isinstance(rate, str) else None
-    if not match:
-        raise ImproperlyConfigured(f"invalid throttle rate {rate!r}: expected 'N/period' such as '100/day' or '5/15m'")
-    period = match.group(2).lower()
-    hours = _HOURS.match(period)
-    if hours:
-        period = f"{hours.group(1) or 1}h"
     try:
-        return int(match.group(1)), parse_duration(period)
+        parsed = rates.parse_rate(rate)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"invalid throttle rate {rate!r}: {exc}") from None
+        raise ImproperlyConfigured(f"invalid throttle rate: {exc}") from None
+    return parsed.limit, parsed.period_s
 
 
 class RatewardenThrottle(BaseThrottle):

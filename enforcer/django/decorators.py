@@ -1,0 +1,159 @@
+"""``@ratelimit`` for plain Django views, in the style of django-ratelimit, on ratewarden's engine::
+
+    from ratewarden.enforcer.django.decorators import ratelimit
+
+    @ratelimit(key="ip", rate="5/minute")              # the 6th request in a minute from one IP: 429
+    def login(request): ...
+
+    @ratelimit(key="user_or_ip", rate="100/hour;1000/day", block=False)
+    def search(request):
+        if request.limited: ...                          # over a rate: counted, not refused
+
+``rate`` is one or more rates in the ``limits`` grammar (``"10/minute"``, ``"10 per minute"``,
+``"5/15m"``, several joined by ``;``). ``key`` is what is counted: ``"ip"`` (the client address,
+through ``RATEWARDEN_TRUSTED_PROXIES``), ``"user"`` (the authenticated user; anonymous callers by
+address), ``"user_or_ip"`` (the caller: API key, else user, else address), ``"header:<name>"``,
+``"get:<name>"``, ``"post:<name>"``, or a function of the request returning a string (None: the
+caller). The count is per view unless ``group`` names a count several views share. With
+``block=False`` the rules never refuse: the view runs and ``request.limited`` says whether a rate
+was exceeded. ``cost`` is the units one request takes.
+
+The rules are decided in the same script call as the policy's: by ``RatewardenMiddleware`` when
+it is installed (it finds them on the view, as it finds ``@limit``), else here, before the view
+runs, which then also sends the rate-limit headers and the request's event. Without a policy file
+only these rules apply.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.http import HttpRequest, HttpResponse
+
+from ..decision import Decision
+from ..plan import KeyFunction
+from ..rates import parse_rates
+from ..route_limits import LIMITS_ATTR, limit
+from .conf import get_enforcer, get_gate, identify_request, route_of
+from .middleware import DECISION_ATTR
+
+__all__ = ["LIMITED_ATTR", "ratelimit"]
+
+LIMITED_ATTR = "limited"  # as django-ratelimit names it
+_STARTED_ATTR = "ratewarden_started"
+
+View = TypeVar("View", bound=Callable[..., Any])
+_DIMENSIONS = {"ip": "ip", "user": "user", "user_or_ip": "client"}
+_GROUP = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+
+
+def _key_function(key: str | Callable[[HttpRequest], str | None]) -> tuple[str, KeyFunction | None]:
+    """The rules' dimension for ``key`` and, for the ``custom`` one, the function reading it."""
+    if callable(key):
+        return "custom", key
+    if key in _DIMENSIONS:
+        return _DIMENSIONS[key], None
+    source, _, name = key.partition(":")
+    if name and source == "header":
+        meta_name = "HTTP_" + name.upper().replace("-", "_")
+        return "custom", lambda request: request.META.get(meta_name)
+    if name and source == "get":
+        return "custom", lambda request: request.GET.get(name)
+    if name and source == "post":
+        return "custom", lambda request: request.POST.get(name)
+    raise ValueError(f"@ratelimit key {key!r}: use 'ip', 'user', 'user_or_ip', 'header:<name>', "
+                     "'get:<name>', 'post:<name>' or a function of the request")
+
+
+def ratelimit(*, rate: str, key: str | Callable[[HttpRequest], str | None] = "ip", block: bool = True,
+              group: str | None = None, cost: int | None = None) -> Callable[[View], View]:
+    """Limit a Django view (function or ``as_view()``) to ``rate`` per ``key``; see the module's docs."""
+    if group is not None and not _GROUP.match(group):
+        raise ValueError(f"@ratelimit group {group!r} must match {_GROUP.pattern}")
+    dimension, key_function = _key_function(key)
+    scope = [dimension] if group else [dimension, "endpoint"]  # a group's count is shared by its views
+    specs: list[dict[str, Any]] = [
+        {"limit": r.limit, "period": r.period_s, "name": f"{group}.{r.name}" if group else r.name, "scope": scope,
+         "shadow": not block} for r in parse_rates(rate)]
+    names: set[str] = {spec["name"] for spec in specs}
+    mark = limit(*specs, cost=cost, key=key_function)
+
+    def decorate(view: View) -> View:
+        if key_function is not None and getattr(getattr(view, LIMITS_ATTR, None), "key", None) is not None:
+            raise ValueError("one key function per view: stack @ratelimit with 'ip', 'user' or 'user_or_ip' keys")
+        if iscoroutinefunction(view):
+            @functools.wraps(view)
+            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                decision, decided_here = await sync_to_async(_decide, thread_sensitive=False)(async_wrapper, request)
+                response = _denial(decision) if not decision.allowed else None
+                if response is None:
+                    _mark_limited(request, decision, names)
+                    response = await view(request, *args, **kwargs)
+                if decided_here:
+                    await sync_to_async(_finish, thread_sensitive=False)(request, response, decision)
+                return response
+
+            return mark(async_wrapper)  # type: ignore[return-value]
+
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            decision, decided_here = _decide(wrapper, request)
+            response = _denial(decision) if not decision.allowed else None
+            if response is None:
+                _mark_limited(request, decision, names)
+                response = view(request, *args, **kwargs)
+            if decided_here:
+                _finish(request, response, decision)
+            return response
+
+        return mark(wrapper)  # type: ignore[return-value]
+
+    return decorate
+
+
+def _mark_limited(request: HttpRequest, decision: Decision, names: set[str]) -> None:
+    """``request.limited``: a rule of this decorator (or of one stacked with it) was exceeded."""
+    setattr(request, LIMITED_ATTR, getattr(request, LIMITED_ATTR, False) or decision.shadow_denied in names)
+
+
+def _decide(wrapper: Callable[..., Any], request: HttpRequest) -> tuple[Decision, bool]:
+    """The request's decision: the middleware's (it applied the view's rules), else one made now
+    with the policy's rules and every ``@ratelimit`` of the view. Also whether it was made here."""
+    decision: Decision | None = getattr(request, DECISION_ATTR, None)
+    if decision is not None:
+        return decision, False
+    setattr(request, _STARTED_ATTR, time.perf_counter())  # for the event's latency
+    enforcer = get_enforcer(policy_required=False)
+    limits = getattr(wrapper, LIMITS_ATTR)
+    identity = identify_request(enforcer, request)
+    if limits.key is not None:
+        identity.set_custom(limits.key(request))
+    decision = enforcer.decide(identity, route_of(request), limits)
+    setattr(request, DECISION_ATTR, decision)
+    return decision, True
+
+
+def _denial(decision: Decision) -> HttpResponse:
+    status, headers, body = get_gate().denial(decision)
+    response = HttpResponse(body, status=status, content_type="application/problem+json")
+    for name, value in headers[2:]:  # after the content type and length, which Django sets itself
+        response[name.decode("latin-1")] = value.decode("latin-1")
+    return response
+
+
+def _finish(request: HttpRequest, response: HttpResponse, decision: Decision) -> None:
+    """What the middleware does after a response it decided: headers, settlement, event."""
+    gate = get_gate()
+    for name, value in gate.headers(decision):
+        header = name.decode("latin-1")
+        if header not in response:
+            response[header] = value.decode("latin-1")
+    get_enforcer(policy_required=False).finish(decision, response.status_code)
+    gate.publish(decision, method=request.method or "GET", path=request.path,
+                 user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
+                 started=getattr(request, _STARTED_ATTR, time.perf_counter()))
