@@ -96,21 +96,47 @@ def unix_server() -> Iterator[tuple[RedisServer, str]]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def _urls(server: RedisServer, socket_path: str) -> dict[str, str]:
-    return {"tcp-path": f"redis://{server.host}:{server.port}/5",
-            "tcp-query": f"redis://{server.host}:{server.port}/?db=5",
-            "unix-query": f"unix://{socket_path}?db=5"}
+@pytest.fixture(scope="module")
+def acl_server() -> Iterator[RedisServer]:
+    """A server whose only user is ``app`` with password ``p@ss`` (the default user is off), so
+    every connection that works has authenticated with both."""
+    with RedisServer() as server:
+        admin = redis.Redis(host=server.host, port=server.port)
+        admin.execute_command("ACL", "SETUSER", "app", "on", ">p@ss", "~*", "&*", "+@all")
+        admin.execute_command("ACL", "SETUSER", "default", "off")
+        admin.close()
+        yield server
 
 
-@pytest.mark.parametrize("form", ["tcp-path", "tcp-query", "unix-query"])
+FORMS = ["tcp-path", "tcp-query", "unix-query", "tcp-credentials", "sentinel-path", "sentinel-query"]
+
+
+@pytest.fixture(params=FORMS)
+def db5_target(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    """A URL naming database 5 in one of the forms, and how a plain redis-py client reaches that server."""
+    form = request.param
+    if form.startswith("sentinel"):
+        setup = request.getfixturevalue("local_sentinels")
+        primary = {"host": setup.primary.host, "port": setup.master_port()}
+        return (setup.url + ("/5" if form == "sentinel-path" else "?db=5")), primary
+    if form == "tcp-credentials":
+        server = request.getfixturevalue("acl_server")
+        return (f"redis://app:p%40ss@{server.host}:{server.port}/5",
+                {"host": server.host, "port": server.port, "username": "app", "password": "p@ss"})
+    server, socket_path = request.getfixturevalue("unix_server")
+    url = {"tcp-path": f"redis://{server.host}:{server.port}/5",
+           "tcp-query": f"redis://{server.host}:{server.port}/?db=5",
+           "unix-query": f"unix://{socket_path}?db=5"}[form]
+    return url, {"host": server.host, "port": server.port}
+
+
 @pytest.mark.parametrize("engine", ["asyncio", "threads"])
-def test_api_keys_and_counters_live_in_the_database_of_the_url(unix_server: tuple[RedisServer, str], form: str,
+def test_api_keys_and_counters_live_in_the_database_of_the_url(db5_target: tuple[str, dict[str, object]],
                                                                 engine: str) -> None:
     """A paid key stored in db 5 gets the paid tier, and every counter is written to db 5, none to db 0."""
-    server, socket_path = unix_server
-    url = _urls(server, socket_path)[form]
-    db0 = redis.Redis(host=server.host, port=server.port, db=0)
-    db5 = redis.Redis(host=server.host, port=server.port, db=5)
+    url, server = db5_target
+    db0 = redis.Redis(db=0, **server)  # type: ignore[arg-type]
+    db5 = redis.Redis(db=5, **server)  # type: ignore[arg-type]
     db0.flushall()
     paid, _ = ApiKeyStore(db5, SECRET.encode()).create(owner="acme", tier="paid")
     settings = EnforcerSettings(redis_url=url, api_key_secret=SECRET, redis_budget_ms=2000)
