@@ -8,7 +8,7 @@ import msgspec
 
 from .decision import Decision
 
-__all__ = ["PROBLEM_TYPES", "problem_body", "problem_status"]
+__all__ = ["PROBLEM_TYPES", "problem_body"]
 
 PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "rate": ("urn:ratewarden:problem:rate-limited", "Too many requests"),
@@ -20,10 +20,6 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
 }
 
 _encode = msgspec.json.Encoder().encode
-
-
-def problem_status(decision: Decision) -> int:
-    return decision.status
 
 
 def problem_body(decision: Decision) -> bytes:
@@ -45,7 +41,7 @@ def problem_body(decision: Decision) -> bytes:
     return _encode({
         "type": type_uri,
         "title": title,
-        "status": problem_status(decision),
+        "status": decision.status,
         "detail": detail,
         "policy": decision.rule,
         "kind": kind,
