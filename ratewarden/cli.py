@@ -323,16 +323,26 @@ def _redis_kind(redis: RedisChoice) -> RedisKind:
 def up(
     data_dir: Path = typer.Option(Path("var"), help="where ClickHouse data, Faust state, spills and logs go"),
     redis: RedisChoice = typer.Option(RedisChoice.single, "--redis", help=REDIS_OPTION_HELP),
+    max_restarts: int = typer.Option(5, min=0, help="a child that needs more restarts than this within "
+                                                    "--restart-window is in a crash loop: the stack stops"),
+    restart_window: float = typer.Option(300.0, min=1.0, help="seconds over which --max-restarts counts"),
 ) -> None:
     """Start the whole pipeline on this machine and keep it up until Ctrl-C or SIGTERM.
 
     Valkey (one server, a cluster or a Sentinel set-up: --redis), the Kafka broker (Tansu),
     ClickHouse (chDB), a stream worker, the admin API with its console, and the demo API
-    behind the enforcer. Set RATEWARDEN_REDIS_URL, RATEWARDEN_KAFKA_BOOTSTRAP or
-    RATEWARDEN_CLICKHOUSE_URL to use existing servers.
+    behind the enforcer. A process that dies is restarted with backoff; one in a crash loop
+    stops everything with exit code 1. Set RATEWARDEN_REDIS_URL, RATEWARDEN_KAFKA_BOOTSTRAP
+    or RATEWARDEN_CLICKHOUSE_URL to use existing servers.
     """
     _require_stack("ratewarden up")
+    import datetime as dt
+
     from .stack import Stack, stop_requested
+    from .supervise import CrashLoop, RestartPolicy, Supervisor
+
+    def log(text: str) -> None:  # supervision events, timestamped: `up` runs unattended
+        console.print(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} {text}", soft_wrap=True, highlight=False)
 
     stack = Stack(data_dir=data_dir, redis=_redis_kind(redis),
                   say=lambda text: console.print(f"[dim]{text}[/dim]"))
@@ -341,11 +351,11 @@ def up(
         stack.start()
         _print_stack(stack)
         console.print("[green]up[/green]; Ctrl-C (or SIGTERM) stops everything")
-        while not stopped.wait(1.0):
-            dead = [p.name for p in stack.processes if not p.running]
-            if dead:
-                errors.print(f"[red]{', '.join(dead)} stopped unexpectedly; logs in {stack.urls['logs']}[/red]")
-                break
+        stack.say = log
+        Supervisor(stack, RestartPolicy(max_restarts=max_restarts, window_s=restart_window), log).run(stopped)
+    except CrashLoop as exc:
+        errors.print(str(exc), style="red", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(1) from None
     finally:
         stack.stop()
         console.print("stopped")

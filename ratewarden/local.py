@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -27,9 +28,11 @@ __all__ = [
     "LocalServerError",
     "ManagedProcess",
     "RedisServer",
+    "StreamWorker",
     "create_topics",
     "find_redis_binary",
     "free_port",
+    "http_ok",
     "kafka_bootstrap",
     "redis_url",
 ]
@@ -106,9 +109,20 @@ class ManagedProcess(ABC):
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def log_path(self) -> Path:
+        """Where its output goes (appended to across restarts)."""
+        return self._log_path
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status of the last run once it has ended (negative: killed by that signal)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self) -> ManagedProcess:
         if self._proc is not None:
             return self
+        self.workdir.mkdir(parents=True, exist_ok=True)  # a failed start removes a work dir of our own
         log = open(self._log_path, "ab")
         self._proc = subprocess.Popen(
             self.command(),
@@ -146,6 +160,11 @@ class ManagedProcess(ABC):
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the process (SIGTERM, then SIGKILL) and remove its work dir if we made it."""
+        self._terminate(timeout_s)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _terminate(self, timeout_s: float) -> None:
         proc, self._proc = self._proc, None
         _running.discard(self)
         if proc is not None and proc.poll() is None:
@@ -155,8 +174,6 @@ class ManagedProcess(ABC):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def kill(self) -> None:
         """SIGKILL the process, as a crash would (work dir kept for a restart)."""
@@ -175,9 +192,10 @@ class ManagedProcess(ABC):
         if self._proc is not None:
             self._proc.send_signal(signal.SIGCONT)
 
-    def restart(self) -> None:
-        """Start again on the same port, after :meth:`kill` or a crash."""
-        self._proc = None
+    def restart(self, timeout_s: float = 5.0) -> None:
+        """Start again on the same port, keeping the work dir: after :meth:`kill` or a crash, or
+        stopping it first (SIGTERM, then SIGKILL after ``timeout_s``) if it is running."""
+        self._terminate(timeout_s)
         self.start()
 
     def __enter__(self) -> ManagedProcess:
@@ -192,6 +210,15 @@ def _port_answers(host: str, port: int, probe: bytes, expect: Callable[[bytes], 
         with socket.create_connection((host, port), timeout=0.5) as sock:
             sock.sendall(probe)
             return expect(sock.recv(64))
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    """True if a GET of ``url`` answers 200 within half a second (a health or metrics endpoint)."""
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:
+            return bool(response.status == 200)
     except OSError:
         return False
 
@@ -336,28 +363,36 @@ def kafka_bootstrap(topics: dict[str, int] | None = None) -> tuple[str, KafkaSer
 class StreamWorker(ManagedProcess):
     """``ratewarden worker`` as a child process, configured by ``env`` (``RATEWARDEN_*``).
 
-    Ready once it owns partitions of the request topic; ``port`` is unused.
+    Ready once its Prometheus metrics endpoint answers, which the worker opens when its topics
+    exist, ClickHouse is migrated and its producer is connected (its consumers may still be
+    joining their groups). The endpoint is ``RATEWARDEN_WORKER_METRICS_ADDRESS`` in ``env``,
+    else 127.0.0.1 on ``port``.
     """
 
     name = "stream-worker"
     ready_timeout_s = 120.0
-    _log_start = 0
+
+    def __init__(self, port: int | None = None, workdir: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        super().__init__(port, workdir, env)
+        self.env = dict(os.environ if env is None else env)
+        address = self.env.get("RATEWARDEN_WORKER_METRICS_ADDRESS")
+        if address:
+            host, _, port_text = address.rpartition(":")
+            self.port = int(port_text)
+            if host.strip("[]") not in ("", "0.0.0.0", "::"):  # every interface: reached on loopback
+                self.host = host.strip("[]")
+        else:
+            self.env["RATEWARDEN_WORKER_METRICS_ADDRESS"] = f"{self.host}:{self.port}"
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "ratewarden.cli", "worker"]
 
-    def start(self) -> ManagedProcess:
-        self._log_start = self._log_path.stat().st_size if self._log_path.exists() else 0
-        return super().start()
-
     def is_ready(self) -> bool:
-        try:
-            with open(self._log_path, "rb") as log:
-                log.seek(self._log_start)
-                return b"partitions assigned" in log.read()
-        except OSError:
-            return False
+        return http_ok(self.url)
 
     @property
     def url(self) -> str:
-        return ""
+        """Its metrics endpoint."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"

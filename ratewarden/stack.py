@@ -17,7 +17,6 @@ import secrets
 import signal
 import sys
 import threading
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Literal, get_args
 
 from ratewarden.enforcer.topology import parse_redis_url
 
-from .local import KafkaServer, ManagedProcess, RedisServer, StreamWorker, create_topics, free_port
+from .local import KafkaServer, ManagedProcess, RedisServer, StreamWorker, create_topics, free_port, http_ok
 from .local_topologies import LocalCluster, LocalSentinels
 
 __all__ = ["Stack", "ApiServer", "AdminServer", "RedisKind", "LocalRedis", "redis_processes", "start_redis",
@@ -84,14 +83,6 @@ def stop_requested() -> threading.Event:
     return stopped
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=0.5) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 class ApiServer(ManagedProcess):
     """The demo FastAPI app behind the enforcer, under uvicorn."""
 
@@ -103,7 +94,7 @@ class ApiServer(ManagedProcess):
                 "--port", str(self.port), "--log-level", "warning", "--no-access-log"]
 
     def is_ready(self) -> bool:
-        return _http_ok(f"{self.url}/healthz")
+        return http_ok(f"{self.url}/healthz")
 
     @property
     def url(self) -> str:
@@ -152,7 +143,7 @@ class Stack:
 
     def start(self) -> Stack:
         data = self.data_dir.resolve()
-        data.mkdir(parents=True, exist_ok=True)
+        (data / "logs").mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.extra_env}
         env.setdefault("RATEWARDEN_API_KEY_SECRET", secrets.token_urlsafe(24))
         env.setdefault("RATEWARDEN_ADMIN_TOKEN", secrets.token_urlsafe(24))
@@ -160,6 +151,9 @@ class Stack:
         env.setdefault("RATEWARDEN_DATA_DIR", str(data / "stream"))
         env.setdefault("RATEWARDEN_SPILL_DIR", str(data / "spill"))
         env.setdefault("RATEWARDEN_TOPIC_PARTITIONS", str(self.partitions))
+        # a killed worker's place in its consumer groups is given up this soon, and Tansu holds each
+        # group join for about half of it: a restarted worker is back in seconds (default 10 s)
+        env.setdefault("RATEWARDEN_REBALANCE_TIMEOUT_S", "4")
         env.setdefault("RATEWARDEN_TRUSTED_PROXIES", "127.0.0.1/32")  # the demo's clients say who they are
         env.setdefault("RATEWARDEN_POLICY_FILE", str(DEMO_POLICY))  # the demo API's, and the console shows its tiers
         if self.redis not in REDIS_KINDS:
@@ -178,18 +172,17 @@ class Stack:
             else:
                 redis_kind = f"{_url_kind(env['RATEWARDEN_REDIS_URL'])}, from RATEWARDEN_REDIS_URL"
             if "RATEWARDEN_KAFKA_BOOTSTRAP" not in env:
-                env["RATEWARDEN_KAFKA_BOOTSTRAP"] = self._start(KafkaServer(), "Kafka broker (Tansu)").url
-            create_topics(env["RATEWARDEN_KAFKA_BOOTSTRAP"],
-                          dict.fromkeys(TOPICS, int(env["RATEWARDEN_TOPIC_PARTITIONS"])))
+                broker = KafkaServer(workdir=data / "logs")
+                env["RATEWARDEN_KAFKA_BOOTSTRAP"] = self._start(broker, "Kafka broker (Tansu)").url
+            self._create_topics()
             embedded = env["RATEWARDEN_CLICKHOUSE_URL"].startswith("chdb://")
             admin_port = free_port()
             worker_env = {**env, "RATEWARDEN_WORKER_ADMIN_PORT": str(admin_port) if embedded else "0"}
-            (data / "logs").mkdir(exist_ok=True)
             self._start(StreamWorker(workdir=data / "logs", env=worker_env),
                         "stream worker (migrations" + (", admin API and console)" if embedded else ")"))
             if embedded:
                 self.say("waiting for the admin API in the worker ...")
-                self._wait(lambda: _http_ok(f"http://127.0.0.1:{admin_port}/healthz"), "admin API")
+                self._wait(lambda: http_ok(f"http://127.0.0.1:{admin_port}/healthz"), "admin API")
             else:
                 self._start(AdminServer(port=admin_port, workdir=data / "logs", env=env), "admin API")
             api = self._start(ApiServer(workdir=data / "logs", env=env), "demo API behind the enforcer")
@@ -203,6 +196,34 @@ class Stack:
             "clickhouse": env["RATEWARDEN_CLICKHOUSE_URL"], "logs": str(data / "logs"),
         }
         return self
+
+    def _create_topics(self) -> None:
+        create_topics(self.env["RATEWARDEN_KAFKA_BOOTSTRAP"],
+                      dict.fromkeys(TOPICS, int(self.env["RATEWARDEN_TOPIC_PARTITIONS"])))
+
+    def restart(self, process: ManagedProcess) -> None:
+        """Start ``process`` again after it died, and wait until it is ready. The broker keeps its
+        topics in memory, so a restarted broker comes back empty: its topics are created again
+        (see :meth:`dependents` for what must follow it)."""
+        if isinstance(process, KafkaServer):
+            self.say("the Kafka broker (Tansu, in-memory storage) lost everything it held: events the "
+                     "stream worker had not consumed yet are gone; it restarts empty and its topics are "
+                     "created again")
+        process.restart()
+        if isinstance(process, KafkaServer):
+            try:
+                self._create_topics()
+            except BaseException:
+                process.kill()  # not usable without its topics: the supervisor tries it again
+                raise
+
+    def dependents(self, process: ManagedProcess) -> list[ManagedProcess]:
+        """What must be restarted once ``process`` is back: after an empty broker, the stream
+        workers (their consumer group and offsets lived in it). The demo API's producer
+        reconnects by itself and spills events to disk meanwhile."""
+        if isinstance(process, KafkaServer):
+            return [p for p in self.processes if isinstance(p, StreamWorker)]
+        return []
 
     @property
     def admin_url(self) -> str:

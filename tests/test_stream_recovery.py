@@ -7,10 +7,12 @@ import asyncio
 import itertools
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from ratewarden.stream.simulate import events, publish, scenario
 
+from .metrics_support import sample
 from .stream_support import query_clickhouse, start_worker, wait_processed, worker_env
 
 TOTAL = 200_000
@@ -30,7 +32,11 @@ def test_kill_9_mid_stream_then_restart_counts_every_event_once(
     producer = threading.Thread(target=lambda: sent.append(asyncio.run(
         publish(kafka_bootstrap_url, env["RATEWARDEN_KAFKA_TOPIC"], iter(simulated), rate_per_s=25_000))))
     producer.start()
-    time.sleep(4)  # about half the events are out, and the worker is writing them
+    deadline = time.monotonic() + 60  # ready means its metrics answer; it writes once its partitions are its own
+    while sample(urllib.request.urlopen(worker.url, timeout=5).read().decode(),
+                 "ratewarden_stream_usage_rows_total") == 0:
+        assert time.monotonic() < deadline and producer.is_alive(), "the worker wrote nothing while events came"
+        time.sleep(0.1)
     worker.kill()
     written_before = query_clickhouse(url, "SELECT sum(requests) FROM ratewarden.usage_minute")[0][0]
     print(f"\nkilled with {written_before} of {TOTAL} events written")
