@@ -83,7 +83,7 @@ class EnforcerCore:
         self.settings = settings = settings or EnforcerSettings()
         self.ips = ClientIPResolver(settings.trusted_proxies, settings.ipv6_prefix)
         self.fallback = FallbackLimiter(settings.fallback_share)
-        self.timers = metrics.DecisionTimers(policy.tiers)
+        self.stats = metrics.DecisionStats(policy.tiers)
         # "redis_unavailable" once per outage, then rarely: requests retry every redis_retry_after_s
         self.outage = OutageLog(log, "redis", server=_server(settings.redis_url), setting="RATEWARDEN_REDIS_URL")
         self._secret = settings.api_key_secret.get_secret_value().encode() if settings.api_key_secret else None
@@ -160,7 +160,7 @@ class EnforcerCore:
         prepared = self._prepare(identity, route, route_limits)
         if isinstance(prepared, Decision):
             if not prepared.allowed or prepared.degraded:  # what ratewarden_decisions_total counts
-                self.timers.observe(prepared, time.monotonic() - started)
+                self.stats.observe(prepared, time.monotonic() - started)
             return prepared
         plan, keys, sent_at = prepared
         rid = self._rid_prefix + str(next(self._rids))
@@ -237,7 +237,7 @@ class EnforcerCore:
                 self._outage_until = self._redis_down_until = 0.0
                 self.outage.succeeded()
             decision = self._from_reply(reply, call.plan, call.keys, call.identity, call.rid, call.sent_at)
-        self.timers.observe(decision, time.monotonic() - call.sent_at)
+        self.stats.observe(decision, time.monotonic() - call.sent_at)
         return decision
 
     def _follow_live(self) -> None:
@@ -251,7 +251,7 @@ class EnforcerCore:
                 self._tiers_generation = live.tiers_generation
                 self.policy = with_live_tiers(self.file_policy, live.tiers)
                 self._plans = {}
-                self.timers.add(self.policy.tiers)
+                self.stats.add(self.policy.tiers)
 
     def _prepare(self, identity: Identity, route: str,
                  route_limits: RouteLimits | None) -> Decision | tuple[Plan, list[str], float]:
@@ -283,7 +283,6 @@ class EnforcerCore:
          shadow, shadow_retry_us, quota, quota_remaining, quota_reset_us) = reply
         rules = plan.rules
         if allowed:
-            metrics.ALLOWED.inc()
             rule = rules[head - 1] if head else None
             # a bucket's burst lets remaining exceed the limit RateLimit-Policy states; report at most that
             decision = Decision.admitted(
@@ -292,11 +291,10 @@ class EnforcerCore:
                 quota=(rules[quota - 1].name, quota_remaining, quota_reset_us / 1e6) if quota else None,
                 settle=Settlement(plan, keys, rid, now_us) if plan.response_aware else None)
             if shadow:  # admitted, but a shadow rule would have denied it
-                metrics.SHADOW_DENIED.inc()
+                self.stats.shadow_denied()
                 decision.shadow_denied = rules[shadow - 1].name
                 decision.shadow_retry_after_s = shadow_retry_us / 1e6
             return decision
-        metrics.DENIED.inc()
         rule = rules[decider - 1]
         retry_s = retry_us / 1e6
         if self.settings.local_deny_cache and rule.kind != "concurrency" and retry_s >= _MIN_LOCAL_DENY_S:
@@ -315,18 +313,15 @@ class EnforcerCore:
             if until <= now:
                 del self._denied[key]
             elif plan.cost >= cost:
-                metrics.DENIED_LOCALLY.inc()
                 return Decision.refused(identity, plan, plan.rules[i], until - now, int(time.time() * 1e6),
                                         local=True)
         return None
 
     def _blocked(self, identity: Identity, route: str, override: Override) -> Decision:
-        metrics.DENIED.inc()
         wait = max(1.0, override.expires_at - time.time()) if override.expires_at else 3600.0
         return Decision.blocked(identity, route, override.source, wait, int(time.time() * 1e6))
 
     def _degraded(self, plan: Plan, keys: list[str], identity: Identity) -> Decision:
-        metrics.DEGRADED.inc()
         now_us = int(time.time() * 1e6)
         if plan.fail_mode == "closed":
             return Decision.unavailable(identity, plan, self.settings.redis_retry_after_s, now_us)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from ratewarden.enforcer import Enforcer, EnforcerSettings, load_policy
 from ratewarden.enforcer.django import reset_enforcer
-from ratewarden.enforcer.metrics import MAX_TIER_LABELS, OTHER_TIER, DecisionTimers
+from ratewarden.enforcer.metrics import MAX_TIER_LABELS, OTHER_TIER, DecisionStats
 from ratewarden.examples.demo_fastapi.app import POLICY_FILE, create_app
 
 from .metrics_support import sample
@@ -80,7 +80,30 @@ def test_the_django_demo_serves_decisions_and_latencies(django_settings: None) -
 
 def test_tier_labels_are_bounded() -> None:
     """Tiers added at run time get labels of their own up to a bound; the rest share "other"."""
-    timers = DecisionTimers(f"bounded-{i}" for i in range(MAX_TIER_LABELS + 5))
-    assert len(timers._by_tier) == MAX_TIER_LABELS
-    assert f"bounded-{MAX_TIER_LABELS + 1}" not in timers._by_tier and timers._other is not None
-    assert OTHER_TIER == "other"
+    stats = DecisionStats(f"bounded-{i}" for i in range(MAX_TIER_LABELS + 5))
+    tiers = {tier for tier, _ in stats.totals()[0]}
+    assert len(tiers) == MAX_TIER_LABELS + 1 and OTHER_TIER in tiers
+    assert f"bounded-{MAX_TIER_LABELS - 1}" in tiers and f"bounded-{MAX_TIER_LABELS}" not in tiers
+
+
+def test_counts_from_many_threads_are_all_kept() -> None:
+    """Each thread counts apart (no lock on the request path), and a scrape sums every thread's counts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ratewarden.enforcer.decision import Decision
+
+    stats = DecisionStats(["free"])
+    allowed = Decision(True, "free", "GET /x", "ip:192.0.2.1")
+    denied = Decision(False, "free", "GET /x", "ip:192.0.2.1")
+
+    def decide(_: int) -> None:
+        for i in range(10_000):
+            stats.observe(allowed if i % 4 else denied, 0.0003)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(decide, range(8)))
+    totals, _ = stats.totals()
+    buckets, seconds = totals["free", "allowed"]
+    assert sum(buckets) == 60_000 and sum(totals["free", "denied"][0]) == 20_000
+    assert buckets[2] == 60_000  # 0.3 ms: in the bucket le=0.0005, the third
+    assert abs(seconds - 60_000 * 0.0003) < 1e-6
