@@ -233,14 +233,14 @@ def django_app(redis_url: str, ip: str, tmp_path: Path, settings: Any = None,
     middleware), through Django's test client; URLs in tests/suite_django_urls.py."""
     from django.test import Client
 
-    from ratewarden.enforcer.django import middleware, reset_enforcer
+    from ratewarden.enforcer.django import conf, reset_enforcer
 
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(yaml.safe_dump(POLICY))
     settings.ROOT_URLCONF = "tests.suite_django_urls"
     settings.RATEWARDEN = {"POLICY_FILE": str(policy_file), "REDIS_URL": redis_url, "REDIS_BUDGET_MS": 2000}
     publisher = RecordingPublisher()
-    monkeypatch.setattr(middleware, "get_publisher", lambda: publisher)
+    monkeypatch.setattr(conf, "get_publisher", lambda: publisher)
     client = Client(REMOTE_ADDR=ip)
 
     def get(path: str) -> Response:

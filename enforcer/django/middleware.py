@@ -13,28 +13,16 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from ..decision import Decision
-from ..gate import Gate
 from ..plan import RouteLimits
 from ..route_limits import limits_of, merge_limits
 from ..routes import UNMATCHED_ROUTE
 from ..settings import EnforcerSettings
-from .conf import get_enforcer, get_publisher, identify_request, route_of
+from .conf import get_enforcer, get_gate, identify_request, route_of
 
-__all__ = ["RatewardenMiddleware", "get_gate", "denial_response", "add_headers", "DECISION_ATTR"]
+__all__ = ["RatewardenMiddleware", "denial_response", "add_headers", "DECISION_ATTR"]
 
 DECISION_ATTR = "ratewarden_decision"
-_gate: Gate | None = None
 _view_limits: dict[int, tuple[object, RouteLimits | None]] = {}  # id(view) -> (view, its @limit limits)
-
-
-def get_gate() -> Gate:
-    """The gate of this process's enforcer (rebuilt when ``reset_enforcer`` made a new one)."""
-    global _gate
-    enforcer = get_enforcer()
-    gate = _gate
-    if gate is None or gate.enforcer is not enforcer:
-        gate = _gate = Gate(enforcer, publisher=get_publisher())
-    return gate
 
 
 def _throttled_by_drf(view_func: Any) -> bool:
