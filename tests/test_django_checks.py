@@ -29,9 +29,10 @@ def broken_policy(tmp_path: Path) -> Path:
 
 
 def run_check() -> str:
-    """The report of ``manage.py check --tag ratewarden``, run in this process; '' when clean."""
+    """The report of ``manage.py check --tag ratewarden`` (warnings fail too), run in this process;
+    '' when clean."""
     try:
-        call_command("check", "--tag", "ratewarden")
+        call_command("check", "--tag", "ratewarden", "--fail-level", "WARNING")
     except SystemCheckError as exc:
         return str(exc)
     return ""
@@ -68,15 +69,19 @@ def test_an_invalid_value_names_the_setting(settings) -> None:
     assert "RATEWARDEN['IPV6_PREFIX']" in report and "ratewarden.E003" in report
 
 
-def test_the_policy_users_need_a_policy_file_the_drop_ins_do_not(settings) -> None:
+def test_without_a_policy_file(settings) -> None:
+    """The policy throttle cannot work without one (an error); the middleware limits only views with
+    rules of their own (a warning); the drop-in throttles need none."""
     settings.RATEWARDEN = {}
     report = run_check()
-    assert "ratewarden.E005" in report and "RatewardenMiddleware (settings.MIDDLEWARE)" in report
-    assert "RatewardenThrottle (REST_FRAMEWORK['DEFAULT_THROTTLE_CLASSES'])" in report
-    settings.MIDDLEWARE = []
+    assert "ratewarden.E005" in report and "RatewardenThrottle (REST_FRAMEWORK['DEFAULT_THROTTLE_CLASSES'])" in report
+    assert "ratewarden.W001" in report and "RatewardenMiddleware (settings.MIDDLEWARE) has no policy file" in report
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_CLASSES": [
         "ratewarden.enforcer.django.throttling.UserRateThrottle",
         "ratewarden.enforcer.django.throttling.AnonRateThrottle"]}
+    report = run_check()
+    assert "ratewarden.E005" not in report and "ratewarden.W001" in report
+    settings.MIDDLEWARE = []
     assert run_check() == ""
 
 

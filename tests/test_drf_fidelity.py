@@ -167,3 +167,12 @@ def test_scoped_throttle_shares_a_scope_between_views() -> None:
     codes = [client.get("/contacts").status_code, client.get("/contacts/1").status_code,
              client.get("/contacts/2").status_code, client.get("/contacts").status_code]
     assert codes == [200, 200, 200, 429]
+
+
+def test_with_the_middleware_and_still_no_policy_file(settings) -> None:
+    """The middleware adds the drop-ins' rate-limit headers; a missing policy file is no 500."""
+    settings.MIDDLEWARE = ["ratewarden.enforcer.django.RatewardenMiddleware"]
+    client = Client(REMOTE_ADDR="192.0.2.15")
+    responses = [client.get("/anon") for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert responses[0]["RateLimit-Policy"] == '"drf-anon";q=2;w=60' and responses[0]["X-RateLimit-Remaining"] == "1"

@@ -5,8 +5,10 @@
 - ``ratewarden.E002``: a key of it is no setting (the closest one is suggested);
 - ``ratewarden.E003``: a setting's value is invalid (from ``RATEWARDEN`` or ``RATEWARDEN_*``);
 - ``ratewarden.E004``: the policy file cannot be read or is invalid (the file and the field named);
-- ``ratewarden.E005``: the middleware or ``RatewardenThrottle`` is configured without a policy file;
-- ``ratewarden.E006``: a DRF throttle rate the drop-in throttles cannot read (``"100/month"``).
+- ``ratewarden.E005``: ``RatewardenThrottle`` (the policy's throttle) is configured without a policy file;
+- ``ratewarden.E006``: a DRF throttle rate the drop-in throttles cannot read (``"100/month"``);
+- ``ratewarden.W001``: the middleware is installed without a policy file (it then limits only views
+  with ``@ratelimit`` or ``@limit`` rules).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.core.checks import CheckMessage, Error
+from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from pydantic import ValidationError
@@ -46,12 +48,8 @@ def check_ratewarden(app_configs: Sequence[Any] | None = None, **kwargs: Any) ->
         return errors
     if settings.policy_file is not None:
         errors += _policy_errors(str(settings.policy_file))
-    elif policy_users := _policy_users():
-        errors.append(Error(
-            f"{' and '.join(policy_users)} apply the policy's tiers, but no policy file is set",
-            hint="set RATEWARDEN['POLICY_FILE'] (or RATEWARDEN_POLICY_FILE); DRF's drop-in throttles "
-                 "(ratewarden.enforcer.django.throttling.UserRateThrottle, ...) need none",
-            id="ratewarden.E005", obj="settings.RATEWARDEN"))
+    else:
+        errors += _without_policy()
     return errors + _rate_errors()
 
 
@@ -74,21 +72,28 @@ def _classes(paths: Iterable[object]) -> list[type]:
     return [cls for cls in found if isinstance(cls, type)]
 
 
-def _policy_users() -> list[str]:
-    """The configured parts that apply the policy: the middleware and the policy throttle."""
+def _without_policy() -> list[CheckMessage]:
+    """What the configured parts that apply the policy say when there is none."""
     from .middleware import RatewardenMiddleware
 
-    users = []
+    found: list[CheckMessage] = []
+    hint = "set RATEWARDEN['POLICY_FILE'] (or RATEWARDEN_POLICY_FILE)"
     if any(issubclass(cls, RatewardenMiddleware) for cls in _classes(getattr(django_settings, "MIDDLEWARE", ()))):
-        users.append("RatewardenMiddleware (settings.MIDDLEWARE)")
+        found.append(Warning(
+            "RatewardenMiddleware (settings.MIDDLEWARE) has no policy file: it limits only views with "
+            "@ratelimit or @limit rules", hint=hint, id="ratewarden.W001", obj="settings.MIDDLEWARE"))
     rest_framework = getattr(django_settings, "REST_FRAMEWORK", {}) or {}
     throttles = rest_framework.get("DEFAULT_THROTTLE_CLASSES", ())
     if throttles:
         from .throttling import RatewardenThrottle
 
         if any(issubclass(cls, RatewardenThrottle) and cls.policy_required for cls in _classes(throttles)):
-            users.append("RatewardenThrottle (REST_FRAMEWORK['DEFAULT_THROTTLE_CLASSES'])")
-    return users
+            found.append(Error(
+                "RatewardenThrottle (REST_FRAMEWORK['DEFAULT_THROTTLE_CLASSES']) applies the policy's tiers, "
+                "but no policy file is set", hint=hint + "; DRF's drop-in throttles "
+                "(ratewarden.enforcer.django.throttling.UserRateThrottle, ...) need none",
+                id="ratewarden.E005", obj="settings.REST_FRAMEWORK"))
+    return found
 
 
 def _rate_errors() -> list[CheckMessage]:

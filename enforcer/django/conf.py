@@ -74,12 +74,13 @@ def enforcer_settings() -> EnforcerSettings:
         raise ImproperlyConfigured(f"settings.RATEWARDEN is invalid:\n{exc}") from None
 
 
-def get_enforcer(*, policy_required: bool = True) -> SyncEnforcer:
+def get_enforcer(*, policy_required: bool = False) -> SyncEnforcer:
     """The enforcer of this process, started on first use.
 
-    Its policy is ``RATEWARDEN['POLICY_FILE']``; without one it has no tiers' rules, which is all
-    DRF's drop-in throttles and ``@ratelimit`` views need (``policy_required=False``), while the
-    middleware and ``RatewardenThrottle`` apply the policy and raise ImproperlyConfigured.
+    Its policy is ``RATEWARDEN['POLICY_FILE']``. Without one no tier has rules of its own: DRF's
+    drop-in throttles and ``@ratelimit`` bring theirs, and the middleware limits only the views
+    that carry rules (``manage.py check`` warns, ratewarden.W001). ``policy_required`` (for
+    ``RatewardenThrottle``, which applies nothing but the policy) raises ImproperlyConfigured instead.
     """
     global _enforcer, _has_policy
     if _enforcer is None:
@@ -92,14 +93,16 @@ def get_enforcer(*, policy_required: bool = True) -> SyncEnforcer:
                         policy = load_policy(settings.policy_file)
                     except PolicyError as exc:
                         raise ImproperlyConfigured(str(exc)) from None
+                else:
+                    log.warning("no_policy_file", effect="only drop-in DRF throttles and view decorators limit",
+                                setting="RATEWARDEN['POLICY_FILE']")
                 enforcer = SyncEnforcer(policy, settings)
                 enforcer.start()
                 _has_policy = settings.policy_file is not None
                 _enforcer = enforcer
     if policy_required and not _has_policy:
-        raise ImproperlyConfigured("set RATEWARDEN['POLICY_FILE'] (or RATEWARDEN_POLICY_FILE): the ratewarden "
-                                   "middleware and RatewardenThrottle apply its tiers (the DRF drop-in throttles "
-                                   "and @ratelimit need none)")
+        raise ImproperlyConfigured("set RATEWARDEN['POLICY_FILE'] (or RATEWARDEN_POLICY_FILE): RatewardenThrottle "
+                                   "applies its tiers (the DRF drop-in throttles and @ratelimit need none)")
     return _enforcer
 
 
@@ -107,7 +110,7 @@ def get_gate() -> Gate:
     """The gate of this process's enforcer (headers, denials, events), rebuilt with the enforcer.
     Needs no policy file (see :func:`get_enforcer`)."""
     global _gate
-    enforcer = get_enforcer(policy_required=False)
+    enforcer = get_enforcer()
     gate = _gate
     if gate is None or gate.enforcer is not enforcer:
         gate = _gate = Gate(enforcer, publisher=get_publisher())
@@ -118,7 +121,7 @@ def get_publisher() -> EventPublisher | None:
     """The event publisher of this process (a sender thread), or None without Kafka settings."""
     global _publisher, _publisher_checked
     if not _publisher_checked:
-        settings = get_enforcer(policy_required=False).settings  # before the lock, which building it takes
+        settings = get_enforcer().settings  # before the lock, which building it takes
         with _lock:
             if not _publisher_checked:
                 if settings.kafka_bootstrap:

@@ -128,7 +128,7 @@ def _decide(wrapper: Callable[..., Any], request: HttpRequest) -> tuple[Decision
     if decision is not None:
         return decision, False
     setattr(request, _STARTED_ATTR, time.perf_counter())  # for the event's latency
-    enforcer = get_enforcer(policy_required=False)
+    enforcer = get_enforcer()
     limits = getattr(wrapper, LIMITS_ATTR)
     identity = identify_request(enforcer, request)
     if limits.key is not None:
@@ -153,7 +153,7 @@ def _finish(request: HttpRequest, response: HttpResponse, decision: Decision) ->
         header = name.decode("latin-1")
         if header not in response:
             response[header] = value.decode("latin-1")
-    get_enforcer(policy_required=False).finish(decision, response.status_code)
+    get_enforcer().finish(decision, response.status_code)
     gate.publish(decision, method=request.method or "GET", path=request.path,
                  user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
                  started=getattr(request, _STARTED_ATTR, time.perf_counter()))

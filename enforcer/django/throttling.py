@@ -145,7 +145,7 @@ class SimpleRateThrottle(RatewardenThrottle):
         hops from the right of ``X-Forwarded-For``. When ``RATEWARDEN_TRUSTED_PROXIES`` is set, or
         neither is, ratewarden's resolver decides (forwarding headers believed from trusted proxies
         only; DRF would otherwise believe any client's ``X-Forwarded-For``)."""
-        enforcer = get_enforcer(policy_required=False)
+        enforcer = get_enforcer()
         num_proxies = api_settings.NUM_PROXIES
         meta = request.META
         if num_proxies is not None and not enforcer.settings.trusted_proxies:
