@@ -2,13 +2,16 @@
 
 Two stages, scaled together by running more workers (partitions decide parallelism):
 
-1. :class:`~ratewarden.stream.processor.RequestProcessor` (a service of the app) reads
-   ``ratewarden.requests`` in large batches: usage to ClickHouse exactly once, closed
-   window summaries to ``ratewarden.windows``, undecodable records to the dead letters.
-2. Faust agents: ``detect`` runs the detectors over each summary with its state in Faust
-   tables (recovered from their changelogs on restart), records alerts in ClickHouse,
-   penalises as configured, and publishes new alerts to ``ratewarden.alerts``;
-   ``deliver`` sends those to Slack and webhooks, retrying until they are accepted.
+1. :class:`~ratewarden.stream.processor.RequestProcessor` (run by :class:`Pipeline`, a service
+   of the app) reads ``ratewarden.requests`` in large batches: usage to ClickHouse exactly once,
+   closed window summaries to ``ratewarden.windows``, undecodable records to the dead letters.
+2. Faust agents: ``detect`` runs the registered detectors over each summary with their state in
+   Faust tables (recovered from their changelogs on restart, swept of stale entries on each
+   tick), records alerts in ClickHouse, penalises as configured, and publishes new alerts to
+   ``ratewarden.alerts``; ``deliver`` sends those to Slack and webhooks, each within the
+   delivery deadline, and puts what a sink did not take on the undeliverable topic.
+
+:class:`Pipeline` also removes lapsed overrides from the enforcers' Redis on a timer.
 
 The split is deliberate: a Faust stream costs ~80 microseconds per record on these
 machines (about 12,000 records/s per process), too slow for raw request events but ample
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 import msgspec
@@ -41,6 +44,9 @@ from .detection import Detection, state_tables
 from .penalties import Penalty, PenaltyBox, write_penalties
 from .processor import RequestProcessor
 from .settings import StreamSettings
+from .state import TICK_KEY
+from .topics import ensure_topics, worker_topics
+from .upkeep import OverridePurger
 from .windows import decode_summary
 
 __all__ = ["create_app", "Pipeline"]
@@ -49,31 +55,28 @@ log = structlog.get_logger("ratewarden.stream")
 
 
 class Pipeline(Service):
-    """The worker's shared resources and stage one. ``settings`` is set by :func:`create_app`."""
+    """One worker's resources and stage one; the agents wait for :attr:`ready` before using it.
+    ``clickhouse``: a client to share (the admin API's, when the worker hosts it); without it,
+    one for ``settings.clickhouse_url`` is made at start."""
 
-    settings: StreamSettings
-    shared_clickhouse: Serialized | None = None  # a client made by create_app (when it also serves the admin API)
-    current: Pipeline | None = None  # the running instance, for the agents
-
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, settings: StreamSettings, clickhouse: ClickHouse | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        type(self).current = self
+        self.settings = settings
         self.ready = asyncio.Event()
-        self.clickhouse: ClickHouse | None = None
+        self.clickhouse = clickhouse
         self.producer: AIOKafkaProducer | None = None
         self.processor: RequestProcessor | None = None
-        self.penalties = PenaltyBox(self.settings)
+        self.penalties = PenaltyBox(settings)
+        self.deliverer = AlertDeliverer(settings)
+        self.purger = OverridePurger(lambda: self.penalties.store, settings.override_purge_interval_s)
         self._unwritten_alerts: list[AlertRecord] = []
         self._unwritten_penalties: list[Penalty] = []
-        self.deliverer = AlertDeliverer(self.settings)
 
     async def on_start(self) -> None:
         s = self.settings
-        from ratewarden.local import acreate_topics
-
-        await acreate_topics(s.kafka_bootstrap, {name: s.topic_partitions for name in (
-            s.kafka_topic, s.windows_topic, s.alerts_topic, s.dead_letter_topic, s.undeliverable_topic)})
-        self.clickhouse = self.shared_clickhouse or Serialized(await asyncio.to_thread(connect, s.clickhouse_url))
+        await ensure_topics(s.kafka_bootstrap, worker_topics(s))
+        if self.clickhouse is None:
+            self.clickhouse = Serialized(await asyncio.to_thread(connect, s.clickhouse_url))
         applied = await asyncio.to_thread(migrate, self.clickhouse, s.clickhouse_database)
         log.info("clickhouse ready", migrations_applied=[m.version for m in applied])
         self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=False,
@@ -83,6 +86,7 @@ class Pipeline(Service):
             start_http_server(s.worker_metrics_port, addr="127.0.0.1")
         self.processor = RequestProcessor(s, self.clickhouse, self.producer)
         self.add_future(self.processor.run())
+        await self.add_runtime_dependency(self.purger)
         self.ready.set()
 
     async def on_stop(self) -> None:
@@ -97,7 +101,8 @@ class Pipeline(Service):
         stats = self.processor.stats if self.processor else None
         log.info("stream worker stopped", stats=msgspec.to_builtins(stats) if stats else None,
                  alerts_delivered=self.deliverer.delivered, delivery_retries=self.deliverer.retries,
-                 alerts_refused=self.deliverer.refused)
+                 alerts_refused=self.deliverer.refused, alerts_expired=self.deliverer.expired,
+                 overrides_purged=self.purger.purged)
 
     async def record_alerts(self, found: list[tuple[AlertRecord, bool]]) -> list[tuple[AlertRecord, Penalty | None]]:
         """Store every alert version; penalise for the new ones. Returns what to publish."""
@@ -165,10 +170,16 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest", producer_acks=-1, broker_rebalance_timeout=s.rebalance_timeout_s,
         broker_session_timeout=s.rebalance_timeout_s, key_serializer="raw", value_serializer="raw",
     )
-    pipeline_class = type("Pipeline", (Pipeline,), {"settings": s})
-    app.service(pipeline_class)
+    clickhouse = None
     if s.worker_admin_port:
-        _serve_admin(app, pipeline_class)
+        from .admin_host import host_admin
+
+        clickhouse = host_admin(app, s)
+    pipeline = Pipeline(s, clickhouse)
+
+    @app.task
+    async def start_pipeline() -> None:
+        await app.add_runtime_dependency(pipeline)
 
     windows = app.topic(s.windows_topic, key_serializer="raw", value_serializer="raw")
     alerts = app.topic(s.alerts_topic, key_serializer="raw", value_serializer="raw")
@@ -179,10 +190,23 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                               for name in state_tables(s)}
     detection = Detection(s, tables, partition=_current_partition)
 
+    @app.timer(s.state_sweep_interval_s, on_leader=True)
+    async def tick() -> None:
+        """A tick to every partition: the detect agent sweeps each one's state when it comes."""
+        for partition in range(s.topic_partitions):
+            await windows.send(key=TICK_KEY, value=b"", partition=partition)
+
     @app.agent(windows)
     async def detect(stream: faust.StreamT) -> None:
-        pipeline = await _ready(pipeline_class)
+        await pipeline.ready.wait()
         async for event in stream.events():
+            if event.key == TICK_KEY:
+                for record in detection.sweep(event.message.partition, time.time()):
+                    log.info("alert_closed", alert_type=record.alert.alert_type, client_id=record.alert.client_id,
+                             occurrences=record.occurrences)
+                for name, size in detection.sizes().items():
+                    metrics.STATE_ENTRIES.labels(name).set(size)
+                continue
             try:
                 summary = decode_summary(event.value)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -201,35 +225,21 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
 
     @app.agent(alerts)
     async def deliver(stream: faust.StreamT) -> None:
-        pipeline = await _ready(pipeline_class)
-        async for value in stream:
-            alert = json.loads(value)
-            refused = await pipeline.deliverer.deliver(alert)
-            if refused:
-                await undeliverable.send(key=alert["client_id"].encode(),
-                                         value=json.dumps({**alert, "refused_by": refused}).encode())
+        """Deliveries run side by side (up to ``delivery_concurrency``), each acknowledged when done:
+        a dead sink holds its own alerts up to the deadline, never the next ones, and an alert
+        whose delivery a stopped worker cut short is delivered again by the next one."""
+        await pipeline.ready.wait()
+        manual = cast(faust.Stream, stream).noack()  # StreamT's stubs lack noack
+        async for event in manual.events():
+            alert = json.loads(event.value)
+
+            async def finish(failures: list[dict[str, str]], event: faust.EventT = event,
+                             alert: dict[str, Any] = alert) -> None:
+                if failures:
+                    await undeliverable.send(key=alert["client_id"].encode(),
+                                             value=json.dumps({**alert, "undelivered": failures}).encode())
+                await manual.ack(event)
+
+            await pipeline.deliverer.dispatch(alert, finish)
 
     return app
-
-
-def _serve_admin(app: faust.App, pipeline_class: type[Pipeline]) -> None:
-    """Serve the admin API and console on the worker's loop, sharing its ClickHouse client
-    (with embedded chDB, only this process may open the data directory)."""
-    from faust.contrib.asgi import serve_asgi
-
-    from ratewarden.analytics.admin import AdminSettings, create_admin_app
-
-    s = pipeline_class.settings
-    admin = AdminSettings()
-    pipeline_class.shared_clickhouse = Serialized(connect(s.clickhouse_url))
-    migrate(pipeline_class.shared_clickhouse, s.clickhouse_database)  # the API may be asked before the pipeline starts
-    serve_asgi(app, create_admin_app(admin, pipeline_class.shared_clickhouse), host=admin.admin_host,
-               port=s.worker_admin_port, log_level="warning")
-
-
-async def _ready(pipeline_class: type[Pipeline]) -> Pipeline:
-    """The pipeline once started (agents may start before it)."""
-    while pipeline_class.current is None:
-        await asyncio.sleep(0.05)
-    await pipeline_class.current.ready.wait()
-    return pipeline_class.current

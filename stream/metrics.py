@@ -14,7 +14,10 @@ ROWS = Counter("ratewarden_stream_usage_rows", "Usage rows written to ClickHouse
 LAG = Gauge("ratewarden_stream_lag", "Request records not yet read, per owned partition", ["partition"])
 ALERTS = Counter("ratewarden_stream_alerts", "Alerts raised or escalated", ["alert_type"])
 PENALTIES = Counter("ratewarden_stream_penalties", "Penalties written to Redis", ["action"])
-DELIVERY = Counter("ratewarden_stream_deliveries", "Alert delivery attempts", ["outcome"])
+DELIVERY = Counter("ratewarden_stream_deliveries", "Alert deliveries by outcome: delivered, retried (an attempt "
+                   "to be repeated), refused (a 4xx for good), expired (not accepted by the deadline)", ["outcome"])
+STATE_ENTRIES = Gauge("ratewarden_stream_state_entries", "Entries in a table of the detectors' state (this worker's "
+                      "copy), after the latest sweep", ["table"])
 DELAY = Histogram(
     "ratewarden_stream_delay_seconds", "From an event's production to its usage being written (1% sample)",
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 20.0, 60.0, 300.0))

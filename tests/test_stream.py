@@ -1,11 +1,13 @@
 """The stream worker end to end, on a real broker (Tansu), Redis (Valkey) and ClickHouse (chDB):
 a labelled scenario is detected without false alarms, alerts reach Slack and a webhook
-once each through an outage, undecodable events go to the dead letters, and the usage
+once each through an outage (signed per Standard Webhooks), a dead webhook's alerts land on the
+undeliverable topic at the deadline, undecodable events go to the dead letters, and the usage
 totals in ClickHouse are exact."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -17,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
-from ratewarden.stream.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+from ratewarden.local import free_port
 from ratewarden.stream.simulate import EXPECTED_ALERT, events, publish, scenario
+from ratewarden.stream.sinks import webhook_id
 
 from .stream_support import query_clickhouse, read_topic, start_worker, wait_processed, worker_env
 
-SECRET = "webhook-signing-secret-for-tests"
+SECRET = "whsec_" + base64.b64encode(b"webhook-signing-secret-for-tests").decode()
+DEADLINE_S = 15.0  # past the receivers' outage (6 s) and a backoff step, so only the dead webhook expires
 MALFORMED = [b"not json", b'{"schema": 1}', b'{"event_id": 5}', b"\xff\xfe"]
 
 
@@ -73,17 +78,21 @@ class Run:
     sent: int
     alerts: list[dict[str, Any]]
     dead_letters: list[Any]
+    undeliverable: list[dict[str, Any]]
     slack: Receiver
     webhook: Receiver
+    dead_url: str
 
 
 @pytest.fixture(scope="module")
 def run(kafka_bootstrap_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     workdir = tmp_path_factory.mktemp("stream")
     slack, webhook = Receiver(fail_s=6.0), Receiver(fail_s=6.0, hang_s=1.5)  # the webhook times out
+    dead_url = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
     env = worker_env(kafka_bootstrap_url, redis_url, workdir, RATEWARDEN_SLACK_WEBHOOK_URL=slack.url,
-                     RATEWARDEN_WEBHOOK_URLS=webhook.url, RATEWARDEN_WEBHOOK_SECRET=SECRET,
-                     RATEWARDEN_DELIVERY_MAX_BACKOFF_S="2", RATEWARDEN_DELIVERY_TIMEOUT_S="1")
+                     RATEWARDEN_WEBHOOK_URLS=f"{webhook.url},{dead_url}", RATEWARDEN_WEBHOOK_SECRET=SECRET,
+                     RATEWARDEN_DELIVERY_MAX_BACKOFF_S="2", RATEWARDEN_DELIVERY_TIMEOUT_S="1",
+                     RATEWARDEN_DELIVERY_DEADLINE_S=str(DEADLINE_S))
     clients = scenario(legit=200, per_abuse=3)
     start_us = int(time.time() // 60 * 60 - 6 * 60) * 1_000_000
     sent = asyncio.run(publish(kafka_bootstrap_url, env["RATEWARDEN_KAFKA_TOPIC"], events(clients, 5, start_us)))
@@ -99,11 +108,13 @@ def run(kafka_bootstrap_url: str, redis_url: str, tmp_path_factory: pytest.TempP
         while min(len(slack.accepted()), len(webhook.accepted())) < len(alerts):
             assert time.monotonic() < deadline, "alerts not delivered"
             time.sleep(0.2)
-        time.sleep(1)  # room for a wrong extra delivery to show
+        undeliverable = [json.loads(r.value) for r in read_topic(
+            kafka_bootstrap_url, env["RATEWARDEN_UNDELIVERABLE_TOPIC"], expect=len(alerts), linger_s=1,
+            timeout_s=DEADLINE_S + 60)]
     finally:
         worker.stop(timeout_s=15)
     dead = read_topic(kafka_bootstrap_url, env["RATEWARDEN_DEAD_LETTER_TOPIC"], expect=len(MALFORMED), timeout_s=10)
-    yield Run(env, clients, sent, alerts, dead, slack, webhook)
+    yield Run(env, clients, sent, alerts, dead, undeliverable, slack, webhook, dead_url)
 
 
 async def _publish_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -149,17 +160,33 @@ def test_alerts_reach_slack_and_the_webhook_once_each_after_an_outage(run: Run) 
     """Slack answers 500 for a while; the webhook times out (answers after the sender gave up)."""
     for receiver in (run.slack, run.webhook):
         assert any(r["status"] == 500 for r in receiver.requests)  # the outage happened
-        accepted = [r["headers"][DELIVERY_HEADER] for r in receiver.accepted()]
-        assert sorted(accepted) == sorted(f"{a['dedup_key']}:{a['version']}" for a in run.alerts)
-    for request in run.slack.accepted():
-        message = json.loads(request["body"])
+    versions = sorted(f"{a['dedup_key']} · v{a['version']}" for a in run.alerts)
+    slack = [json.loads(r["body"]) for r in run.slack.accepted()]
+    assert sorted(m["blocks"][-1]["elements"][0]["text"].removeprefix("ratewarden · ") for m in slack) == versions
+    for request, message in zip(run.slack.accepted(), slack, strict=True):
         assert message["text"] and message["blocks"][0]["type"] == "header"
         assert {b["type"] for b in message["blocks"]} <= {"header", "section", "context"}
-        assert SIGNATURE_HEADER not in request["headers"]
-    for request in run.webhook.accepted():
-        assert verify(request["body"], request["headers"][SIGNATURE_HEADER], SECRET)
-        assert not verify(request["body"] + b" ", request["headers"][SIGNATURE_HEADER], SECRET)
-        assert json.loads(request["body"])["dedup_key"] == request["headers"][DELIVERY_HEADER].rsplit(":", 1)[0]
+        assert "webhook-signature" not in request["headers"]
+    accepted = [r["headers"]["webhook-id"] for r in run.webhook.accepted()]
+    assert sorted(accepted) == sorted(webhook_id(a) for a in run.alerts)  # once each: the id is per version
+
+
+def test_a_receiver_verifies_each_webhook_with_the_standardwebhooks_package(run: Run) -> None:
+    receiver = Webhook(SECRET)
+    for request in run.webhook.requests:  # every attempt is signed, the failed ones too
+        alert = receiver.verify(request["body"], request["headers"])
+        assert request["headers"]["webhook-id"] == webhook_id(alert)
+        with pytest.raises(WebhookVerificationError):
+            receiver.verify(request["body"] + b" ", request["headers"])
+
+
+def test_a_dead_webhooks_alerts_land_on_the_undeliverable_topic(run: Run) -> None:
+    """Nothing listens at the third sink: each alert is tried until the deadline, then published
+    to the undeliverable topic naming that sink (never its URL); the others took every alert."""
+    assert sorted(u["dedup_key"] for u in run.undeliverable) == sorted(a["dedup_key"] for a in run.alerts)
+    for record in run.undeliverable:
+        assert record["undelivered"] == [{"sink": "webhook[1]", "reason": "deadline: ConnectError"}]
+        assert run.dead_url not in json.dumps(record)
 
 
 def test_malformed_events_go_to_the_dead_letters_with_a_reason(run: Run) -> None:
