@@ -62,6 +62,17 @@ class PerTenant(SimpleRateThrottle):
         return f"tenant-{request.META.get('HTTP_X_TENANT', 'none')}"
 
 
+FAILURES: list[str] = []
+
+
+class RecordsFailures(AnonRateThrottle):
+    """DRF's throttle_failure hook, overridden to record which key was throttled."""
+
+    def throttle_failure(self):
+        FAILURES.append(self.key)
+        return super().throttle_failure()
+
+
 def view(*throttles, scope=None):
     attrs = {"authentication_classes": [HeaderUser], "throttle_classes": list(throttles),
              "get": lambda self, request, **kwargs: Response({"ok": True})}
@@ -75,6 +86,7 @@ urlpatterns = [
     path("class-rate", view(ClassRate)),
     path("user", view(UserRateThrottle)),
     path("anon", view(AnonRateThrottle)),
+    path("records-failures", view(RecordsFailures)),
     path("burst-sustained", view(Burst, Sustained)),
     path("exempts-staff", view(ExemptsStaff)),
     path("per-tenant", view(PerTenant)),

@@ -140,6 +140,16 @@ def test_wait_is_retry_after_and_the_detail() -> None:
     assert throttle.wait() is None  # nothing denied yet
 
 
+def test_throttle_failure_is_called_on_a_denial() -> None:
+    """throttling.py: ``throttle_failure``: "Called when a request to the API has failed due to
+    throttling." (``allow_request`` returns what it returns)."""
+    from tests.drf_fidelity_urls import FAILURES
+
+    FAILURES.clear()
+    assert statuses("/records-failures", 3, REMOTE_ADDR="192.0.2.16") == [200, 200, 429]
+    assert FAILURES == ["throttle_anon_192.0.2.16"]
+
+
 def test_anon_throttle_only_throttles_unauthenticated_users() -> None:
     """Docs: "The `AnonRateThrottle` will only ever throttle unauthenticated users." """
     assert statuses("/anon", 5, REMOTE_ADDR="192.0.2.10", HTTP_X_USER="7") == [200] * 5

@@ -64,18 +64,18 @@ class RatewardenThrottle(BaseThrottle):
         with the DRF request and keys their ``custom`` scope."""
         return None
 
-    def custom_key(self, request: Any, view: Any, limits: RouteLimits | None) -> object:
-        """What keys the ``custom`` scope of this request's rules (None: the client)."""
-        return limits.key(request) if limits is not None and limits.key is not None else None
-
     def allow_request(self, request: Any, view: Any) -> bool:
         limits = self.route_limits(request, view)
         if limits is not None and not limits.rules:
             return True
+        return self.decide(request, limits, limits.key(request) if limits is not None and limits.key else None)
+
+    def decide(self, request: Any, limits: RouteLimits | None, custom: object) -> bool:
+        """Decide ``request`` (the policy's rules and ``limits``; ``custom`` keys their ``custom``
+        scope) and keep the decision for ``wait()`` and the middleware's headers."""
         enforcer = get_enforcer(policy_required=self.policy_required)
         django_request = getattr(request, "_request", request)
         identity = identify_request(enforcer, request)
-        custom = self.custom_key(request, view, limits)
         if custom is not None:
             identity.set_custom(custom)
         decision = enforcer.decide(identity, route_of(django_request), limits)
@@ -157,12 +157,24 @@ class SimpleRateThrottle(RatewardenThrottle):
         return enforcer.ips.resolve(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"),
                                     meta.get("HTTP_FORWARDED"))
 
-    def route_limits(self, request: Any, view: Any) -> RouteLimits | None:
+    def allow_request(self, request: Any, view: Any) -> bool:
         if self.rate is None:
-            return RouteLimits(standalone=True)
+            return True
         self.key = self.get_cache_key(request, view)
         if self.key is None:
-            return RouteLimits(standalone=True)
+            return True
+        # the cache key counts, as in DRF
+        return self.throttle_success() if self.decide(request, self._limits(), self.key) else self.throttle_failure()
+
+    def throttle_success(self) -> bool:
+        """Called when the request is admitted (DRF's hook; the count is already in Redis)."""
+        return True
+
+    def throttle_failure(self) -> bool:
+        """Called when the request is throttled (DRF's hook)."""
+        return False
+
+    def _limits(self) -> RouteLimits:
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"drf-{self.scope or type(self).__name__}")[:64]
         cached = (name, self.rate, self.algorithm)
         limits = _LIMITS.get(cached)
@@ -172,9 +184,6 @@ class SimpleRateThrottle(RatewardenThrottle):
             rule = Rule(name=name, algorithm=self.algorithm, limit=limit, period=period, scope=[Scope.custom])
             limits = _LIMITS[cached] = RouteLimits((rule,), standalone=True)
         return limits
-
-    def custom_key(self, request: Any, view: Any, limits: RouteLimits | None) -> object:
-        return self.key  # the cache key counts, as in DRF
 
 
 _LIMITS: dict[tuple[object, ...], RouteLimits] = {}
