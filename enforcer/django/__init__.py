@@ -2,9 +2,11 @@
 
 ``RatewardenMiddleware`` limits every view (headers and a 429 problem+json body,
 as the FastAPI middleware does) and adds the rate-limit headers to DRF responses;
-``ratewarden.enforcer.django.throttling`` has DRF throttle classes with DRF's own contract.
-Configured by ``settings.RATEWARDEN`` (keys as the ``RATEWARDEN_*`` variables,
-without the prefix), over the environment.
+``ratewarden.enforcer.django.throttling`` has DRF throttle classes with DRF's own contract;
+``ratewarden.enforcer.django.decorators.ratelimit`` limits a plain view. Configured by
+``settings.RATEWARDEN`` (keys as the ``RATEWARDEN_*`` variables, without the prefix), over the
+environment. In ``INSTALLED_APPS`` this package is an app whose system checks validate that
+configuration and the policy file at ``manage.py check``.
 """
 
 from ratewarden.extras import require
