@@ -14,7 +14,7 @@ import redis
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from ratewarden.enforcer import Decision, PolicyError, SyncEnforcer, policy_from_mapping
+from ratewarden.enforcer import Decision, EnforcerSettings, PolicyError, SyncEnforcer, policy_from_mapping
 from ratewarden.enforcer.asgi import RatewardenMiddleware
 from ratewarden.enforcer.fastapi import RateLimit
 from ratewarden.enforcer.rates import Rate, parse_rate, parse_rates
@@ -229,3 +229,34 @@ def test_a_bare_asgi_app_gets_its_routes_from_the_policys_patterns(redis_sync: r
     assert "ratelimit" not in static.headers
     assert [e.route for e in publisher.events] == ["GET /things/{thing_id}"] * 3 + ["* (unmatched)"]
     assert other.headers["x-ratelimit-remaining"] == "97"  # two admitted things and this one; a denial takes none
+
+
+# -- a key function under WSGI --------------------------------------------------------
+
+
+def test_a_flask_key_function_reads_the_body_and_the_view_reads_it_again(redis_sync: redis.Redis,
+                                                                         redis_url: str) -> None:
+    from flask import Flask, request
+
+    from ratewarden.enforcer.wsgi import limit
+
+    def username(environ: dict[str, Any]) -> str | None:
+        return json.loads(environ["wsgi.input"].read() or b"{}").get("username")
+
+    app = Flask(__name__)
+
+    @app.post("/login")
+    @limit({"name": "login-user", "rate": "2/hour", "scope": ["custom"]}, key=username)
+    def login() -> dict[str, str]:
+        return {"hello": request.get_json()["username"]}
+
+    enforcer = SyncEnforcer(policy_from_mapping({"tiers": TIERS}), EnforcerSettings(redis_url=redis_url))
+    app.wsgi_app = WSGIMiddleware(app.wsgi_app, enforcer)  # type: ignore[method-assign]
+    client = app.test_client()
+    try:
+        ada = [client.post("/login", json={"username": "ada"}) for _ in range(3)]
+        bob = client.post("/login", json={"username": "bob"})
+    finally:
+        enforcer.close()
+    assert [r.status_code for r in ada] == [200, 200, 429] and ada[0].get_json() == {"hello": "ada"}
+    assert bob.status_code == 200 and bob.get_json() == {"hello": "bob"}  # counted per username
