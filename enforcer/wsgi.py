@@ -216,10 +216,13 @@ def _read_key(key: Callable[[Any], Any], environ: Environ) -> object:
     stream = environ.get("wsgi.input")
     if stream is not None and not isinstance(stream, io.BytesIO):
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
+            length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
-            length = 0
-        environ["wsgi.input"] = stream = io.BytesIO(stream.read(length) if length > 0 else b"")
+            length = -1
+        if length >= 0:
+            environ["wsgi.input"] = stream = io.BytesIO(stream.read(length))
+        elif environ.get("wsgi.input_terminated"):  # chunked: the server ends the stream at the body's end
+            environ["wsgi.input"] = stream = io.BytesIO(stream.read())
     value = key(environ)
     if isinstance(stream, io.BytesIO):
         stream.seek(0)
