@@ -1,5 +1,7 @@
 """The Grafana dashboards, defined once here and written as JSON to ``dashboards/json/``
-(``python -m ratewarden.dashboards.definitions``; a test checks the files are up to date).
+(``python -m ratewarden.dashboards.definitions``; a test checks the files are up to date): the
+usage dashboards on ClickHouse below, and the processes' metrics on Prometheus
+(``ratewarden.dashboards.prometheus``).
 
 Panels query ClickHouse through the ``grafana-clickhouse-datasource`` plugin with its time
 macros (``$__timeFilter``, ``$__timeInterval``, ``$__fromTime``, ``$__toTime``) and the
@@ -14,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Panel", "DASHBOARDS", "dashboard_json", "write_all", "JSON_DIR", "DATASOURCE", "FOLDER"]
+from .prometheus import METRICS_UID, metrics_dashboard
+
+__all__ = ["Panel", "DASHBOARDS", "ALL_UIDS", "dashboard_json", "write_all", "JSON_DIR", "DATASOURCE", "FOLDER"]
 
 JSON_DIR = Path(__file__).parent / "json"
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "ratewarden-clickhouse"}
@@ -133,6 +137,7 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {  # uid -> (title, panels)
     "ratewarden-abuse": ("ratewarden: abuse and alerts", ABUSE),
     "ratewarden-quotas": ("ratewarden: quotas", QUOTAS),
 }
+ALL_UIDS = [*DASHBOARDS, METRICS_UID]  # and the Prometheus one
 
 
 def _variable(name: str, sql: str) -> dict[str, Any]:
@@ -151,6 +156,8 @@ VARIABLES = [
 
 def dashboard_json(uid: str) -> dict[str, Any]:
     """The Grafana dashboard model for ``uid``."""
+    if uid == METRICS_UID:
+        return metrics_dashboard()
     title, panels = DASHBOARDS[uid]
     out, x, y = [], 0, 0
     for number, panel in enumerate(panels, start=1):
@@ -172,7 +179,7 @@ def dashboard_json(uid: str) -> dict[str, Any]:
 def write_all(directory: Path = JSON_DIR) -> list[Path]:
     directory.mkdir(exist_ok=True)
     written = []
-    for uid in DASHBOARDS:
+    for uid in ALL_UIDS:
         path = directory / f"{uid.removeprefix('ratewarden-')}.json"
         path.write_text(json.dumps(dashboard_json(uid), indent=2) + "\n")
         written.append(path)

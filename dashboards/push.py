@@ -10,7 +10,7 @@ from typing import Any
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
-from .definitions import DASHBOARDS, DATASOURCE, FOLDER, dashboard_json
+from .definitions import ALL_UIDS, DATASOURCE, FOLDER, dashboard_json
 
 __all__ = ["push", "PushReport", "datasource_model"]
 
@@ -60,7 +60,7 @@ def push(url: str, token: str | tuple[str, str], datasource: dict[str, Any] | No
             report.datasource = "updated"
     else:
         report.datasource = "skipped"
-    for uid in DASHBOARDS:
+    for uid in ALL_UIDS:
         api.dashboard.update_dashboard({"dashboard": {**dashboard_json(uid), "id": None}, "folderUid": FOLDER["uid"],
                                         "overwrite": True, "message": "ratewarden dashboards push"})
         report.dashboards.append(uid)

@@ -61,7 +61,7 @@ def test_every_route_but_health_needs_the_token(admin: TestClient, admin_app: Fa
     assert admin.get("/healthz").status_code == 200
     checked = 0
     for path, methods in admin_app.openapi()["paths"].items():
-        if path == "/healthz":
+        if path in ("/healthz", "/metrics"):  # /metrics: open by default (see the next test)
             continue
         concrete = path.replace("{client_id}", "ip:1.2.3.4").replace("{name}", "free").replace("{key_id}", "key_ab")
         for method in methods:
@@ -71,6 +71,19 @@ def test_every_route_but_health_needs_the_token(admin: TestClient, admin_app: Fa
                 assert response.headers["www-authenticate"] == "Bearer"
             checked += 1
     assert checked >= 15
+
+
+def test_metrics_open_by_default_behind_the_token_or_off(admin: TestClient, clickhouse: Any, redis_url: str) -> None:
+    """Prometheus scrapes without a token by default: the page names no client, no key, no secret."""
+    page = admin.get("/metrics")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/plain")
+    assert "ratewarden_decisions_total" in page.text and "process_cpu_seconds_total" in page.text
+    assert TOKEN not in page.text and SECRET not in page.text and "k:legit" not in page.text
+    for mode, statuses in (("token", (401, 200)), ("off", (404, 404))):
+        app = create_admin_app(AdminSettings(admin_token=TOKEN, redis_url=redis_url, clickhouse_database=DB,
+                                             admin_metrics=mode), clickhouse)
+        with TestClient(app) as client:
+            assert (client.get("/metrics").status_code, client.get("/metrics", headers=AUTH).status_code) == statuses
 
 
 def test_usage_through_the_api(admin: TestClient) -> None:

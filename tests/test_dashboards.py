@@ -1,12 +1,16 @@
 """Grafana dashboards: the JSON files match their definitions, every panel query (macros and
 variables expanded as the ClickHouse plugin does) runs against seeded ClickHouse and returns
-rows with the panel's columns, and ``dashboards push`` speaks Grafana's HTTP API."""
+rows with the panel's columns, every PromQL expression of the Prometheus dashboard names only
+series its process's real /metrics exposes, and ``dashboards push`` speaks Grafana's HTTP API."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
 import json
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,14 +20,17 @@ import msgspec
 import pytest
 
 from ratewarden.analytics.migrations import migrate
-from ratewarden.dashboards.definitions import DASHBOARDS, FOLDER, JSON_DIR, VARIABLES, dashboard_json
+from ratewarden.dashboards.definitions import ALL_UIDS, DASHBOARDS, FOLDER, JSON_DIR, VARIABLES, dashboard_json
 from ratewarden.dashboards.macros import expand
+from ratewarden.dashboards.prometheus import METRICS_PANELS, METRICS_UID, PROMETHEUS, metric_names
 from ratewarden.dashboards.push import datasource_model, push
 from ratewarden.stream.alerts import AlertBook, write_alerts
 from ratewarden.stream.detectors import Alert
 from ratewarden.stream.penalties import Penalty, write_penalties
 from ratewarden.stream.simulate import events, scenario
 from ratewarden.stream.sink import UsageSink
+
+from .metrics_support import series_names
 
 UTC = dt.UTC
 SCRAPER = "ip:203.0.20.7"  # has usage on the items route, an alert and a penalty
@@ -33,12 +40,60 @@ EVERYTHING = {"tier": "__all", "client": "__all", "endpoint": "__all"}
 
 def test_dashboard_files_are_generated_from_the_definitions() -> None:
     files = sorted(JSON_DIR.glob("*.json"))
-    assert len(files) == len(DASHBOARDS) == 4
-    for uid in DASHBOARDS:
+    assert len(files) == len(ALL_UIDS) == len(DASHBOARDS) + 1 == 5
+    for uid in ALL_UIDS:
         on_disk = json.loads((JSON_DIR / f"{uid.removeprefix('ratewarden-')}.json").read_text())
         assert on_disk == dashboard_json(uid), f"run: python -m ratewarden.dashboards.definitions ({uid})"
+        if uid == METRICS_UID:
+            assert all(p["datasource"] == PROMETHEUS and p["targets"] for p in on_disk["panels"])
+            continue
         assert {v["name"] for v in on_disk["templating"]["list"]} == {"tier", "client", "endpoint"}
         assert all(p["datasource"]["type"] == "grafana-clickhouse-datasource" for p in on_disk["panels"])
+
+
+# each process's /metrics, scraped in a process of its own with the modules that process loads
+SCRAPE = {
+    "api": """
+import sys
+from starlette.testclient import TestClient
+from ratewarden.enforcer import Enforcer, EnforcerSettings, load_policy
+from ratewarden.examples.demo_fastapi.app import POLICY_FILE, create_app
+app = create_app(Enforcer(load_policy(POLICY_FILE), EnforcerSettings(redis_url=sys.argv[1])))
+with TestClient(app) as client:
+    client.get("/v1/items")
+    sys.stdout.write(client.get("/metrics").text)
+""",
+    "worker": """
+import sys, urllib.request
+import ratewarden.stream.app  # what `ratewarden worker` loads
+from ratewarden.local import free_port
+from ratewarden.stream import metrics
+address = f"127.0.0.1:{free_port()}"
+server = metrics.serve(address)  # the worker's metrics server (RATEWARDEN_WORKER_METRICS_ADDRESS)
+sys.stdout.write(urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode())
+server.shutdown()
+""",
+}
+
+
+def test_every_promql_expression_names_series_its_process_exposes(redis_url: str) -> None:
+    exposed = {source: series_names(subprocess.run([sys.executable, "-c", code, redis_url], capture_output=True,
+                                                   text=True, timeout=120, check=True).stdout)
+               for source, code in SCRAPE.items()}
+    checked = 0
+    for panel in METRICS_PANELS:
+        for expression, _legend in panel.targets:
+            names = metric_names(expression)
+            assert names and names <= exposed[panel.source].keys(), (panel.title, names - exposed[panel.source].keys())
+            grouped = {label.strip() for labels in re.findall(r"by \(([^)]*)\)", expression)
+                       for label in labels.split(",")}
+            for name in names:  # labels grouped by are on the series (where the page has samples to tell)
+                seen = exposed[panel.source][name]
+                assert not seen or grouped <= seen, (panel.title, name, grouped - seen)
+            checked += 1
+    print(f"\n{checked} PromQL expressions in {len(METRICS_PANELS)} panels; series names exposed: "
+          f"api {len(exposed['api'])}, worker {len(exposed['worker'])}")
+    assert checked >= 20
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +214,7 @@ def grafana() -> Iterator[FakeGrafana]:
 def test_push_creates_the_folder_once_upserts_dashboards_and_the_datasource(grafana: FakeGrafana) -> None:
     datasource = datasource_model("clickhouse", password="s3cret")
     first = push(grafana.url, "glsa_token", datasource)
-    assert first.folder_created and first.datasource == "created" and len(first.dashboards) == 4
+    assert first.folder_created and first.datasource == "created" and len(first.dashboards) == 5
     second = push(grafana.url, "glsa_token", datasource)
     assert not second.folder_created and second.datasource == "updated"
 
@@ -167,9 +222,9 @@ def test_push_creates_the_folder_once_upserts_dashboards_and_the_datasource(graf
     assert calls.count(("POST", "/api/folders")) == 1
     assert calls.count(("POST", "/api/datasources")) == 1
     assert calls.count(("PUT", f"/api/datasources/uid/{datasource['uid']}")) == 1
-    assert calls.count(("POST", "/api/dashboards/db")) == 8
+    assert calls.count(("POST", "/api/dashboards/db")) == 10
     assert all(auth == "Bearer glsa_token" for *_, auth in grafana.requests)
-    assert set(grafana.folders) == {FOLDER["uid"]} and set(grafana.dashboards) == set(DASHBOARDS)
+    assert set(grafana.folders) == {FOLDER["uid"]} and set(grafana.dashboards) == set(ALL_UIDS)
     for body in grafana.dashboards.values():
         assert body["overwrite"] is True and body["folderUid"] == FOLDER["uid"] and body["dashboard"]["id"] is None
     ds = grafana.datasources[datasource["uid"]]
