@@ -60,21 +60,25 @@ class RouteResolver:
         self._failures = 0
 
     def resolve(self, scope: Scope) -> Resolved:
-        handler = scope.get("route_handler")
-        if handler is not None:  # inside a Litestar app: it has routed the request already
-            handler_key = (id(handler), scope["method"], scope.get("path_template"))
-            entry = self._handlers.get(handler_key)
-            if entry is None or entry[0] is not handler:  # the entry keeps its handler alive
-                entry = self._handlers[handler_key] = (handler, self._guarded(self._litestar_handler, scope, handler))
-            return entry[1]
         key = (scope["method"], scope["path"])
         found = self._paths.get(key)
         if found is None:
-            found = self._guarded(self._find, scope)
+            handler = scope.get("route_handler")
+            if handler is not None:  # inside a Litestar app: it has routed the request already
+                found = self._of_handler(handler, scope)
+            else:
+                found = self._guarded(self._find, scope)
             if len(self._paths) >= _MAX_CACHED_PATHS:
                 self._paths.clear()
             self._paths[key] = found
         return found
+
+    def _of_handler(self, handler: object, scope: Scope) -> Resolved:
+        handler_key = (id(handler), scope["method"], scope.get("path_template"))
+        entry = self._handlers.get(handler_key)
+        if entry is None or entry[0] is not handler:  # the entry keeps its handler alive
+            entry = self._handlers[handler_key] = (handler, self._guarded(self._litestar_handler, scope, handler))
+        return entry[1]
 
     def _guarded(self, find: Callable[..., Resolved], *args: Any) -> Resolved:
         try:
@@ -272,6 +276,7 @@ class RatewardenMiddleware:
         self.publisher = self.gate.publisher
         self.routes = RouteResolver(app, PolicyRoutes(enforcer.file_policy))
         self._key_header = self.gate.key_header
+        self._client = self.gate.caller  # bound once: called on every request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -321,7 +326,7 @@ class RatewardenMiddleware:
             elif name == b"user-agent":
                 user_agent = value.decode("latin-1")
         client = scope.get("client")
-        ip, api_key = self.gate.caller(client[0] if client else None, xff, forwarded, api_key)
+        ip, api_key = self._client(client[0] if client else None, xff, forwarded, api_key)
         return ip, api_key, user_agent
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
