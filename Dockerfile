@@ -1,11 +1,19 @@
-# Two images from one file, both installed from the lock (requirements/lock.txt):
-#   docker build --target api .     the demo API behind the enforcer: no Faust, chDB, pandas or pyarrow
-#   docker build --target worker .  the stream worker, the admin API and `ratewarden db migrate`
+# Three images from one file; the Python ones installed from the lock (requirements/lock.txt):
+#   docker build --target api .      the demo API behind the enforcer: no Faust, chDB, pandas or pyarrow
+#   docker build --target worker .   the stream worker, the admin API and `ratewarden db migrate`
+#   docker build --target grafana .  Grafana with the ClickHouse datasource plugin, pinned, installed here
+#                                    so a (re)started container fetches nothing
 # (the default target is the worker). ClickHouse is a server here, never the embedded engine.
+FROM grafana/grafana:12.4.10 AS grafana
+ARG CLICKHOUSE_PLUGIN_VERSION=4.20.0
+RUN grafana cli --pluginsDir "$GF_PATHS_PLUGINS" plugins install grafana-clickhouse-datasource "$CLICKHOUSE_PLUGIN_VERSION"
+
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-RUN useradd --create-home --uid 10001 ratewarden && mkdir -p /app/var && chown ratewarden /app/var
+# the volumes mounted on /app/var/* (the API's spill) start with these owners
+RUN useradd --create-home --uid 10001 ratewarden && mkdir -p /app/var/spill /app/var/stream \
+    && chown -R ratewarden /app/var
 COPY requirements/lock.txt /app/lock.txt
 COPY examples/policy.yaml /app/policy.yaml
 

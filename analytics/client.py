@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from ratewarden.extras import MissingExtra, require
 
 try:
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.query import QueryResult
     from clickhouse_connect.driver.summary import QuerySummary
 
-__all__ = ["ClickHouse", "connect", "default_url", "Serialized", "where"]
+__all__ = ["ClickHouse", "ClickHouseCredentials", "connect", "default_url", "Serialized", "where"]
 
 DEFAULT_CHDB_DIR = Path("var/clickhouse")
 
@@ -35,13 +38,29 @@ def default_url() -> str:
     return os.environ.get("RATEWARDEN_CLICKHOUSE_URL") or f"chdb://{DEFAULT_CHDB_DIR.resolve()}"
 
 
-def connect(url: str | None = None) -> Client:
-    """A clickhouse-connect client for ``url`` (same API for HTTP servers and chDB)."""
+class ClickHouseCredentials(BaseSettings):
+    """Who a ClickHouse server is asked as: ``RATEWARDEN_CLICKHOUSE_USER`` and
+    ``RATEWARDEN_CLICKHOUSE_PASSWORD``, kept apart from the URL so that a password needs no
+    escaping (``@``, ``:`` or ``/`` in it would break a ``user:password@`` URL). Either one set
+    here wins over the URL's; unset, the URL's (or ClickHouse's default user) is used."""
+
+    model_config = SettingsConfigDict(env_prefix="RATEWARDEN_CLICKHOUSE_", extra="ignore")
+
+    user: str | None = Field(None, description="ClickHouse user (unset or empty: the URL's, else 'default')")
+    password: SecretStr | None = Field(None, description="its password (unset or empty: the URL's, else none)")
+
+
+def connect(url: str | None = None, credentials: ClickHouseCredentials | None = None) -> Client:
+    """A clickhouse-connect client for ``url`` (same API for HTTP servers and chDB); a server is
+    asked as ``credentials`` (default: from the environment)."""
     url = url or default_url()
     if url.startswith("chdb://"):
         require("local", "chdb", feature=f"embedded ClickHouse ({url})")
         Path(url.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
-    return clickhouse_connect.get_client(dsn=url)
+        return clickhouse_connect.get_client(dsn=url)
+    credentials = credentials or ClickHouseCredentials()
+    password = credentials.password.get_secret_value() if credentials.password else ""
+    return clickhouse_connect.get_client(dsn=url, username=credentials.user, password=password)  # unset: the URL's
 
 
 def where(url: str) -> str:

@@ -74,7 +74,7 @@ class Pipeline(Service):
 
     async def on_start(self) -> None:
         s = self.settings
-        await ensure_topics(s.kafka_bootstrap, worker_topics(s))
+        await ensure_topics(s.kafka_bootstrap, worker_topics(s), s.topic_replication_factor)
         if self.clickhouse is None:
             self.clickhouse = Serialized(await asyncio.to_thread(connect, s.clickhouse_url))
         applied = await asyncio.to_thread(migrate, self.clickhouse, s.clickhouse_database)
@@ -164,7 +164,8 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     s = settings or StreamSettings()
     app = faust.App(
         s.consumer_group, broker=_broker(s.kafka_bootstrap), store="memory://",
-        topic_partitions=s.topic_partitions, topic_replication_factor=1, datadir=s.data_dir,
+        topic_partitions=s.topic_partitions, topic_replication_factor=s.topic_replication_factor,
+        datadir=s.data_dir,
         web_enabled=bool(s.worker_web_port or s.worker_admin_port), web_port=s.worker_web_port or 6066,
         web_bind="127.0.0.1",
         consumer_auto_offset_reset="earliest", producer_acks=-1, broker_rebalance_timeout=s.rebalance_timeout_s,

@@ -94,6 +94,8 @@ class StreamSettings(BaseSettings):
     consumer_group: str = Field("ratewarden-stream", pattern=r"^[A-Za-z0-9._-]{1,100}$",
                                 description="the workers' Faust app id and Kafka consumer group prefix")
     topic_partitions: int = Field(8, ge=1, description="partitions of the topics the worker creates")
+    topic_replication_factor: int = Field(1, ge=1, description="replicas of each topic the worker creates, its "
+                                          "tables' changelogs included (at most the brokers there are)")
     clickhouse_url: str | None = Field(None, description="http://host:8123 or chdb:///dir (default: chDB under var/)")
     clickhouse_database: str = Field("ratewarden", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="the enforcers' Redis, where penalties go")

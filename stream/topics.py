@@ -17,13 +17,15 @@ def worker_topics(settings: StreamSettings) -> dict[str, int]:
     return dict.fromkeys(names, s.topic_partitions)
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create those of ``topics`` (name -> partitions) that ``bootstrap`` does not have yet."""
+async def ensure_topics(bootstrap: str, topics: dict[str, int], replication_factor: int = 1) -> None:
+    """Create those of ``topics`` (name -> partitions) that ``bootstrap`` does not have yet, each
+    with ``replication_factor`` replicas."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
+        missing = [NewTopic(name, partitions, replication_factor)
+                   for name, partitions in topics.items() if name not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)
