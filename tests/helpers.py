@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
 import threading
 import time
 from collections import Counter
@@ -16,6 +17,7 @@ import httpx
 import redis
 
 from ratewarden.enforcer import Enforcer, EnforcerSettings, policy_from_mapping
+from ratewarden.local import RedisServer
 
 
 def make_enforcer(redis_url: str, policy: dict[str, Any], **settings: Any) -> Enforcer:
@@ -269,3 +271,26 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+class PasswordRedis(RedisServer):
+    """Valkey that wants ``password`` (it answers PING with NOAUTH: up all the same)."""
+
+    def __init__(self, password: str) -> None:
+        super().__init__()
+        self.password = password
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--requirepass", self.password]
+
+    def is_ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith((b"-NOAUTH", b"+PONG"))
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"

@@ -10,14 +10,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ratewarden.local import free_port
+
+from .helpers import PasswordRedis
+
+REDIS_PASSWORD, KEY_SECRET, HOOK_SECRET = "redis-pw-0a1b2c3d4e", "key-secret-9f8e7d6c5b4a", "hook-XYZ123secret"
+
 
 def test_a_short_demo_reconciles_and_catches_every_abusive_client(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATEWARDEN_")}
     env["COLUMNS"] = "300"  # rich must not wrap the line carrying the admin token
-    result = subprocess.run([sys.executable, "-m", "ratewarden.cli", "demo", "--duration", "20",
-                             "--report", str(report), "--data-dir", str(tmp_path / "var")],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=400)
+    # secrets every process is given, to look for in their logs: a Redis password, the key-hashing
+    # secret, a Slack webhook nothing answers (its deliveries fail and are logged), JSON lines
+    redis_server = PasswordRedis(REDIS_PASSWORD).start()
+    env.update(RATEWARDEN_REDIS_URL=redis_server.url, RATEWARDEN_API_KEY_SECRET=KEY_SECRET,
+               RATEWARDEN_SLACK_WEBHOOK_URL=f"http://127.0.0.1:{free_port()}/services/T0/B0/{HOOK_SECRET}",
+               RATEWARDEN_LOG_FORMAT="json")
+    try:
+        result = subprocess.run([sys.executable, "-m", "ratewarden.cli", "demo", "--duration", "20",
+                                 "--report", str(report), "--data-dir", str(tmp_path / "var")],
+                                capture_output=True, text=True, env=env, cwd=tmp_path, timeout=400)
+    finally:
+        redis_server.stop()
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     data = json.loads(report.read_text())
     print(f"\nsent {data['requests_sent']}, published {data['events_published']}, "
@@ -34,8 +49,16 @@ def test_a_short_demo_reconciles_and_catches_every_abusive_client(tmp_path: Path
                                                     "key_cycling", "traffic_spike"}
     assert all(a["client"] and a["severity"] and a["first_seen"] for a in data["alerts"])
     assert set(data["labels"].values()) >= {"legit", "credential_stuffing", "scraping"}
-    # no secret in any process's log: the admin token (printed to the operator) and the API keys
+    # no secret in any process's log: the admin token (printed to the operator), the API keys, the
+    # key-hashing secret, the Redis password, the webhook URL; and every line is JSON
     token = re.search(r"admin token (\S+)\)", result.stdout.replace("\n", " "))
     assert token, result.stdout[:2000]
-    logs = "".join(path.read_text(errors="replace") for path in (tmp_path / "var" / "logs").glob("*.log"))
-    assert logs and token.group(1) not in logs and "rw_" not in logs
+    files = list((tmp_path / "var" / "logs").glob("*.log"))
+    logs = "".join(path.read_text(errors="replace") for path in files)
+    for secret in (token.group(1), "rw_", KEY_SECRET, REDIS_PASSWORD, HOOK_SECRET, "/services/T0/B0"):
+        assert secret not in logs, secret
+    lines = [line for line in logs.splitlines() if line.strip()]
+    events = [json.loads(line)["event"] for line in lines if line.startswith("{")]
+    print(f"logs: {len(files)} files, {len(lines)} lines, {len(events)} JSON; scanned for 6 secrets, none found; "
+          f"alert_sink lines: {[e for e in events if e.startswith('alert_sink')]}")
+    assert "alert_sink_unavailable" in events  # the webhook's outage was logged (by sink name)

@@ -18,9 +18,11 @@ from ratewarden.enforcer.identity import Identity
 from ratewarden.enforcer.logs import get_logger, redact
 from ratewarden.enforcer.logsetup import LogSettings, configure_logging
 from ratewarden.enforcer.outage import OutageLog
-from ratewarden.local import RedisServer, free_port
+from ratewarden.local import free_port
 from ratewarden.stream.delivery import AlertDeliverer
 from ratewarden.stream.settings import StreamSettings
+
+from .helpers import PasswordRedis
 
 PASSWORD = "pw-Z9q8w7e6r5t4"
 POLICY = {"default_tier": "anonymous",
@@ -142,27 +144,10 @@ def test_a_60_s_outage_makes_a_handful_of_lines(caplog: pytest.LogCaptureFixture
     assert delays[:4] == [0.5, 1.0, 2.0, 2.0] and max(delays) == 2.0
 
 
-class _PasswordRedis(RedisServer):
-    """Valkey that wants a password (it answers PING with NOAUTH: up all the same)."""
-
-    def command(self) -> list[str]:
-        return [*super().command(), "--requirepass", PASSWORD]
-
-    def is_ready(self) -> bool:
-        import socket
-
-        try:
-            with socket.create_connection((self.host, self.port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith((b"-NOAUTH", b"+PONG"))
-        except OSError:
-            return False
-
-
 def test_a_real_redis_outage_is_logged_once_then_recovered(caplog: pytest.LogCaptureFixture) -> None:
     """Valkey stopped for 4 s under a change feed and a stream of decisions, then restarted."""
-    server = _PasswordRedis().start()
-    url = f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"
+    server = PasswordRedis(PASSWORD).start()
+    url = server.url
     identity = Identity("ip:192.0.2.2", "anonymous", "192.0.2.2")
 
     async def run() -> None:
