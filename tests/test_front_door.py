@@ -260,3 +260,33 @@ def test_a_flask_key_function_reads_the_body_and_the_view_reads_it_again(redis_s
         enforcer.close()
     assert [r.status_code for r in ada] == [200, 200, 429] and ada[0].get_json() == {"hello": "ada"}
     assert bob.status_code == 200 and bob.get_json() == {"hello": "bob"}  # counted per username
+
+
+# -- a key function inside Litestar ------------------------------------------------------
+
+
+def test_a_litestar_key_function_gets_litestars_request_and_the_body_stays_readable(redis_sync: redis.Redis,
+                                                                                    redis_url: str) -> None:
+    from litestar import Litestar, Request, post
+    from litestar.middleware import DefineMiddleware
+    from starlette.testclient import TestClient as AnyASGIClient
+
+    from ratewarden.enforcer.asgi import limit
+
+    async def username(request: Request) -> str | None:
+        assert isinstance(request, Request)
+        return (await request.json()).get("username")
+
+    @post("/login")
+    @limit({"name": "login-user", "rate": "2/hour", "scope": ["custom"]}, key=username)
+    async def login(data: dict[str, str]) -> dict[str, str]:
+        return {"hello": data["username"]}
+
+    enforcer = make_enforcer(redis_url, {"tiers": TIERS})
+    app = Litestar([login], middleware=[DefineMiddleware(RatewardenMiddleware, enforcer=enforcer)],
+                   on_shutdown=[enforcer.aclose])
+    with AnyASGIClient(app) as client:
+        ada = [client.post("/login", json={"username": "ada"}) for _ in range(3)]
+        bob = client.post("/login", json={"username": "bob"})
+    assert [r.status_code for r in ada] == [201, 201, 429] and ada[0].json() == {"hello": "ada"}
+    assert bob.status_code == 201 and bob.json() == {"hello": "bob"}
