@@ -89,7 +89,7 @@ def _asgi(app: Any, ip: str, publisher: RecordingPublisher, sees_unrouted: bool 
 
 
 @contextlib.contextmanager
-def fastapi_app(redis_url: str, ip: str, tmp_path: Path) -> Iterator[Driver]:
+def fastapi_app(redis_url: str, ip: str, tmp_path: Path, policy: dict[str, Any] = POLICY) -> Iterator[Driver]:
     from fastapi import APIRouter, Depends, FastAPI
 
     from ratewarden.enforcer.asgi import RatewardenMiddleware
@@ -97,7 +97,7 @@ def fastapi_app(redis_url: str, ip: str, tmp_path: Path) -> Iterator[Driver]:
 
     publisher = RecordingPublisher()
     app = FastAPI()
-    app.add_middleware(RatewardenMiddleware, enforcer=Enforcer(policy_from_mapping(POLICY), _settings(redis_url)),
+    app.add_middleware(RatewardenMiddleware, enforcer=Enforcer(policy_from_mapping(policy), _settings(redis_url)),
                        publisher=publisher)
     limited = APIRouter(dependencies=[Depends(RateLimit(ROUTE_RATE))])
 
@@ -119,7 +119,7 @@ def fastapi_app(redis_url: str, ip: str, tmp_path: Path) -> Iterator[Driver]:
 
 
 @contextlib.contextmanager
-def starlette_app(redis_url: str, ip: str, tmp_path: Path) -> Iterator[Driver]:
+def starlette_app(redis_url: str, ip: str, tmp_path: Path, policy: dict[str, Any] = POLICY) -> Iterator[Driver]:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.requests import Request
@@ -139,7 +139,7 @@ def starlette_app(redis_url: str, ip: str, tmp_path: Path) -> Iterator[Driver]:
         return JSONResponse({"ok": True})
 
     publisher = RecordingPublisher()
-    enforcer = Enforcer(policy_from_mapping(POLICY), _settings(redis_url))
+    enforcer = Enforcer(policy_from_mapping(policy), _settings(redis_url))
     app = Starlette(routes=[Route("/healthz", healthz), Route("/items/{item_id:int}", item),
                             Route("/limited", limited)],
                     middleware=[Middleware(RatewardenMiddleware, enforcer=enforcer, publisher=publisher)])
@@ -147,7 +147,7 @@ def starlette_app(redis_url: str, ip: str, tmp_path: Path) -> Iterator[Driver]:
         yield driver
 
 
-def _litestar(redis_url: str, publisher: RecordingPublisher, inside: bool) -> Any:
+def _litestar(redis_url: str, publisher: RecordingPublisher, inside: bool, policy: dict[str, Any]) -> Any:
     from litestar import Litestar, get
     from litestar.middleware import DefineMiddleware
 
@@ -166,7 +166,7 @@ def _litestar(redis_url: str, publisher: RecordingPublisher, inside: bool) -> An
     async def limited() -> dict[str, bool]:
         return {"ok": True}
 
-    enforcer = Enforcer(policy_from_mapping(POLICY), _settings(redis_url))
+    enforcer = Enforcer(policy_from_mapping(policy), _settings(redis_url))
     if inside:
         return Litestar([healthz, item, limited], on_shutdown=[enforcer.aclose], middleware=[
             DefineMiddleware(RatewardenMiddleware, enforcer=enforcer, publisher=publisher)])
@@ -174,23 +174,24 @@ def _litestar(redis_url: str, publisher: RecordingPublisher, inside: bool) -> An
 
 
 @contextlib.contextmanager
-def litestar_app(redis_url: str, ip: str, tmp_path: Path) -> Iterator[Driver]:
+def litestar_app(redis_url: str, ip: str, tmp_path: Path, policy: dict[str, Any] = POLICY) -> Iterator[Driver]:
     """Litestar's own middleware form: Litestar routes first, so requests no route matches never reach it."""
     publisher = RecordingPublisher()
-    with _asgi(_litestar(redis_url, publisher, inside=True), ip, publisher, sees_unrouted=False) as driver:
+    with _asgi(_litestar(redis_url, publisher, True, policy), ip, publisher, sees_unrouted=False) as driver:
         yield driver
 
 
 @contextlib.contextmanager
-def litestar_wrapped_app(redis_url: str, ip: str, tmp_path: Path) -> Iterator[Driver]:
+def litestar_wrapped_app(redis_url: str, ip: str, tmp_path: Path,
+                         policy: dict[str, Any] = POLICY) -> Iterator[Driver]:
     """The middleware around a Litestar app: the route is found through Litestar's router."""
     publisher = RecordingPublisher()
-    with _asgi(_litestar(redis_url, publisher, inside=False), ip, publisher) as driver:
+    with _asgi(_litestar(redis_url, publisher, False, policy), ip, publisher) as driver:
         yield driver
 
 
 @contextlib.contextmanager
-def flask_app(redis_url: str, ip: str, tmp_path: Path) -> Iterator[Driver]:
+def flask_app(redis_url: str, ip: str, tmp_path: Path, policy: dict[str, Any] = POLICY) -> Iterator[Driver]:
     from flask import Flask
 
     from ratewarden.enforcer.wsgi import RatewardenMiddleware, limit
@@ -211,7 +212,7 @@ def flask_app(redis_url: str, ip: str, tmp_path: Path) -> Iterator[Driver]:
         return {"ok": True}
 
     publisher = RecordingPublisher()
-    enforcer = SyncEnforcer(policy_from_mapping(POLICY), _settings(redis_url))
+    enforcer = SyncEnforcer(policy_from_mapping(policy), _settings(redis_url))
     app.wsgi_app = RatewardenMiddleware(app.wsgi_app, enforcer, publisher=publisher)  # type: ignore[method-assign]
     client = app.test_client()
 
@@ -227,7 +228,7 @@ def flask_app(redis_url: str, ip: str, tmp_path: Path) -> Iterator[Driver]:
 
 
 @contextlib.contextmanager
-def django_app(redis_url: str, ip: str, tmp_path: Path, settings: Any = None,
+def django_app(redis_url: str, ip: str, tmp_path: Path, policy: dict[str, Any] = POLICY, settings: Any = None,
                monkeypatch: Any = None) -> Iterator[Driver]:
     """DRF views (decided by ``RatewardenThrottle``) and a plain view with ``@limit`` (decided by the
     middleware), through Django's test client; URLs in tests/suite_django_urls.py."""
@@ -236,7 +237,7 @@ def django_app(redis_url: str, ip: str, tmp_path: Path, settings: Any = None,
     from ratewarden.enforcer.django import conf, reset_enforcer
 
     policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(yaml.safe_dump(POLICY))
+    policy_file.write_text(yaml.safe_dump(policy))
     settings.ROOT_URLCONF = "tests.suite_django_urls"
     settings.RATEWARDEN = {"POLICY_FILE": str(policy_file), "REDIS_URL": redis_url, "REDIS_BUDGET_MS": 2000}
     publisher = RecordingPublisher()

@@ -4,6 +4,7 @@ headers, problem+json bodies, route rules, route templates and events, on a real
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,28 @@ FRAMEWORKS = ["fastapi", "starlette", "litestar", "litestar_wrapped", "flask", "
 IP = "198.51.100.40"
 
 
-@pytest.fixture(params=FRAMEWORKS)
-def app(request: pytest.FixtureRequest, redis_sync: redis.Redis, redis_url: str, tmp_path: Path) -> Iterator[Driver]:
+def _build(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path,
+           policy: dict[str, Any]) -> contextlib.AbstractContextManager[Driver]:
     builder = getattr(framework_apps, f"{request.param}_app")
     extra: dict[str, Any] = {}
     if request.param == "django":
         extra = {"settings": request.getfixturevalue("settings"),
                  "monkeypatch": request.getfixturevalue("monkeypatch")}
-    with builder(redis_url, IP, tmp_path, **extra) as driver:
+    return builder(redis_url, IP, tmp_path, policy, **extra)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def app(request: pytest.FixtureRequest, redis_sync: redis.Redis, redis_url: str, tmp_path: Path) -> Iterator[Driver]:
+    with _build(request, redis_url, tmp_path, framework_apps.POLICY) as driver:
+        yield driver
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def app_without_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
+    """The app on a tier that fails closed, with nothing listening where its Redis should be."""
+    policy = {**framework_apps.POLICY, "tiers": {**framework_apps.POLICY["tiers"], "anonymous": {
+        **framework_apps.POLICY["tiers"]["anonymous"], "fail_mode": "closed"}}}
+    with _build(request, "redis://127.0.0.1:1/0", tmp_path, policy) as driver:
         yield driver
 
 
@@ -93,3 +108,13 @@ def test_requests_no_route_matches_are_one_route(app: Driver) -> None:
     assert responses[1].headers["x-ratelimit-remaining"] == "3"  # scanners are counted too
     assert [e.route for e in app.publisher.events] == [UNMATCHED_ROUTE, UNMATCHED_ROUTE]
     assert [e.status for e in app.publisher.events] == [404, 404]
+
+
+def test_a_tier_that_fails_closed_answers_503_problem_json_while_redis_is_away(app_without_redis: Driver) -> None:
+    response = app_without_redis.get("/items/7")
+    assert response.status == 503
+    assert response.headers["content-type"] == "application/problem+json" and "retry-after" in response.headers
+    body = response.json()
+    assert body["type"] == "urn:ratewarden:problem:limiter-unavailable" and body["status"] == 503
+    assert body["route"] == "GET /items/{item_id}"
+    assert app_without_redis.get("/healthz").status == 200  # exempt routes need no Redis

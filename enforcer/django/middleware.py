@@ -81,7 +81,7 @@ class RatewardenMiddleware:
             decision = self._decide(request, UNMATCHED_ROUTE, None)
             if not decision.allowed:
                 response = denial_response(decision)
-        elif decision is not None and not decision.allowed and response.status_code == decision.status \
+        elif decision is not None and not decision.allowed and response.status_code in (429, decision.status) \
                 and response.get("Content-Type") != "application/problem+json":
             response = denial_response(decision)  # DRF's Throttled answer: the same problem+json body everywhere
         if decision is not None:
