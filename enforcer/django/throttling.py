@@ -7,9 +7,10 @@
 ``SimpleRateThrottle``, ``UserRateThrottle``, ``AnonRateThrottle`` and ``ScopedRateThrottle``
 are DRF's own, attribute for attribute and method for method (``rate``, ``scope``,
 ``THROTTLE_RATES``, ``get_rate``, ``parse_rate``, ``get_cache_key``, ``get_ident`` with
-``NUM_PROXIES``, ``wait``), and need no policy file; but they count atomically in Redis (no
-read-then-write race), count exactly the period written (``"100/day"``, ``"5/15m"``; ``"month"``
-is refused instead of read as minute) and do not stop counting when another throttle denies first.
+``NUM_PROXIES``, ``throttle_success``/``throttle_failure``, ``wait``), and need no policy file;
+but they count atomically in Redis (no read-then-write race), count exactly the period written
+(``"100/day"``, ``"5/15m"``; ``"month"`` is refused instead of read as minute) and do not stop
+counting when another throttle denies first.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from rest_framework.throttling import BaseThrottle  # noqa: E402 - after the hin
 
 __all__ = ["AnonRateThrottle", "RatewardenThrottle", "ScopedRateThrottle", "SimpleRateThrottle", "UserRateThrottle",
            "parse_rate"]
-
 
 
 def parse_rate(rate: str | None) -> tuple[int, float] | tuple[None, None]:
