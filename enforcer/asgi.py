@@ -22,7 +22,7 @@ from .publisher import EventPublisher
 from .route_limits import limit, limits_of, merge_limits
 from .routes import UNMATCHED_ROUTE, PolicyRoutes, brace_template
 
-__all__ = ["RatewardenMiddleware", "limit", "RouteResolver", "freeze_startup_heap"]
+__all__ = ["RatewardenMiddleware", "limit", "on_shutdown", "RouteResolver", "freeze_startup_heap"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -249,6 +249,22 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
 async def _resolved(resolver: Resolver, scope: Scope) -> object:
     value = resolver(scope)
     return await value if inspect.isawaitable(value) else value
+
+
+def on_shutdown(enforcer: Enforcer) -> Callable[[], Awaitable[None]]:
+    """A shutdown hook for apps whose middleware sees no lifespan (Litestar builds its middleware per
+    route, after routing): closes ``enforcer`` and flushes its event publisher::
+
+        Litestar(handlers, middleware=[DefineMiddleware(RatewardenMiddleware, enforcer=enforcer)],
+                 on_shutdown=[on_shutdown(enforcer)])
+    """
+    async def close() -> None:
+        await enforcer.aclose()
+        publisher = publisher_for(enforcer)
+        if publisher is not None:
+            await publisher.aclose()
+
+    return close
 
 
 class RatewardenMiddleware:

@@ -151,7 +151,7 @@ def _litestar(redis_url: str, publisher: RecordingPublisher, inside: bool, polic
     from litestar import Litestar, get
     from litestar.middleware import DefineMiddleware
 
-    from ratewarden.enforcer.asgi import RatewardenMiddleware, limit
+    from ratewarden.enforcer.asgi import RatewardenMiddleware, limit, on_shutdown
 
     @get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -168,7 +168,7 @@ def _litestar(redis_url: str, publisher: RecordingPublisher, inside: bool, polic
 
     enforcer = Enforcer(policy_from_mapping(policy), _settings(redis_url))
     if inside:
-        return Litestar([healthz, item, limited], on_shutdown=[enforcer.aclose], middleware=[
+        return Litestar([healthz, item, limited], on_shutdown=[on_shutdown(enforcer)], middleware=[
             DefineMiddleware(RatewardenMiddleware, enforcer=enforcer, publisher=publisher)])
     return RatewardenMiddleware(Litestar([healthz, item, limited]), enforcer, publisher=publisher)
 
