@@ -99,6 +99,10 @@ def _reports_app(redis_url: str) -> FastAPI:
     async def weekly() -> dict[str, bool]:
         return {"ok": True}
 
+    @app.get("/export", dependencies=[Depends(RateLimit("1/hour", cost=1))])
+    async def export() -> dict[str, bool]:
+        return {"ok": True}
+
     app.include_router(reports)
     return app
 
@@ -116,6 +120,9 @@ def test_depends_per_router_and_per_route_in_one_script_call(redis_sync: redis.R
         assert third.json()["policy"] == "2-per-1h" and third.json()["route"] == "GET /reports/daily"
         # the router's rule counts per route: /weekly has its own 3
         assert [client.get("/reports/weekly").status_code for _ in range(4)] == [200, 200, 200, 429]
+        # a route of the app itself, with its own dependency
+        export = [client.get("/export") for _ in range(2)]
+        assert [r.status_code for r in export] == [200, 429] and export[1].json()["policy"] == "1-per-1h"
 
 
 def test_a_rate_limit_dependency_without_the_middleware_says_so() -> None:
