@@ -26,6 +26,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import RedisError, ResponseError
 
 from .logs import get_logger
+from .outage import OutageLog
 from .scripts import LuaScript
 from .topology import NodeAddress, RedisTopology, node_client
 from .transport import AsyncScriptRunner
@@ -85,6 +86,8 @@ class AsyncClusterRunner:
         self._scripts = CrossSlotScripts()
         self._refreshing: asyncio.Task[None] | None = None
         self._refreshed_at = 0.0
+        # the slot map is asked for every 0.1 s while nodes fail: log the outage, not each attempt
+        self._outage = OutageLog(log, "cluster", server=topology.describe(), setting="RATEWARDEN_REDIS_URL")
         self._fired: set[asyncio.Task[None]] = set()  # settlements and refunds under way
 
     # -- routing -------------------------------------------------------------
@@ -253,8 +256,9 @@ class AsyncClusterRunner:
                     owners[int(low):int(high) + 1] = [owner] * (int(high) - int(low) + 1)
                 self._owners = owners
                 self._down_until = {n: t for n, t in self._down_until.items() if n in owners}
+                self._outage.succeeded()
                 return
-            log.warning("cluster_unreachable", nodes=",".join(map(str, candidates)))
+            self._outage.failed(f"no node answered CLUSTER SLOTS (tried {','.join(map(str, candidates))})")
         finally:
             self._refreshed_at = time.monotonic()
             self._refreshing = None

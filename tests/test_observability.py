@@ -180,3 +180,28 @@ def test_a_real_redis_outage_is_logged_once_then_recovered(caplog: pytest.LogCap
     assert all(r.fields["server"].startswith(f"127.0.0.1:{server.port}") for r in caplog.records
                if hasattr(r, "fields"))
     assert PASSWORD not in caplog.text
+
+
+def test_every_event_name_is_snake_case_and_nothing_uses_structlog() -> None:
+    """One convention for every log line ratewarden writes, and every line through ``logging``."""
+    import ast
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sources = [p for part in ("enforcer", "stream", "analytics", "dashboards") for p in (root / part).rglob("*.py")]
+    sources += [p for p in (root / "ratewarden").glob("*.py")]
+    names = []
+    for path in sources:
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(m.split(".")[0] == "structlog" for m in modules), path
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("debug", "info", "warning", "error", "exception", "critical")
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                names.append((path.name, node.args[0].value))
+    print(f"\n{len(names)} log calls with a literal event name in {len(sources)} modules")
+    assert len(names) > 20
+    assert [(file, name) for file, name in names if not re.fullmatch(r"[a-z][a-z0-9_]*", name)] == []
