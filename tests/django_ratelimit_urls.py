@@ -2,6 +2,8 @@
 
 from django.http import JsonResponse
 from django.urls import path
+from django.utils.decorators import method_decorator
+from django.views import View
 
 from ratewarden.enforcer.django.decorators import ratelimit
 
@@ -41,7 +43,26 @@ async def async_view(request):
     return JsonResponse({"ok": True})
 
 
+@ratelimit(key="ip", rate="2/minute")
+class ClassBased(View):
+    def get(self, request):
+        return JsonResponse({"ok": True})
+
+
+class DispatchDecorated(View):
+    """The django-ratelimit idiom for class-based views: the middleware cannot see this mark."""
+
+    @method_decorator(ratelimit(key="ip", rate="2/minute"))
+    def dispatch(self, request, *args, **kwargs):
+        return super().dispatch(request, *args, **kwargs)
+
+    def get(self, request):
+        return JsonResponse({"ok": True})
+
+
 urlpatterns = [
+    path("class-based", ClassBased.as_view()),
+    path("dispatch-decorated", DispatchDecorated.as_view()),
     path("login", login),
     path("other", other),
     path("search", search),

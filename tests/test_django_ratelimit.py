@@ -64,6 +64,13 @@ def test_a_group_shares_one_count_between_views(mode: str) -> None:
     assert statuses(client, "/shared-a", 2) + statuses(client, "/shared-b", 2) == [200, 200, 200, 429]
 
 
+@pytest.mark.parametrize("path", ["/class-based", "/dispatch-decorated"])
+def test_class_based_views(mode: str, path: str) -> None:
+    """The class decorated, or its dispatch through method_decorator (a mark the middleware cannot
+    see: the decorator then decides its own rules after the middleware's decision)."""
+    assert statuses(Client(REMOTE_ADDR="192.0.2.27"), path, 3) == [200, 200, 429]
+
+
 @pytest.mark.anyio
 async def test_an_async_view(mode: str) -> None:
     client = AsyncClient(REMOTE_ADDR="192.0.2.25")

@@ -26,19 +26,20 @@ only these rules apply.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 
 from ..decision import Decision
-from ..plan import KeyFunction
+from ..plan import KeyFunction, RouteLimits
 from ..rates import parse_rates
-from ..route_limits import LIMITS_ATTR, limit
+from ..route_limits import LIMITS_ATTR, limits_of, merge_limits, route_limits
 from .conf import get_enforcer, get_gate, identify_request, route_of
 from .middleware import DECISION_ATTR
 
@@ -72,70 +73,120 @@ def _key_function(key: str | Callable[[HttpRequest], str | None]) -> tuple[str, 
 
 def ratelimit(*, rate: str, key: str | Callable[[HttpRequest], str | None] = "ip", block: bool = True,
               group: str | None = None, cost: int | None = None) -> Callable[[View], View]:
-    """Limit a Django view (function or ``as_view()``) to ``rate`` per ``key``; see the module's docs."""
+    """Limit a Django view to ``rate`` per ``key`` (see the module's docs): a view function, an
+    ``as_view()`` or a class-based view class (its ``dispatch`` is guarded)."""
     if group is not None and not _GROUP.match(group):
         raise ValueError(f"@ratelimit group {group!r} must match {_GROUP.pattern}")
     dimension, key_function = _key_function(key)
     scope = [dimension] if group else [dimension, "endpoint"]  # a group's count is shared by its views
-    specs: list[dict[str, Any]] = [
+    own = route_limits(*[
         {"limit": r.limit, "period": r.period_s, "name": f"{group}.{r.name}" if group else r.name, "scope": scope,
-         "shadow": not block} for r in parse_rates(rate)]
-    names: set[str] = {spec["name"] for spec in specs}
-    mark = limit(*specs, cost=cost, key=key_function)
+         "shadow": not block} for r in parse_rates(rate)], cost=cost, key=key_function)
 
     def decorate(view: View) -> View:
         if key_function is not None and getattr(getattr(view, LIMITS_ATTR, None), "key", None) is not None:
             raise ValueError("one key function per view: stack @ratelimit with 'ip', 'user' or 'user_or_ip' keys")
-        if iscoroutinefunction(view):
+        if isinstance(view, type):
+            guarded: Any = view
+            view.dispatch = _guarded_dispatch(view.dispatch, _Guard(own, view),  # type: ignore[attr-defined]
+                                              getattr(view, "view_is_async", False))
+        elif iscoroutinefunction(view):
             @functools.wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-                decision, decided_here = await sync_to_async(_decide, thread_sensitive=False)(async_wrapper, request)
-                response = _denial(decision) if not decision.allowed else None
-                if response is None:
-                    _mark_limited(request, decision, names)
-                    response = await view(request, *args, **kwargs)
-                if decided_here:
-                    await sync_to_async(_finish, thread_sensitive=False)(request, response, decision)
-                return response
+                return await guard.arun(request, lambda: view(request, *args, **kwargs))
 
-            return mark(async_wrapper)  # type: ignore[return-value]
+            guarded = async_wrapper
+            guard = _Guard(own, guarded)
+        else:
+            @functools.wraps(view)
+            def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                return guard.run(request, lambda: view(request, *args, **kwargs))
 
-        @functools.wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            decision, decided_here = _decide(wrapper, request)
-            response = _denial(decision) if not decision.allowed else None
-            if response is None:
-                _mark_limited(request, decision, names)
-                response = view(request, *args, **kwargs)
-            if decided_here:
-                _finish(request, response, decision)
-            return response
-
-        return mark(wrapper)  # type: ignore[return-value]
+            guarded = wrapper
+            guard = _Guard(own, guarded)
+        # the mark the middleware reads (with the marks of decorators below this one)
+        setattr(guarded, LIMITS_ATTR, merge_limits([getattr(guarded, LIMITS_ATTR, None), own]))
+        return guarded
 
     return decorate
 
 
-def _mark_limited(request: HttpRequest, decision: Decision, names: set[str]) -> None:
-    """``request.limited``: a rule of this decorator (or of one stacked with it) was exceeded."""
-    setattr(request, LIMITED_ATTR, getattr(request, LIMITED_ATTR, False) or decision.shadow_denied in names)
+def _guarded_dispatch(dispatch: Callable[..., Any], guard: _Guard, is_async: bool) -> Callable[..., Any]:
+    if is_async:
+        @functools.wraps(dispatch)
+        async def async_dispatch(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            return await guard.arun(request, lambda: dispatch(self, request, *args, **kwargs))
+
+        return async_dispatch
+
+    @functools.wraps(dispatch)
+    def sync_dispatch(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return guard.run(request, lambda: dispatch(self, request, *args, **kwargs))
+
+    return sync_dispatch
 
 
-def _decide(wrapper: Callable[..., Any], request: HttpRequest) -> tuple[Decision, bool]:
-    """The request's decision: the middleware's (it applied the view's rules), else one made now
-    with the policy's rules and every ``@ratelimit`` of the view. Also whether it was made here."""
-    decision: Decision | None = getattr(request, DECISION_ATTR, None)
-    if decision is not None:
-        return decision, False
-    setattr(request, _STARTED_ATTR, time.perf_counter())  # for the event's latency
-    enforcer = get_enforcer()
-    limits = getattr(wrapper, LIMITS_ATTR)
-    identity = identify_request(enforcer, request)
-    if limits.key is not None:
-        identity.set_custom(limits.key(request))
-    decision = enforcer.decide(identity, route_of(request), limits)
-    setattr(request, DECISION_ATTR, decision)
-    return decision, True
+class _Guard:
+    """What one ``@ratelimit`` does around its view: its own rules (``own``); ``marked`` is the
+    function or class carrying every ``@ratelimit`` of the view (the rules the middleware sees)."""
+
+    def __init__(self, own: RouteLimits, marked: Any) -> None:
+        self.own = own
+        self.marked = marked
+        self.rules = {(rule.name, tuple(rule.scope)) for rule in own.rules}
+        self.names = {rule.name for rule in own.rules}
+
+    def run(self, request: HttpRequest, call: Callable[[], HttpResponse]) -> HttpResponse:
+        decision, decided_here, response = self._before(request)
+        if response is None:
+            response = call()
+        if decided_here:
+            _finish(request, response, decision)
+        return response
+
+    async def arun(self, request: HttpRequest, call: Callable[[], Awaitable[HttpResponse]]) -> HttpResponse:
+        decision, decided_here, response = await sync_to_async(self._before, thread_sensitive=False)(request)
+        if response is None:
+            response = await call()
+        if decided_here:
+            await sync_to_async(_finish, thread_sensitive=False)(request, response, decision)
+        return response
+
+    def _before(self, request: HttpRequest) -> tuple[Decision, bool, HttpResponse | None]:
+        """The decision covering these rules, whether it was made here, and the denial to send instead
+        of the view's response (None: run the view)."""
+        decided: Decision | None = getattr(request, DECISION_ATTR, None)
+        if decided is not None and self._applied(request):
+            decision, decided_here = decided, False
+        else:
+            decision, decided_here = self._decide(request, first=decided is None), True
+        if not decision.allowed:
+            return decision, decided_here, _denial(decision)
+        setattr(request, LIMITED_ATTR, getattr(request, LIMITED_ATTR, False) or decision.shadow_denied in self.names)
+        return decision, decided_here, None
+
+    def _applied(self, request: HttpRequest) -> bool:
+        """Whether the request's decision covered these rules: the middleware applies the marks it
+        finds on the resolved view (not on a method wrapped by ``method_decorator``)."""
+        match = getattr(request, "resolver_match", None)
+        func = match.func if match is not None else None
+        view_class = getattr(func, "view_class", None) or getattr(func, "cls", None)
+        found = merge_limits(limits_of(func, view_class))
+        return found is not None and self.rules <= {(rule.name, tuple(rule.scope)) for rule in found.rules}
+
+    def _decide(self, request: HttpRequest, *, first: bool) -> Decision:
+        """The first decision of the request: the policy's rules and every ``@ratelimit`` of the view
+        in one script call. After another one (made without these rules): these rules alone."""
+        setattr(request, _STARTED_ATTR, time.perf_counter())  # for the event's latency
+        enforcer = get_enforcer()
+        limits = getattr(self.marked, LIMITS_ATTR) if first else dataclasses.replace(self.own, standalone=True)
+        identity = identify_request(enforcer, request)
+        if limits.key is not None:
+            identity.set_custom(limits.key(request))
+        decision = enforcer.decide(identity, route_of(request), limits)
+        if first:
+            setattr(request, DECISION_ATTR, decision)
+        return decision
 
 
 def _denial(decision: Decision) -> HttpResponse:
@@ -147,13 +198,15 @@ def _denial(decision: Decision) -> HttpResponse:
 
 
 def _finish(request: HttpRequest, response: HttpResponse, decision: Decision) -> None:
-    """What the middleware does after a response it decided: headers, settlement, event."""
+    """What the middleware does after a response it decided: headers (where none are set yet),
+    settlement and, for the request's own decision, its event."""
     gate = get_gate()
     for name, value in gate.headers(decision):
         header = name.decode("latin-1")
         if header not in response:
             response[header] = value.decode("latin-1")
     get_enforcer().finish(decision, response.status_code)
-    gate.publish(decision, method=request.method or "GET", path=request.path,
-                 user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
-                 started=getattr(request, _STARTED_ATTR, time.perf_counter()))
+    if getattr(request, DECISION_ATTR, None) is decision:  # one event per request (the middleware sends its own)
+        gate.publish(decision, method=request.method or "GET", path=request.path,
+                     user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
+                     started=getattr(request, _STARTED_ATTR, time.perf_counter()))
