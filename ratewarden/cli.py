@@ -190,21 +190,29 @@ def worker(
 
     try:
         settings = StreamSettings()
-        _configure_logging(loglevel)
     except ValidationError as exc:
         errors.print(f"[red]invalid stream settings:[/red] {exc}")
         raise typer.Exit(2) from None
+    _configure_logging(loglevel)
     # Faust would set up logging of its own (colours, stdout): the records go to ours instead
     Worker(create_app(settings), quiet=True, override_logging=False).execute_from_commandline()
 
 
 def _configure_logging(level: str | None = None) -> None:
-    """Logging of a process ratewarden runs: RATEWARDEN_LOG_FORMAT, and ``level`` over RATEWARDEN_LOG_LEVEL."""
+    """Logging of a process ratewarden runs: RATEWARDEN_LOG_FORMAT, and ``level`` over RATEWARDEN_LOG_LEVEL.
+    A bad value exits with an error naming its variable."""
+    from pydantic import ValidationError
+
     from ratewarden.enforcer.logsetup import LogSettings, configure_logging
 
-    settings = LogSettings()
-    if level is not None:
-        settings = LogSettings.model_validate({"log_format": settings.log_format, "log_level": level.lower()})
+    try:
+        settings = LogSettings()
+        if level is not None:
+            settings = LogSettings.model_validate({"log_format": settings.log_format, "log_level": level.lower()})
+    except ValidationError as exc:
+        problems = "; ".join(f"RATEWARDEN_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors())
+        errors.print(f"[red]invalid logging settings:[/red] {problems}", soft_wrap=True)
+        raise typer.Exit(2) from None
     configure_logging(settings)
 
 
@@ -229,10 +237,10 @@ def admin(
 
     try:
         settings = AdminSettings()
-        _configure_logging()
     except ValidationError as exc:
         errors.print(f"[red]invalid admin settings:[/red] {exc}")
         raise typer.Exit(2) from None
+    _configure_logging()
     if settings.admin_token is None:
         settings.admin_token = SecretStr(secrets.token_urlsafe(24))
         console.print(f"admin token for this run: [bold]{settings.admin_token.get_secret_value()}[/bold]")
