@@ -13,8 +13,8 @@ and decides once per request, in the same script call as the policy's rules: the
 only hands the decision to the handler (``decision: Decision = Depends(RateLimit(...))``).
 """
 
-from __future__ import annotations
-
+# no ``from __future__ import annotations``: FastAPI 0.115 (our floor) reads __call__'s annotations as
+# objects, not strings it could resolve against this module, to know it wants the Request
 from collections.abc import Iterable
 from typing import Any
 
