@@ -18,10 +18,12 @@ caller). The count is per view unless ``group`` names a count several views shar
 ``block=False`` the rules never refuse: the view runs and ``request.limited`` says whether a rate
 was exceeded. ``cost`` is the units one request takes.
 
-The rules are decided in the same script call as the policy's: by ``RatewardenMiddleware`` when
-it is installed (it finds them on the view, as it finds ``@limit``), else here, before the view
-runs, which then also sends the rate-limit headers and the request's event. Without a policy file
-only these rules apply.
+It decorates a view function, an ``as_view()`` or a class-based view's class (whose ``dispatch``
+it guards). The rules are decided in the same script call as the policy's: by
+``RatewardenMiddleware`` when it is installed (it finds them on the view, as it finds ``@limit``),
+else here, before the view runs, which then also sends the rate-limit headers and the request's
+event. Rules the middleware could not see (``method_decorator`` on ``dispatch``) are decided here
+after its decision, on their own. Without a policy file only these rules apply.
 """
 
 from __future__ import annotations
