@@ -86,6 +86,12 @@ class StreamSettings(BaseSettings):
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
     kafka_topic: str = Field("ratewarden.requests", description="request events (the enforcer's topic)")
+    kafka_topic_epoch: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="names this life of the request topic: give it a new value whenever the topic is made anew "
+                    "and empty (its offsets start again at 0), or the usage already in ClickHouse, kept by topic, "
+                    "partition and offset, makes the worker skip the new topic's first events as written. "
+                    "`ratewarden up` sets it each time it starts its in-memory broker")
     windows_topic: str = Field("ratewarden.windows", description="closed window summaries, for the detectors")
     alerts_topic: str = Field("ratewarden.alerts", description="alerts, for delivery and other consumers")
     dead_letter_topic: str = Field("ratewarden.requests.dlq", description="events that could not be decoded")
