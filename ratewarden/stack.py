@@ -17,6 +17,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,12 @@ class AdminServer(ApiServer):
         return [sys.executable, "-m", "ratewarden.cli", "admin", "--host", self.host, "--port", str(self.port)]
 
 
+def _new_epoch() -> str:
+    """A name for this life of the in-memory broker's topics (``RATEWARDEN_KAFKA_TOPIC_EPOCH``):
+    each start begins empty, with offsets from 0, while ClickHouse keeps what earlier ones wrote."""
+    return f"{int(time.time())}-{secrets.token_hex(3)}"
+
+
 def _url_kind(url: str) -> str:
     """single, cluster or sentinel: the kind of deployment ``url`` names."""
     try:
@@ -174,6 +181,7 @@ class Stack:
             if "RATEWARDEN_KAFKA_BOOTSTRAP" not in env:
                 broker = KafkaServer(workdir=data / "logs")
                 env["RATEWARDEN_KAFKA_BOOTSTRAP"] = self._start(broker, "Kafka broker (Tansu)").url
+                env["RATEWARDEN_KAFKA_TOPIC_EPOCH"] = _new_epoch()
             self._create_topics()
             embedded = env["RATEWARDEN_CLICKHOUSE_URL"].startswith("chdb://")
             admin_port = free_port()
@@ -216,6 +224,12 @@ class Stack:
             except BaseException:
                 process.kill()  # not usable without its topics: the supervisor tries it again
                 raise
+            # the topic's offsets start again at 0: the workers that follow must not take the usage
+            # ClickHouse holds of the last life of the topic for this one's
+            self.env["RATEWARDEN_KAFKA_TOPIC_EPOCH"] = epoch = _new_epoch()
+            for worker in self.dependents(process):
+                assert worker.env is not None
+                worker.env["RATEWARDEN_KAFKA_TOPIC_EPOCH"] = epoch
 
     def dependents(self, process: ManagedProcess) -> list[ManagedProcess]:
         """What must be restarted once ``process`` is back: after an empty broker, the stream
@@ -234,8 +248,6 @@ class Stack:
         return self.env["RATEWARDEN_ADMIN_TOKEN"]
 
     def _wait(self, check: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
-        import time
-
         deadline = time.monotonic() + timeout_s
         while not check():
             worker = self.processes[-1]

@@ -70,7 +70,9 @@ class RequestProcessor:
     def __init__(self, settings: StreamSettings, clickhouse: ClickHouse, producer: AIOKafkaProducer) -> None:
         self.settings = settings
         self.producer = producer
-        self.sink = UsageSink(clickhouse, settings.kafka_topic, settings.clickhouse_database, settings.dedup_window_s)
+        epoch = settings.kafka_topic_epoch  # what ClickHouse holds of an earlier life of the topic is not this one's
+        source = f"{settings.kafka_topic}@{epoch}" if epoch else settings.kafka_topic
+        self.sink = UsageSink(clickhouse, source, settings.clickhouse_database, settings.dedup_window_s)
         self.stats = ProcessorStats()
         self.screen = Screen(settings)
         self._partitions: dict[int, _PartitionState] = {}

@@ -113,6 +113,16 @@ def _usage_total(admin: str, token: str) -> int:
     return sum(row["requests"] for row in rows)  # type: ignore[union-attr]
 
 
+def _wait_counted(admin: str, token: str, sent: int) -> int:
+    """Wait until ClickHouse counts exactly ``sent`` requests (never more)."""
+    deadline = time.monotonic() + 90
+    while (counted := _usage_total(admin, token)) != sent:
+        assert counted < sent, f"{counted} counted for {sent} requests sent"
+        assert time.monotonic() < deadline, f"{counted} of {sent} requests reached ClickHouse"
+        time.sleep(1)
+    return counted
+
+
 def test_up_restarts_a_killed_worker_under_traffic_without_losing_an_event_and_sigterm_stops_everything(
         tmp_path: Path) -> None:
     token = "up-test-admin-token-0123456789"
@@ -143,11 +153,7 @@ def test_up_restarts_a_killed_worker_under_traffic_without_losing_an_event_and_s
         traffic.join(15)
         assert traffic.failures == [] and traffic.sent > 100, (traffic.statuses, traffic.failures[:3])
 
-        deadline = time.monotonic() + 90
-        while (counted := _usage_total(admin, token)) != traffic.sent:
-            assert counted < traffic.sent, f"{counted} counted for {traffic.sent} requests sent"
-            assert time.monotonic() < deadline, f"{counted} of {traffic.sent} requests reached ClickHouse"
-            time.sleep(1)
+        counted = _wait_counted(admin, token, traffic.sent)
         print(f"requests sent {traffic.sent} {dict(traffic.statuses)} = events in ClickHouse {counted}")
         assert up.poll() is None, log.read_text()
         started = _children(up.pid)
@@ -159,6 +165,43 @@ def test_up_restarts_a_killed_worker_under_traffic_without_losing_an_event_and_s
     time.sleep(0.5)
     assert [pid for pid in started if process_alive(pid)] == []
     assert "stopped" in log.read_text()
+
+
+def test_a_killed_broker_comes_back_empty_says_so_and_what_follows_is_counted_exactly(tmp_path: Path) -> None:
+    token = "up-test-admin-token-0123456789"
+    up, log, urls = _start_up(tmp_path, token)
+    admin = urls["admin API"].removesuffix("/docs")
+    try:
+        first = Traffic(urls["demo API"])
+        first.start()
+        time.sleep(2)
+        first.done.set()
+        first.join(15)
+        _wait_counted(admin, token, first.sent)  # all in ClickHouse: the broker's loss takes nothing counted
+
+        broker = _child_running(up.pid, "broker", "--storage-engine")
+        assert broker is not None
+        os.kill(broker, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while "lost everything it held" not in (text := log.read_text()) or \
+                "stream-worker is back" not in text.split("lost everything it held")[1]:
+            assert up.poll() is None and time.monotonic() < deadline, text[-3000:]
+            time.sleep(0.5)
+
+        second = Traffic(urls["demo API"])  # the new topic's offsets start at 0 again, below what is written
+        second.start()
+        time.sleep(3)
+        second.done.set()
+        second.join(15)
+        assert first.failures == second.failures == [] and second.sent > 50, second.statuses
+        _wait_counted(admin, token, first.sent + second.sent)
+        print(f"{first.sent} requests before the broker's kill -9 and {second.sent} after, "
+              f"{first.sent + second.sent} in ClickHouse")
+        assert up.poll() is None
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(90)
+    assert up.returncode == 0, log.read_text()[-2000:]
 
 
 def test_a_crash_looping_child_stops_the_stack_with_a_non_zero_exit_naming_it(tmp_path: Path) -> None:
