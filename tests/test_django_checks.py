@@ -85,6 +85,13 @@ def test_without_a_policy_file(settings) -> None:
     assert run_check() == ""
 
 
+def test_num_proxies_beside_trusted_proxies(settings) -> None:
+    settings.RATEWARDEN = {**settings.RATEWARDEN, "TRUSTED_PROXIES": "10.0.0.0/8"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    report = run_check()
+    assert "ratewarden.W002" in report and "REST_FRAMEWORK['NUM_PROXIES'] is not used" in report
+
+
 def test_a_rate_the_drop_ins_cannot_read(settings) -> None:
     rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "billing": "100/month", "off": None}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}

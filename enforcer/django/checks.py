@@ -8,7 +8,9 @@
 - ``ratewarden.E005``: ``RatewardenThrottle`` (the policy's throttle) is configured without a policy file;
 - ``ratewarden.E006``: a DRF throttle rate the drop-in throttles cannot read (``"100/month"``);
 - ``ratewarden.W001``: the middleware is installed without a policy file (it then limits only views
-  with ``@ratelimit`` or ``@limit`` rules).
+  with ``@ratelimit`` or ``@limit`` rules);
+- ``ratewarden.W002``: DRF's ``NUM_PROXIES`` and ``RATEWARDEN_TRUSTED_PROXIES`` are both set (the
+  drop-in throttles read client addresses through the trusted proxies only).
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ def check_ratewarden(app_configs: Sequence[Any] | None = None, **kwargs: Any) ->
         errors += _policy_errors(str(settings.policy_file))
     else:
         errors += _without_policy()
+    rest_framework = getattr(django_settings, "REST_FRAMEWORK", {}) or {}
+    if settings.trusted_proxies and rest_framework.get("NUM_PROXIES") is not None:
+        errors.append(Warning(
+            "REST_FRAMEWORK['NUM_PROXIES'] is not used: with RATEWARDEN_TRUSTED_PROXIES set, ratewarden's throttles "
+            "read the client address through those proxies", hint="remove one of the two settings",
+            id="ratewarden.W002", obj="settings.REST_FRAMEWORK"))
     return errors + _rate_errors()
 
 
