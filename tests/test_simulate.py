@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ratewarden.stream.detectors import EndpointStuffingDetector, default_detectors
+from ratewarden.stream.detectors import EndpointStuffingDetector, registered
+from ratewarden.stream.settings import DetectorSettings
 from ratewarden.stream.simulate import EXPECTED_ALERT, events, scenario
-from ratewarden.stream.windows import WindowAccumulator
+from ratewarden.stream.windows import ClientSummary, WindowAccumulator
 
 from .helpers import consume_events
 
@@ -30,15 +31,16 @@ def test_detectors_separate_abuse_from_legitimate_traffic_in_the_scenario() -> N
     accumulator = WindowAccumulator(window_s=60)
     for event in events(clients, 5, START_US):
         accumulator.add(event)
-    detectors = default_detectors()
+    detectors = [d for d in registered(DetectorSettings()) if d.summary_type is ClientSummary]
+    states: dict[str, dict[str, object]] = {d.alert_type: {} for d in detectors}
     found: dict[str, set[str]] = {}
     for window in sorted(accumulator.clients.values(), key=lambda w: w.window_start):
         for detector in detectors:
-            alert = detector.check(window.summary())
+            alert = detector.check(window.summary(), states[detector.alert_type])
             if alert:
                 found.setdefault(alert.client_id, set()).add(alert.alert_type)
     endpoint = EndpointStuffingDetector()
-    assert all(endpoint.check(e.summary()) is None for e in accumulator.endpoints.values())  # 3 stuffers: few IPs
+    assert all(endpoint.check(e.summary(), {}) is None for e in accumulator.endpoints.values())  # 3 stuffers: few IPs
     for client in clients:
         if client.label == "legit":
             assert client.client_id not in found, (client, found.get(client.client_id))
