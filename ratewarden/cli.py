@@ -195,7 +195,9 @@ def worker(
         raise typer.Exit(2) from None
     _configure_logging(loglevel)
     # Faust would set up logging of its own (colours, stdout): the records go to ours instead
-    Worker(create_app(settings), quiet=True, override_logging=False).execute_from_commandline()
+    worker = Worker(create_app(settings), quiet=True, override_logging=False)
+    worker.spinner = None  # the terminal spinner would write cursor escapes between the log lines
+    worker.execute_from_commandline()
 
 
 def _configure_logging(level: str | None = None) -> None:
