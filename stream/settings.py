@@ -157,6 +157,11 @@ class StreamSettings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         return split_list(value)
 
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value  # compose passes ${RATEWARDEN_WEBHOOK_SECRET:-} through
+
     @field_validator("webhook_secret")
     @classmethod
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:

@@ -73,6 +73,10 @@ def test_webhooks_are_signed_per_standard_webhooks() -> None:
     assert "webhook-signature" not in webhook_headers(alert(), body, None)
 
 
+def test_an_empty_webhook_secret_is_no_secret() -> None:
+    assert StreamSettings(webhook_secret="").webhook_secret is None  # as compose passes an unset variable
+
+
 @pytest.mark.parametrize("secret", ["plain-old-secret-of-enough-length",
                                     "whsec_" + base64.b64encode(b"short").decode(), "whsec_not base64!"])
 def test_a_webhook_secret_not_in_whsec_form_is_refused_without_echoing_it(secret: str) -> None:
