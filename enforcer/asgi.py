@@ -131,6 +131,9 @@ class RouteResolver:
     def _litestar_handler(self, scope: Scope, handler: Any) -> Resolved:
         template = scope.get("path_template")
         limits = merge_limits(limits_of(handler, getattr(handler, "fn", None)))
+        if not template and not getattr(handler, "is_mount", False):
+            # a route without parameters, whose template older Litestar 2 releases (2.12) leave empty
+            template = scope["path"]
         if not template:
             template = self.policy_routes.template(scope["method"], scope["path"])
         return (f"{scope['method']} {brace_template(template)}", limits) if template else (UNMATCHED_ROUTE, limits)
