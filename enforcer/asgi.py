@@ -20,7 +20,7 @@ from .logs import get_logger
 from .plan import RouteLimits
 from .publisher import EventPublisher
 from .route_limits import limit, limits_of, merge_limits
-from .routes import UNMATCHED_ROUTE, PolicyRoutes, brace_template
+from .routes import UNMATCHED_ROUTE, PolicyRoutes, brace_template, route_label
 
 __all__ = ["RatewardenMiddleware", "limit", "on_shutdown", "RouteResolver", "freeze_startup_heap"]
 
@@ -100,7 +100,7 @@ class RouteResolver:
         if found is not None:
             return found
         template = self.policy_routes.template(scope["method"], scope["path"])
-        return (f"{scope['method']} {template}", None) if template else _UNMATCHED
+        return route_label(scope["method"], template), None
 
     def _router_of(self, scope: Scope) -> object:
         """The app's router: from ``scope["app"]`` (set by Starlette), else found once by following
@@ -136,7 +136,7 @@ class RouteResolver:
             template = scope["path"]
         if not template:
             template = self.policy_routes.template(scope["method"], scope["path"])
-        return (f"{scope['method']} {brace_template(template)}", limits) if template else (UNMATCHED_ROUTE, limits)
+        return route_label(scope["method"], brace_template(template) if template else None), limits
 
     def _litestar_lookup(self, router: Any, scope: Scope) -> Resolved | None:
         try:
@@ -192,7 +192,7 @@ def _starlette_match(routes: Any, scope: Scope, prefix: str,
                 if path is None:
                     continue
                 inner = (match is Match.FULL,
-                         (f"{scope['method']} {brace_template(prefix + path)}", limits_of_route(route)))
+                         (route_label(scope["method"], brace_template(prefix + path)), limits_of_route(route)))
         if inner is None:
             continue
         if inner[0]:

@@ -28,7 +28,7 @@ from .logs import get_logger
 from .plan import RouteLimits
 from .publisher import EventPublisher
 from .route_limits import limit, limits_of, merge_limits
-from .routes import UNMATCHED_ROUTE, PolicyRoutes, brace_template
+from .routes import UNMATCHED_ROUTE, PolicyRoutes, brace_template, route_label
 
 __all__ = ["RatewardenMiddleware", "limit", "DECISION_KEY"]
 
@@ -88,7 +88,7 @@ class RouteResolver:
             if found is not None:
                 return found
         template = self.policy_routes.template(method, path)
-        return (f"{method} {template}", None) if template else _UNMATCHED
+        return route_label(method, template), None
 
     def _flask_route(self, environ: Environ, method: str) -> Resolved | None:
         flask = self.flask
@@ -100,7 +100,7 @@ class RouteResolver:
         if entry is None or entry[0] is not rule:  # the entry keeps its rule alive
             view = flask.view_functions.get(rule.endpoint)
             entry = self._rules[id(rule)] = (rule, merge_limits(limits_of(view, getattr(view, "view_class", None))))
-        return f"{method} {brace_template(rule.rule)}", entry[1]
+        return route_label(method, brace_template(rule.rule)), entry[1]
 
 
 def _flask_app(app: Any) -> Any:
