@@ -297,3 +297,33 @@ def test_a_litestar_key_function_gets_litestars_request_and_the_body_stays_reada
         bob = client.post("/login", json={"username": "bob"})
     assert [r.status_code for r in ada] == [201, 201, 429] and ada[0].json() == {"hello": "ada"}
     assert bob.status_code == 201 and bob.json() == {"hello": "bob"}
+
+
+# -- the route vocabulary ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("template", "expected"), [
+    ("/items/<int:item_id>", "/items/{item_id}"),  # Flask / Werkzeug
+    ("items/<slug:name>/photos/<pk>", "/items/{name}/photos/{pk}"),  # Django's path()
+    ("/items/{item_id:int}", "/items/{item_id}"),  # Starlette, Litestar
+    ("/files/{path:path}", "/files/{path}"),
+    ("/items/{item_id}", "/items/{item_id}"),
+])
+def test_framework_templates_in_the_policys_form(template: str, expected: str) -> None:
+    from ratewarden.enforcer.routes import brace_template
+
+    assert brace_template(template) == expected
+
+
+def test_policy_routes_prefer_exact_templates_to_prefixes_and_honour_methods() -> None:
+    from ratewarden.enforcer.routes import PolicyRoutes, route_label
+
+    policy = policy_from_mapping({"tiers": TIERS, "endpoints": [
+        {"route": "* /v1/*", "cost": 2}, {"route": "GET /v1/items/{item_id}", "cost": 3},
+        {"route": "POST /v1/items", "cost": 4}]})
+    routes = PolicyRoutes(policy)
+    assert routes.template("GET", "/v1/items/7") == "/v1/items/{item_id}"
+    assert routes.template("DELETE", "/v1/items/7") == "/v1/*"
+    assert routes.template("GET", "/v1/items") == "/v1/*" and routes.template("POST", "/v1/items") == "/v1/items"
+    assert routes.template("GET", "/v2/items/7") is None
+    assert route_label("GET", None) == "* (unmatched)" and route_label("GET", "/x") == "GET /x"
