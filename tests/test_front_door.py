@@ -327,3 +327,24 @@ def test_policy_routes_prefer_exact_templates_to_prefixes_and_honour_methods() -
     assert routes.template("GET", "/v1/items") == "/v1/*" and routes.template("POST", "/v1/items") == "/v1/items"
     assert routes.template("GET", "/v2/items/7") is None
     assert route_label("GET", None) == "* (unmatched)" and route_label("GET", "/x") == "GET /x"
+
+
+def test_wsgi_resolvers_read_the_environ(redis_sync: redis.Redis, redis_url: str) -> None:
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.get("/me")(lambda: {"ok": True})
+    enforcer = SyncEnforcer(policy_from_mapping({"tiers": TIERS}), EnforcerSettings(redis_url=redis_url))
+    app.wsgi_app = WSGIMiddleware(app.wsgi_app, enforcer,  # type: ignore[method-assign]
+                                  user_resolver=lambda environ: environ.get("HTTP_X_USER"),
+                                  tier_resolver=lambda environ: environ.get("HTTP_X_PLAN"))
+    client = app.test_client()
+    try:
+        gold = client.get("/me", headers={"X-User": "ada", "X-Plan": "gold"})
+        free = client.get("/me", headers={"X-User": "bob"})
+        anonymous = client.get("/me")
+    finally:
+        enforcer.close()
+    assert gold.headers["RateLimit-Policy"] == '"gold-hourly";q=1000;w=3600'
+    assert free.headers["RateLimit-Policy"] == '"free-hourly";q=50;w=3600'
+    assert anonymous.headers["RateLimit-Policy"] == '"100-per-1h";q=100;w=3600'
