@@ -27,7 +27,24 @@ from .detectors import (
     SpikeDetector,
 )
 
-__all__ = ["StreamSettings", "DetectorSettings", "PenaltyAction"]
+__all__ = ["StreamSettings", "DetectorSettings", "PenaltyAction", "listen_address"]
+
+
+def listen_address(value: str, setting: str) -> tuple[str, int]:
+    """(host, port) of ``host:port``, ``[ipv6]:port``, ``:port`` or ``port`` (host 127.0.0.1); a
+    ValueError naming ``setting`` otherwise."""
+    text = value.strip()
+    if text.startswith("["):  # [ipv6]:port
+        host, separator, port = text[1:].partition("]:")
+        valid = bool(separator)
+    else:
+        host, _, port = text.rpartition(":")
+        valid = ":" not in host  # an IPv6 address needs brackets
+    valid = valid and port.isdigit() and 1 <= int(port) <= 65535 and all(c.isalnum() or c in ".-_:" for c in host)
+    if not valid:
+        raise ValueError(f"{setting}={value!r}: expected host:port with a port from 1 to 65535, "
+                         "such as 0.0.0.0:9108 (every interface) or 127.0.0.1:9108")
+    return host or "127.0.0.1", int(port)
 
 
 class DetectorSettings(BaseModel):
@@ -146,11 +163,21 @@ class StreamSettings(BaseSettings):
     delivery_concurrency: int = Field(100, ge=1, description="alerts being delivered at once (a dead sink holds "
                                       "each of its alerts for up to the deadline, never the others)")
     rebalance_timeout_s: float = Field(10.0, gt=0, description="group session and rebalance timeout")
-    worker_metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus metrics port of the worker (0: off)")
+    worker_metrics_address: str | None = Field(
+        None, description="host:port the worker serves Prometheus metrics on (/metrics); a bare port listens on "
+                          "127.0.0.1 (unset: off)")
     worker_admin_port: int = Field(0, ge=0, le=65535, description="serve the admin API and console from the worker "
                                    "on this port (0: off); the way to have them with embedded chDB")
     worker_web_port: int = Field(0, ge=0, le=65535, description="Faust's web port (0: off)")
     data_dir: str = Field("var/stream", description="Faust's local state directory")
+
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, port = listen_address(value, "RATEWARDEN_WORKER_METRICS_ADDRESS")
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @field_validator("auth_routes", "penalty_exempt_tiers", "webhook_urls", mode="before")
     @classmethod
