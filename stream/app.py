@@ -28,14 +28,13 @@ from typing import Any, cast
 import faust
 import msgspec
 import redis
-import structlog
 from aiokafka import AIOKafkaProducer
 from mode import Service
-from prometheus_client import start_http_server
 from redis.exceptions import RedisClusterException
 
 from ratewarden.analytics.client import ClickHouse, Serialized, connect
 from ratewarden.analytics.migrations import migrate
+from ratewarden.enforcer.logs import get_logger
 
 from . import metrics
 from .alerts import AlertRecord, write_alerts
@@ -51,7 +50,7 @@ from .windows import decode_summary
 
 __all__ = ["create_app", "Pipeline"]
 
-log = structlog.get_logger("ratewarden.stream")
+log = get_logger("ratewarden.stream")
 
 
 class Pipeline(Service):
@@ -78,12 +77,12 @@ class Pipeline(Service):
         if self.clickhouse is None:
             self.clickhouse = Serialized(await asyncio.to_thread(connect, s.clickhouse_url))
         applied = await asyncio.to_thread(migrate, self.clickhouse, s.clickhouse_database)
-        log.info("clickhouse ready", migrations_applied=[m.version for m in applied])
+        log.info("clickhouse_ready", migrations_applied=[m.version for m in applied])
         self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=False,
                                          linger_ms=20)
         await self.producer.start()
-        if s.worker_metrics_port:
-            start_http_server(s.worker_metrics_port, addr="127.0.0.1")
+        if s.worker_metrics_address:
+            metrics.serve(s.worker_metrics_address)
         self.processor = RequestProcessor(s, self.clickhouse, self.producer)
         self.add_future(self.processor.run())
         await self.add_runtime_dependency(self.purger)
@@ -99,7 +98,7 @@ class Pipeline(Service):
         if self.producer is not None:
             await self.producer.stop()
         stats = self.processor.stats if self.processor else None
-        log.info("stream worker stopped", stats=msgspec.to_builtins(stats) if stats else None,
+        log.info("worker_stopped", stats=msgspec.to_builtins(stats) if stats else None,
                  alerts_delivered=self.deliverer.delivered, delivery_retries=self.deliverer.retries,
                  alerts_refused=self.deliverer.refused, alerts_expired=self.deliverer.expired,
                  overrides_purged=self.purger.purged)
