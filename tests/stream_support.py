@@ -18,7 +18,8 @@ from ratewarden.local import StreamWorker, create_topics
 
 from .helpers import read_topic
 
-__all__ = ["FAST_WINDOWS", "worker_env", "start_worker", "processed_share", "wait_processed", "read_topic",
+__all__ = ["FAST_WINDOWS", "worker_env", "start_worker", "committed_and_ends", "processed_share", "wait_processed",
+           "read_topic",
            "query_clickhouse"]
 
 FAST_WINDOWS = {  # real-time tests: short windows that close soon after traffic stops
@@ -60,6 +61,12 @@ async def _positions(bootstrap: str, topic: str, group: str, count: int) -> tupl
         return committed, {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
+
+
+def committed_and_ends(env: dict[str, str], topic: str, group: str) -> tuple[dict[int, int], dict[int, int]]:
+    """Per partition of ``topic``: the offset ``group`` committed, and the end offset."""
+    return asyncio.run(_positions(env["RATEWARDEN_KAFKA_BOOTSTRAP"], topic, group,
+                                  int(env["RATEWARDEN_TOPIC_PARTITIONS"])))
 
 
 def processed_share(env: dict[str, str]) -> float:

@@ -25,7 +25,14 @@ from ratewarden.local import free_port
 from ratewarden.stream.simulate import EXPECTED_ALERT, events, publish, scenario
 from ratewarden.stream.sinks import webhook_id
 
-from .stream_support import query_clickhouse, read_topic, start_worker, wait_processed, worker_env
+from .stream_support import (
+    committed_and_ends,
+    query_clickhouse,
+    read_topic,
+    start_worker,
+    wait_processed,
+    worker_env,
+)
 
 SECRET = "whsec_" + base64.b64encode(b"webhook-signing-secret-for-tests").decode()
 DEADLINE_S = 15.0  # past the receivers' outage (6 s) and a backoff step, so only the dead webhook expires
@@ -79,6 +86,7 @@ class Run:
     alerts: list[dict[str, Any]]
     dead_letters: list[Any]
     undeliverable: list[dict[str, Any]]
+    alerts_acknowledged: tuple[dict[int, int], dict[int, int]]  # committed and end offsets of the alerts topic
     slack: Receiver
     webhook: Receiver
     dead_url: str
@@ -114,7 +122,8 @@ def run(kafka_bootstrap_url: str, redis_url: str, tmp_path_factory: pytest.TempP
     finally:
         worker.stop(timeout_s=15)
     dead = read_topic(kafka_bootstrap_url, env["RATEWARDEN_DEAD_LETTER_TOPIC"], expect=len(MALFORMED), timeout_s=10)
-    yield Run(env, clients, sent, alerts, dead, undeliverable, slack, webhook, dead_url)
+    acknowledged = committed_and_ends(env, env["RATEWARDEN_ALERTS_TOPIC"], env["RATEWARDEN_CONSUMER_GROUP"])
+    yield Run(env, clients, sent, alerts, dead, undeliverable, acknowledged, slack, webhook, dead_url)
 
 
 async def _publish_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -187,6 +196,13 @@ def test_a_dead_webhooks_alerts_land_on_the_undeliverable_topic(run: Run) -> Non
     for record in run.undeliverable:
         assert record["undelivered"] == [{"sink": "webhook[1]", "reason": "deadline: ConnectError"}]
         assert run.dead_url not in json.dumps(record)
+
+
+def test_each_alert_is_acknowledged_once_its_deliveries_ended(run: Run) -> None:
+    """Deliveries run side by side and acknowledge their alert by hand when done: every one was,
+    so the deliver agent's group committed the whole alerts topic."""
+    committed, ends = run.alerts_acknowledged
+    assert committed == ends and sum(ends.values()) == len(run.alerts)
 
 
 def test_malformed_events_go_to_the_dead_letters_with_a_reason(run: Run) -> None:
