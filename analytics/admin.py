@@ -12,35 +12,36 @@ from collections.abc import Callable
 from pathlib import Path as PathlibPath
 from typing import Annotated, Any, Literal
 
-import msgspec
 import redis
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.cluster import RedisCluster
 
-from ratewarden.enforcer.apikeys import ApiKeyRecord, ApiKeyStore
+from ratewarden.enforcer.apikeys import DEFAULT_ROTATION_GRACE_S, ApiKeyStore
 from ratewarden.enforcer.loader import load_policy
-from ratewarden.enforcer.overrides import Override, OverrideStore
-from ratewarden.enforcer.policy import Policy, Tier
-from ratewarden.enforcer.tiers import TierStore, with_live_tiers
+from ratewarden.enforcer.overrides import OverrideStore
+from ratewarden.enforcer.tiers import TierStore
 from ratewarden.enforcer.topology import parse_redis_url, sync_client
 
 from . import queries
+from .audit import AuditLog, audit_router
 from .client import ClickHouse, Serialized
+from .insights_api import insights_router
+from .keys_api import MAX_GRACE_S, keys_router
+from .overrides_api import ClientId, overrides_router
+from .plans import Plans, plans_router
+from .recommend_api import recommend_router
 from .tokens import expiring_token, token_valid
 
 __all__ = ["AdminSettings", "create_admin_app", "expiring_token", "token_valid"]
 
 CONSOLE_PAGE = PathlibPath(__file__).parent / "console" / "index.html"
 
-ClientId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^(k|u|ip):\S+$",
-                               description="k:<key id>, u:<user> or ip:<address>")]
-TierName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
@@ -60,31 +61,9 @@ class AdminSettings(BaseSettings):
     policy_file: str | None = Field(None, description="the policy file the enforcers load (for GET /tiers)")
     admin_metrics: Literal["open", "token", "off"] = Field(
         "open", description="GET /metrics (Prometheus): without auth, behind the admin token, or not served")
-
-
-class KeyRequest(BaseModel):
-    owner: str = Field(min_length=1, max_length=200)
-    tier: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class KeyInfo(BaseModel):
-    """What is known of a key: never the key itself."""
-
-    id: str
-    owner: str
-    tier: str | None
-    prefix: str = Field(description="the key's first characters, to recognise it")
-    created_at: float
-    revoked_at: float | None = None
-
-    @classmethod
-    def of(cls, record: ApiKeyRecord) -> KeyInfo:
-        return cls(**msgspec.structs.asdict(record))
-
-
-class CreatedKey(BaseModel):
-    api_key: str = Field(description="the secret: shown now and never again")
-    record: KeyInfo
+    key_rotation_grace_s: float = Field(DEFAULT_ROTATION_GRACE_S, ge=0, le=MAX_GRACE_S,
+                                        description="seconds a rotated-out API key keeps working")
+    audit_max_entries: int = Field(10_000, ge=100, description="the audit log keeps about this many changes")
 
 
 _BEARER = HTTPBearer(auto_error=False)
@@ -230,73 +209,20 @@ def create_admin_app(settings: AdminSettings, clickhouse: ClickHouse,
         (default: the last 24 hours), the evidence for switching it on."""
         return query(queries.shadow_denials, *_window(start, end, dt.timedelta(days=1)), top)
 
-    # -- tiers ---------------------------------------------------------------------
-
-    @api.get("/tiers", tags=["tiers"])
-    def list_tiers() -> dict[str, Any]:
-        """The effective tiers (the policy file's, with run-time changes laid over) and which are run-time."""
-        live = tiers.all()
-        effective = with_live_tiers(file_policy, live).tiers if file_policy else live
-        return {"tiers": {name: tier.model_dump(mode="json") for name, tier in effective.items()},
-                "runtime": sorted(live)}
-
-    @api.put("/tiers/{name}", tags=["tiers"])
-    def put_tier(name: TierName, tier: Tier) -> dict[str, Any]:
-        """Set a tier's rules and quotas at run time (every enforcer within a second)."""
-        if file_policy:
-            Policy.model_validate({**file_policy.model_dump(), "tiers": {**file_policy.tiers, name: tier}})
-        tiers.set(name, tier)
-        return tier.model_dump(mode="json")
-
-    @api.delete("/tiers/{name}", tags=["tiers"], status_code=204)
-    def delete_tier(name: TierName) -> None:
-        """Drop a run-time tier: the policy file's version applies again."""
-        if not tiers.clear(name):
-            raise HTTPException(404, f"no run-time tier {name!r}")
-
-    # -- overrides -----------------------------------------------------------------
-
-    @api.get("/overrides", tags=["overrides"])
-    def list_overrides(include_expired: bool = False) -> list[Override]:
-        return overrides.list(include_expired)
-
-    @api.put("/overrides/{client_id}", tags=["overrides"])
-    def put_override(client_id: ClientId, override: Override) -> Override:
-        """Create or replace a client's override (tier, rules, quotas, block or allow, expiry)."""
-        if override.client_id != client_id:
-            raise HTTPException(422, [{"loc": ["body", "client_id"], "msg": "must match the path",
-                                       "type": "value_error"}])
-        overrides.set(override)
-        return override
-
-    @api.delete("/overrides/{client_id}", tags=["overrides"], status_code=204)
-    def delete_override(client_id: ClientId) -> None:
-        if not overrides.clear(client_id):
-            raise HTTPException(404, f"no override for {client_id!r}")
-
-    # -- API keys ------------------------------------------------------------------
+    # -- plans, overrides, keys, audit, client and endpoint views, recommendations (modules of their own)
+    audit = AuditLog(client, settings.audit_max_entries)
+    plans = Plans(tiers, file_policy)
 
     def key_store() -> ApiKeyStore:
         if keys is None:
             raise HTTPException(503, "API keys are disabled: set RATEWARDEN_API_KEY_SECRET")
         return keys
 
-    @api.post("/keys", tags=["keys"], status_code=201)
-    def create_key(request: KeyRequest) -> CreatedKey:
-        """Issue a key: the secret is in this answer only; Redis keeps a keyed hash."""
-        api_key, record = key_store().create(request.owner, request.tier)
-        return CreatedKey(api_key=api_key, record=KeyInfo.of(record))
-
-    @api.get("/keys", tags=["keys"])
-    def list_keys() -> list[KeyInfo]:
-        """Every key's id, owner, tier and prefix (never the key)."""
-        return [KeyInfo.of(record) for record in key_store().list()]
-
-    @api.delete("/keys/{key_id}", tags=["keys"], status_code=204)
-    def revoke_key(key_id: Annotated[str, Path(pattern=r"^key_[0-9a-f]{1,32}$")]) -> None:
-        """Revoke a key: refused by every enforcer within a second."""
-        if not key_store().revoke(key_id):
-            raise HTTPException(404, f"no key {key_id!r}")
-
+    api.include_router(plans_router(plans, audit))
+    api.include_router(overrides_router(overrides, audit))
+    api.include_router(keys_router(key_store, audit, plans.names, settings.key_rotation_grace_s))
+    api.include_router(audit_router(audit))
+    api.include_router(insights_router(clickhouse, db, plans, overrides, lambda: keys, _checked))
+    api.include_router(recommend_router(clickhouse, db, plans, audit))
     app.include_router(api)
     return app

@@ -102,6 +102,12 @@ def _migrations(db: str, ttl_days: int, rollup_ttl_days: int) -> list[Migration]
             f"ALTER TABLE {db}.usage_minute ADD COLUMN IF NOT EXISTS shadow_rule LowCardinality(String) DEFAULT '' "
             "AFTER decision",
         )),
+        Migration(5, "denials by rule and kind in usage", (
+            f"ALTER TABLE {db}.usage_minute ADD COLUMN IF NOT EXISTS deny_rule LowCardinality(String) DEFAULT '' "
+            "AFTER shadow_rule",
+            f"ALTER TABLE {db}.usage_minute ADD COLUMN IF NOT EXISTS deny_kind LowCardinality(String) DEFAULT '' "
+            "AFTER deny_rule",
+        )),
     ]
 
 

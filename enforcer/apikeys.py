@@ -1,4 +1,9 @@
-"""API keys: issued once, stored in Redis only as keyed hashes (HMAC-SHA256)."""
+"""API keys: issued once, stored in Redis only as keyed hashes (HMAC-SHA256).
+
+A key id names the client (``k:<id>``) for its whole life: rotating gives the id a new secret
+and leaves the old one valid until ``expires_at`` (a grace period), so callers can switch
+without a gap and their counters, quotas and history stay the same.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,14 @@ import msgspec
 import redis
 from redis.cluster import RedisCluster
 
-from .changes import as_bytes, commit_change
+from .changes import CHANGES_CHANNEL, as_bytes, commit_change
 
-__all__ = ["ApiKeyRecord", "ApiKeyStore", "hash_api_key", "KEYS_HASH"]
+__all__ = ["ApiKeyRecord", "ApiKeyStore", "hash_api_key", "KEYS_HASH", "DEFAULT_ROTATION_GRACE_S"]
 
 KEYS_HASH = "rw:{ctl}:apikeys"  # field: HMAC of the key -> ApiKeyRecord (JSON)
-IDS_HASH = "rw:{ctl}:apikeys:ids"  # field: key id -> HMAC of the key
+IDS_HASH = "rw:{ctl}:apikeys:ids"  # field: key id -> HMAC of its current key
+PREVIOUS_HASH = "rw:{ctl}:apikeys:previous"  # field: key id -> HMAC of the key it replaced (in its grace period)
+DEFAULT_ROTATION_GRACE_S = 86_400.0
 _KEY_BYTES = 24
 
 
@@ -29,6 +36,14 @@ class ApiKeyRecord(msgspec.Struct, frozen=True):
     prefix: str
     created_at: float
     revoked_at: float | None = None
+    expires_at: float | None = None  # unix time the key stops working (a rotated key's grace period)
+    note: str = ""
+
+    def live(self, now: float | None = None) -> bool:
+        """Neither revoked nor past its expiry."""
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > (time.time() if now is None else now)
 
 
 def hash_api_key(secret: bytes, api_key: str) -> str:
@@ -38,10 +53,14 @@ def hash_api_key(secret: bytes, api_key: str) -> str:
 
 _encode = msgspec.json.Encoder().encode
 decode_record = msgspec.json.Decoder(ApiKeyRecord).decode
+_UNSET = object()
 
 
 class ApiKeyStore:
-    """Create, list and revoke API keys (management side, synchronous)."""
+    """Create, list, change, rotate and revoke API keys (management side, synchronous).
+
+    Every change bumps the change feed for each hash it touches, so enforcers drop their cached
+    record of it at once (they cache a record for up to a minute otherwise)."""
 
     def __init__(self, client: redis.Redis | RedisCluster, secret: bytes) -> None:
         if len(secret) < 16:
@@ -49,13 +68,12 @@ class ApiKeyStore:
         self.client = client
         self.secret = secret
 
-    def create(self, owner: str, tier: str | None = None) -> tuple[str, ApiKeyRecord]:
+    def create(self, owner: str, tier: str | None = None, note: str = "") -> tuple[str, ApiKeyRecord]:
         """A new key for ``owner``: returns (the secret key, shown only now; its record)."""
-        api_key = "rw_" + secrets.token_urlsafe(_KEY_BYTES)
-        record = ApiKeyRecord(
-            id="key_" + secrets.token_hex(6), owner=owner, tier=tier, prefix=api_key[:7], created_at=time.time()
-        )
-        digest = hash_api_key(self.secret, api_key)
+        api_key, digest = self._new_secret()
+        record = ApiKeyRecord(id="key_" + secrets.token_hex(6), owner=owner, tier=tier, prefix=api_key[:7],
+                              created_at=time.time(), note=note)
+
         def write(pipe: redis.client.Pipeline) -> None:
             pipe.hset(KEYS_HASH, digest, _encode(record))
             pipe.hset(IDS_HASH, record.id, digest)
@@ -64,17 +82,96 @@ class ApiKeyStore:
         return api_key, record
 
     def list(self) -> list[ApiKeyRecord]:
-        return sorted((decode_record(v) for v in self.client.hvals(KEYS_HASH)), key=lambda r: r.created_at)
+        """The current record of every key id (a rotated key's replaced secret is in :meth:`previous`)."""
+        current = {as_bytes(d) for d in self.client.hvals(IDS_HASH)}
+        stored = self.client.hgetall(KEYS_HASH)
+        return sorted((decode_record(v) for d, v in stored.items() if as_bytes(d) in current),
+                      key=lambda r: (r.created_at, r.id))
+
+    def get(self, key_id: str) -> ApiKeyRecord | None:
+        found = self._current(key_id)
+        return found[1] if found else None
+
+    def previous(self, key_id: str) -> ApiKeyRecord | None:
+        """The record of the secret ``key_id`` replaced at its last rotation, while it is still live."""
+        digest = as_bytes(self.client.hget(PREVIOUS_HASH, key_id))
+        raw = self.client.hget(KEYS_HASH, digest.decode()) if digest else None
+        record = decode_record(raw) if raw else None
+        return record if record is not None and record.live() else None
+
+    def update(self, key_id: str, *, owner: str | None = None, tier: str | None | object = _UNSET,
+               note: str | None = None) -> ApiKeyRecord | None:
+        """Change a key's owner, tier (None: the policy's default tier) or note; None if unknown."""
+        changes: dict[str, object] = {}
+        if owner is not None:
+            changes["owner"] = owner
+        if tier is not _UNSET:
+            changes["tier"] = tier
+        if note is not None:
+            changes["note"] = note
+        return self._change(key_id, changes)
 
     def revoke(self, key_id: str) -> bool:
-        """Revoke by id; enforcers refuse the key within a second. False if unknown."""
+        """Revoke by id (with a rotated-out secret still in its grace period); enforcers refuse the
+        key within a second. False if unknown."""
+        return self._change(key_id, {"revoked_at": time.time()}) is not None
+
+    def rotate(self, key_id: str, grace_s: float = DEFAULT_ROTATION_GRACE_S) -> tuple[str, ApiKeyRecord] | None:
+        """A new secret for ``key_id``; the current one keeps working for ``grace_s`` seconds more.
+
+        Returns (the new secret, shown only now; the new record), or None if the id is unknown or
+        revoked. A secret replaced at an earlier rotation stops at once: two at most are live."""
+        found = self._current(key_id)
+        if found is None or found[1].revoked_at is not None:
+            return None
+        old_digest, old = found
+        now = time.time()
+        api_key, digest = self._new_secret()
+        record = msgspec.structs.replace(old, prefix=api_key[:7], created_at=now, expires_at=None)
+        ending = msgspec.structs.replace(old, expires_at=now + max(grace_s, 0.0))
+        earlier = as_bytes(self.client.hget(PREVIOUS_HASH, key_id))
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            if earlier is not None:
+                pipe.hdel(KEYS_HASH, earlier.decode())
+            pipe.hset(KEYS_HASH, old_digest, _encode(ending))
+            pipe.hset(KEYS_HASH, digest, _encode(record))
+            pipe.hset(IDS_HASH, key_id, digest)
+            pipe.hset(PREVIOUS_HASH, key_id, old_digest)
+
+        commit_change(self.client, f"apikey {old_digest}", write)
+        if earlier is not None:
+            self.client.publish(CHANGES_CHANNEL, f"apikey {earlier.decode()}")
+        return api_key, record
+
+    def _new_secret(self) -> tuple[str, str]:
+        api_key = "rw_" + secrets.token_urlsafe(_KEY_BYTES)
+        return api_key, hash_api_key(self.secret, api_key)
+
+    def _current(self, key_id: str) -> tuple[str, ApiKeyRecord] | None:
         stored = as_bytes(self.client.hget(IDS_HASH, key_id))
         if stored is None:
-            return False
-        digest = stored.decode()
-        raw = self.client.hget(KEYS_HASH, digest)
-        if raw is None:
-            return False
-        record = msgspec.structs.replace(decode_record(raw), revoked_at=time.time())
-        commit_change(self.client, f"apikey {digest}", lambda pipe: pipe.hset(KEYS_HASH, digest, _encode(record)))
-        return True
+            return None
+        raw = self.client.hget(KEYS_HASH, stored.decode())
+        return (stored.decode(), decode_record(raw)) if raw else None
+
+    def _change(self, key_id: str, changes: dict[str, object]) -> ApiKeyRecord | None:
+        """Apply ``changes`` to the current record of ``key_id`` and to its rotated-out one, if any."""
+        found = self._current(key_id)
+        if found is None:
+            return None
+        digest, current = found
+        updated = msgspec.structs.replace(current, **changes)
+        earlier = as_bytes(self.client.hget(PREVIOUS_HASH, key_id))
+        raw_earlier = self.client.hget(KEYS_HASH, earlier.decode()) if earlier else None
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            pipe.hset(KEYS_HASH, digest, _encode(updated))
+            if earlier is not None and raw_earlier is not None:
+                pipe.hset(KEYS_HASH, earlier.decode(), _encode(msgspec.structs.replace(
+                    decode_record(raw_earlier), **changes)))
+
+        commit_change(self.client, f"apikey {digest}", write)
+        if earlier is not None and raw_earlier is not None:
+            self.client.publish(CHANGES_CHANNEL, f"apikey {earlier.decode()}")
+        return updated

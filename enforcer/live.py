@@ -102,11 +102,15 @@ class LiveCache:
 
     def remember_key(self, digest: str, raw: bytes | None) -> ApiKeyRecord | None:
         record = decode_record(raw) if raw else None
-        if record is not None and record.revoked_at is not None:
+        now = time.time()
+        if record is not None and not record.live(now):
             record = None
         if len(self._keys) >= _MAX_CACHED_KEYS:
             self._keys.clear()
-        self._keys[digest] = (record, time.monotonic() + (_KEY_TTL_S if record else _UNKNOWN_KEY_TTL_S))
+        ttl = _KEY_TTL_S if record else _UNKNOWN_KEY_TTL_S
+        if record is not None and record.expires_at is not None:
+            ttl = min(ttl, record.expires_at - now)  # a rotated-out key: read again when its grace ends
+        self._keys[digest] = (record, time.monotonic() + ttl)
         return record
 
     def load(self, version: bytes | None, raw: dict[bytes, bytes], raw_tiers: dict[bytes, bytes]) -> None:

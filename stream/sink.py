@@ -1,7 +1,8 @@
 """Per-minute aggregates for ClickHouse, written exactly once.
 
 Events are folded per Kafka partition into ``usage_minute`` rows (client, tier, route,
-method, status class, decision, and the shadow rule that would have denied, if any).
+method, status class, decision, the shadow rule that would have denied, if any, and the
+rule and kind of a denial).
 Every row carries its provenance: the partition it came from (``source``) and the last
 offset the write covers (``source_offset``). Each partition's flush is one insert, one
 block, so it lands whole or not at all; on start a worker reads the highest offset
@@ -28,9 +29,10 @@ from .windows import status_class
 __all__ = ["MinuteAggregator", "UsageRow", "UsageSink", "USAGE_COLUMNS", "write_usage", "written_offsets"]
 
 USAGE_COLUMNS = ["window_start", "client_id", "tier", "route", "method", "status_class", "decision",
-                 "shadow_rule", "requests", "cost", "latency_sum_ms", "latency_max_ms", "source", "source_offset"]
-# minute, client, tier, route, method, status, decision, shadow rule
-Dimensions = tuple[int, str, str, str, str, str, str, str]
+                 "shadow_rule", "deny_rule", "deny_kind", "requests", "cost", "latency_sum_ms", "latency_max_ms",
+                 "source", "source_offset"]
+# minute, client, tier, route, method, status, decision, shadow rule, denying rule, denial kind
+Dimensions = tuple[int, str, str, str, str, str, str, str, str, str]
 
 
 @dataclass
@@ -42,7 +44,8 @@ class UsageRow:
 
 
 class MinuteAggregator:
-    """Per-minute usage by client, tier, route, method, status class, decision and shadow rule.
+    """Per-minute usage by client, tier, route, method, status class, decision, shadow rule and
+    (denied requests) the rule and kind that denied.
 
     An event whose ``event_id`` was seen within ``dedup_window_s`` (event time) counts once.
     """
@@ -63,7 +66,8 @@ class MinuteAggregator:
             return False
         seen.add(event.event_id)
         key = (minute, event.client_id, event.tier, event.route, event.method, status_class(event.status),
-               "allowed" if event.allowed else "denied", event.shadow_denied or "")
+               "allowed" if event.allowed else "denied", event.shadow_denied or "",
+               "" if event.allowed else event.rule or "", "" if event.allowed else event.kind or "")
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = UsageRow()

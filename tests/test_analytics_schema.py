@@ -13,9 +13,9 @@ from ratewarden.analytics.migrations import applied_versions, dedup_insert_setti
 
 def test_migrations_apply_once_and_are_recorded(clickhouse) -> None:
     first = migrate(clickhouse, db="rw_schema")
-    assert [m.version for m in first] == [1, 2, 3, 4]
+    assert [m.version for m in first] == [1, 2, 3, 4, 5]
     assert migrate(clickhouse, db="rw_schema") == []
-    assert applied_versions(clickhouse, "rw_schema") == {1, 2, 3, 4}
+    assert applied_versions(clickhouse, "rw_schema") == {1, 2, 3, 4, 5}
     tables = {row[0] for row in clickhouse.query("SHOW TABLES FROM rw_schema").result_rows}
     assert {"usage_minute", "usage_hour", "usage_day", "alerts", "penalties", "sink_offsets",
             "schema_migrations"} <= tables
@@ -51,7 +51,7 @@ def test_db_migrate_command(tmp_path: Path) -> None:
                                  capture_output=True, text=True, env=env, cwd=tmp_path)
     first, second = run(), run()
     assert first.returncode == 0, first.stderr
-    assert "applied 4 migrations" in first.stdout
+    assert "applied 5 migrations" in first.stdout
     assert second.returncode == 0 and "up to date" in second.stdout
 
 

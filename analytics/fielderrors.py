@@ -1,0 +1,40 @@
+"""Validation failures as the admin API returns them: a 422 whose ``detail`` lists each bad field
+by its path (``loc``) and message (``msg``), the shape FastAPI gives its own validation errors, so
+a console can put each message next to its field."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import HTTPException
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["FieldError", "FieldErrors", "field_errors", "invalid"]
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str = "value_error"
+
+
+class FieldErrors(BaseModel):
+    """The body of every 422: one entry per bad field."""
+
+    detail: list[FieldError]
+
+
+UNPROCESSABLE: dict[int | str, dict[str, Any]] = {422: {"model": FieldErrors, "description": "bad input: each field path (loc) and its message"}}
+
+
+def invalid(loc: Sequence[str | int], message: str) -> HTTPException:
+    """A 422 naming one field."""
+    return HTTPException(422, [{"loc": list(loc), "msg": message, "type": "value_error"}])
+
+
+def field_errors(exc: ValidationError, prefix: Sequence[str | int] = ("body",),
+                 strip: int = 0) -> HTTPException:
+    """A 422 with each of ``exc``'s errors at ``prefix`` + its path (minus its first ``strip`` parts)."""
+    return HTTPException(422, [{"loc": [*prefix, *error["loc"][strip:]], "msg": error["msg"], "type": error["type"]}
+                               for error in exc.errors(include_url=False, include_context=False)])
