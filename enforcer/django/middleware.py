@@ -16,7 +16,6 @@ from ..decision import Decision
 from ..plan import RouteLimits
 from ..route_limits import limits_of, merge_limits
 from ..routes import UNMATCHED_ROUTE
-from ..settings import EnforcerSettings
 from .conf import get_enforcer, get_gate, identify_request, route_of
 
 __all__ = ["RatewardenMiddleware", "denial_response", "add_headers", "DECISION_ATTR"]
@@ -54,9 +53,8 @@ def denial_response(decision: Decision) -> HttpResponse:
     return response
 
 
-def add_headers(response: HttpResponse, decision: Decision, settings: EnforcerSettings | None = None) -> None:
-    """The decision's rate-limit headers on ``response``, unless it has them already (``settings``:
-    unused, kept for callers written before the gate)."""
+def add_headers(response: HttpResponse, decision: Decision) -> None:
+    """The decision's rate-limit headers on ``response``, unless it has them already."""
     for name, value in get_gate().headers(decision):
         header = name.decode("latin-1")
         if header not in response:
