@@ -2,16 +2,18 @@
 
 Two stages, scaled together by running more workers (partitions decide parallelism):
 
-1. :class:`~ratewarden.stream.processor.RequestProcessor` (run by :class:`Pipeline`, a service
-   of the app) reads ``ratewarden.requests`` in large batches: usage to ClickHouse exactly once,
-   closed window summaries to ``ratewarden.windows``, undecodable records to the dead letters.
+1. :class:`~ratewarden.stream.processor.RequestProcessor` (run by
+   :class:`~ratewarden.stream.pipeline.Pipeline`, a service of the app) reads
+   ``ratewarden.requests`` in large batches: usage to ClickHouse exactly once, closed window
+   summaries to ``ratewarden.windows``, undecodable records to the dead letters.
 2. Faust agents: ``detect`` runs the registered detectors over each summary with their state in
    Faust tables (recovered from their changelogs on restart, swept of stale entries on each
    tick), records alerts in ClickHouse, penalises as configured, and publishes new alerts to
    ``ratewarden.alerts``; ``deliver`` sends those to Slack and webhooks, each within the
    delivery deadline, and puts what a sink did not take on the undeliverable topic.
 
-:class:`Pipeline` also removes lapsed overrides from the enforcers' Redis on a timer.
+:class:`~ratewarden.stream.pipeline.Pipeline` also removes lapsed overrides from the enforcers'
+Redis on a timer.
 
 The split is deliberate: a Faust stream costs ~80 microseconds per record on these
 machines (about 12,000 records/s per process), too slow for raw request events but ample
@@ -20,130 +22,25 @@ for window summaries, of which there are a few per client per minute.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any, cast
 
 import faust
 import msgspec
-import redis
-from aiokafka import AIOKafkaProducer
-from mode import Service
-from redis.exceptions import RedisClusterException
 
-from ratewarden.analytics.client import ClickHouse, Serialized, connect
-from ratewarden.analytics.migrations import migrate
 from ratewarden.enforcer.logs import get_logger
 
 from . import metrics
-from .alerts import AlertRecord, write_alerts
-from .delivery import AlertDeliverer
 from .detection import Detection, state_tables
-from .penalties import Penalty, PenaltyBox, write_penalties
-from .processor import RequestProcessor
+from .pipeline import Pipeline
 from .settings import StreamSettings
 from .state import TICK_KEY
-from .topics import ensure_topics, worker_topics
-from .upkeep import OverridePurger
 from .windows import decode_summary
 
-__all__ = ["create_app", "Pipeline"]
+__all__ = ["create_app"]
 
 log = get_logger("ratewarden.stream")
-
-
-class Pipeline(Service):
-    """One worker's resources and stage one; the agents wait for :attr:`ready` before using it.
-    ``clickhouse``: a client to share (the admin API's, when the worker hosts it); without it,
-    one for ``settings.clickhouse_url`` is made at start."""
-
-    def __init__(self, settings: StreamSettings, clickhouse: ClickHouse | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.ready = asyncio.Event()
-        self.clickhouse = clickhouse
-        self.producer: AIOKafkaProducer | None = None
-        self.processor: RequestProcessor | None = None
-        self.penalties = PenaltyBox(settings)
-        self.deliverer = AlertDeliverer(settings)
-        self.purger = OverridePurger(lambda: self.penalties.store, settings.override_purge_interval_s)
-        self._unwritten_alerts: list[AlertRecord] = []
-        self._unwritten_penalties: list[Penalty] = []
-
-    async def on_start(self) -> None:
-        s = self.settings
-        await ensure_topics(s.kafka_bootstrap, worker_topics(s), s.topic_replication_factor)
-        if self.clickhouse is None:
-            self.clickhouse = Serialized(await asyncio.to_thread(connect, s.clickhouse_url))
-        applied = await asyncio.to_thread(migrate, self.clickhouse, s.clickhouse_database)
-        log.info("clickhouse_ready", migrations_applied=[m.version for m in applied])
-        self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=False,
-                                         linger_ms=20)
-        await self.producer.start()
-        if s.worker_metrics_address:
-            metrics.serve(s.worker_metrics_address)
-        self.processor = RequestProcessor(s, self.clickhouse, self.producer)
-        self.add_future(self.processor.run())
-        await self.add_runtime_dependency(self.purger)
-        self.ready.set()
-
-    async def on_stop(self) -> None:
-        if self.processor is not None:
-            self.processor.stop()
-            await asyncio.sleep(0)
-        await self.deliverer.close()
-
-    async def on_shutdown(self) -> None:
-        if self.producer is not None:
-            await self.producer.stop()
-        stats = self.processor.stats if self.processor else None
-        log.info("worker_stopped", stats=msgspec.to_builtins(stats) if stats else None,
-                 alerts_delivered=self.deliverer.delivered, delivery_retries=self.deliverer.retries,
-                 alerts_refused=self.deliverer.refused, alerts_expired=self.deliverer.expired,
-                 overrides_purged=self.purger.purged)
-
-    async def record_alerts(self, found: list[tuple[AlertRecord, bool]]) -> list[tuple[AlertRecord, Penalty | None]]:
-        """Store every alert version; penalise for the new ones. Returns what to publish."""
-        to_publish = []
-        penalties = []
-        for record, deliver in found:
-            if deliver:
-                try:
-                    penalty = await asyncio.to_thread(self.penalties.apply, record.alert, record.tier, time.time())
-                except (redis.RedisError, RedisClusterException) as exc:
-                    # the alert still goes out; the penalty is reported missing (a cluster client's own
-                    # errors, such as no node reachable, are no RedisErrors)
-                    log.warning("penalty_failed", client_id=record.alert.client_id, error=type(exc).__name__)
-                    penalty = None
-                metrics.ALERTS.labels(record.alert.alert_type).inc()
-                if penalty is not None:
-                    metrics.PENALTIES.labels(penalty.action).inc()
-                    penalties.append(penalty)
-                to_publish.append((record, penalty))
-        self._unwritten_alerts += [record for record, _ in found]
-        self._unwritten_penalties += penalties
-        await self.write_alerts()
-        return to_publish
-
-    @Service.timer(5.0)
-    async def _retry_alert_writes(self) -> None:
-        await self.write_alerts()
-
-    async def write_alerts(self) -> None:
-        """Write the alert versions and penalties not yet in ClickHouse; kept for the next try if it is away."""
-        if not (self._unwritten_alerts or self._unwritten_penalties) or self.clickhouse is None:
-            return
-        db = self.settings.clickhouse_database
-        try:
-            if self._unwritten_alerts:
-                await asyncio.to_thread(write_alerts, self.clickhouse, self._unwritten_alerts, db)
-                self._unwritten_alerts = []
-            if self._unwritten_penalties:
-                await asyncio.to_thread(write_penalties, self.clickhouse, self._unwritten_penalties, db)
-                self._unwritten_penalties = []
-        except Exception as exc:  # noqa: BLE001 - ClickHouse away: the timer tries again
-            log.warning("alert_write_failed", error=type(exc).__name__, waiting=len(self._unwritten_alerts))
 
 
 def _current_partition() -> int:
