@@ -348,6 +348,7 @@ def up(
     _require_stack("ratewarden up")
     import datetime as dt
 
+    from .local import LocalServerError
     from .stack import Stack, stop_requested
     from .supervise import CrashLoop, RestartPolicy, Supervisor
 
@@ -365,6 +366,10 @@ def up(
         Supervisor(stack, RestartPolicy(max_restarts=max_restarts, window_s=restart_window), log).run(stopped)
     except CrashLoop as exc:
         errors.print(str(exc), style="red", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    except LocalServerError as exc:  # a part did not come up at the start: its log says why
+        errors.print(f"the stack did not come up: {exc}", style="red", soft_wrap=True, highlight=False,
+                     markup=False)
         raise typer.Exit(1) from None
     finally:
         stack.stop()

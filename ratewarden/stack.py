@@ -25,7 +25,16 @@ from typing import Literal, get_args
 
 from ratewarden.enforcer.topology import parse_redis_url
 
-from .local import KafkaServer, ManagedProcess, RedisServer, StreamWorker, create_topics, free_port, http_ok
+from .local import (
+    KafkaServer,
+    LocalServerError,
+    ManagedProcess,
+    RedisServer,
+    StreamWorker,
+    create_topics,
+    free_port,
+    http_ok,
+)
 from .local_topologies import LocalCluster, LocalSentinels
 
 __all__ = ["Stack", "ApiServer", "AdminServer", "RedisKind", "LocalRedis", "redis_processes", "start_redis",
@@ -252,7 +261,7 @@ class Stack:
         while not check():
             worker = self.processes[-1]
             if not worker.running or time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not come up; log:\n{worker.log_tail(40)}")
+                raise LocalServerError(f"{what} did not come up; log:\n{worker.log_tail(40)}")
             time.sleep(0.2)
 
     def stop(self) -> None:

@@ -227,3 +227,17 @@ def test_a_crash_looping_child_stops_the_stack_with_a_non_zero_exit_naming_it(tm
     assert str(policy) in output.split("a crash loop")[-1]  # the end of its log says why
     time.sleep(0.5)
     assert [pid for pid in started if process_alive(pid)] == []
+
+
+def test_a_part_that_cannot_start_stops_up_with_exit_1_and_says_why(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("tiers: {free: {rules: [{name: burst, limit: -1}]}}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RATEWARDEN_")}
+    env.update(RATEWARDEN_POLICY_FILE=str(policy), COLUMNS="200")
+    run = subprocess.run([sys.executable, "-m", "ratewarden.cli", "up", "--data-dir", str(tmp_path / "var")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240)
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output[-3000:]
+    assert "the stack did not come up: " in output and f"{policy}: invalid policy" in output, output[-3000:]
+    assert "Traceback (most recent call last)" not in output.split("the stack did not come up")[0]
+    assert run.stdout.rstrip().endswith("stopped")
