@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -348,3 +349,39 @@ def test_wsgi_resolvers_read_the_environ(redis_sync: redis.Redis, redis_url: str
     assert gold.headers["RateLimit-Policy"] == '"gold-hourly";q=1000;w=3600'
     assert free.headers["RateLimit-Policy"] == '"free-hourly";q=50;w=3600'
     assert anonymous.headers["RateLimit-Policy"] == '"100-per-1h";q=100;w=3600'
+
+
+@pytest.mark.urls("tests.suite_django_urls")
+def test_django_resolvers_from_settings(redis_sync: redis.Redis, redis_url: str, settings: Any,
+                                        tmp_path: Path) -> None:
+    import yaml
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import Client
+
+    from ratewarden.enforcer.django import reset_enforcer
+
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump({"tiers": TIERS}))
+    settings.RATEWARDEN = {"POLICY_FILE": str(policy_file), "REDIS_URL": redis_url,
+                           "USER_RESOLVER": lambda request: request.META.get("HTTP_X_USER"),
+                           "TIER_RESOLVER": "tests.test_front_door.plan_header"}
+    client = Client(REMOTE_ADDR="198.51.100.63")
+    try:
+        gold = client.get("/items/1", HTTP_X_USER="ada", HTTP_X_PLAN="gold")  # a DRF view: the throttle decides
+        plain = client.get("/limited", HTTP_X_USER="ada", HTTP_X_PLAN="gold")  # a plain view: the middleware
+        free = client.get("/items/1", HTTP_X_USER="bob")
+        anonymous = client.get("/items/1")
+        settings.RATEWARDEN = {**settings.RATEWARDEN, "TIER_RESOLVER": "tests.test_front_door.no_such_function"}
+        with pytest.raises(ImproperlyConfigured, match="RATEWARDEN\\['TIER_RESOLVER'\\]: cannot import"):
+            client.get("/items/1")
+    finally:
+        reset_enforcer()
+    assert gold["RateLimit-Policy"] == '"gold-hourly";q=1000;w=3600'
+    assert plain["RateLimit-Policy"] == '"gold-hourly";q=1000;w=3600, "2-per-1h";q=2;w=3600'
+    assert free["RateLimit-Policy"] == '"free-hourly";q=50;w=3600'
+    assert anonymous["RateLimit-Policy"] == '"100-per-1h";q=100;w=3600'
+
+
+def plan_header(request: Any) -> str | None:
+    """A tier resolver named by its dotted path in the Django test above."""
+    return request.META.get("HTTP_X_PLAN")

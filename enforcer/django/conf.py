@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import difflib
+import inspect
 import re
 import threading
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.utils.module_loading import import_string
 from pydantic import ValidationError
 
 from ..engine import SyncEnforcer
@@ -37,6 +39,7 @@ _gate: Gate | None = None
 # without a policy file: no tier has rules of its own (the drop-in throttles bring theirs)
 _EMPTY_POLICY = Policy(tiers={"anonymous": Tier(), "free": Tier()})
 _lock = threading.Lock()
+RESOLVER_KEYS = ("USER_RESOLVER", "TIER_RESOLVER")  # functions of the request, not enforcer settings
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
@@ -51,7 +54,7 @@ def ratewarden_conf() -> Mapping[str, Any]:
 def unknown_keys(conf: Mapping[str, Any]) -> list[str]:
     """A message for each key of ``conf`` that is no setting, with the closest one (a typo such as
     ``REDIS_ULR`` would otherwise be ignored and the default used)."""
-    known = [name.upper() for name in EnforcerSettings.model_fields]
+    known = [name.upper() for name in EnforcerSettings.model_fields] + list(RESOLVER_KEYS)
     messages = []
     for key in conf:
         if str(key).upper() not in known:
@@ -107,14 +110,35 @@ def get_enforcer(*, policy_required: bool = False) -> SyncEnforcer:
 
 
 def get_gate() -> Gate:
-    """The gate of this process's enforcer (headers, denials, events), rebuilt with the enforcer.
+    """The gate of this process's enforcer (headers, denials, events, the resolvers of
+    ``RATEWARDEN['USER_RESOLVER']``/``['TIER_RESOLVER']``), rebuilt with the enforcer.
     Needs no policy file (see :func:`get_enforcer`)."""
     global _gate
     enforcer = get_enforcer()
     gate = _gate
     if gate is None or gate.enforcer is not enforcer:
-        gate = _gate = Gate(enforcer, publisher=get_publisher())
+        gate = _gate = Gate(enforcer, publisher=get_publisher(), **_resolvers())
     return gate
+
+
+def _resolvers() -> dict[str, Any]:
+    """``USER_RESOLVER`` and ``TIER_RESOLVER`` of ``settings.RATEWARDEN`` (dotted paths or functions),
+    as the gate's ``user_resolver`` and ``tier_resolver``."""
+    conf = ratewarden_conf()
+    found: dict[str, Any] = {}
+    for key in RESOLVER_KEYS:
+        value = conf.get(key)
+        if value is None:
+            continue
+        try:
+            resolver = import_string(value) if isinstance(value, str) else value
+        except ImportError as exc:
+            raise ImproperlyConfigured(f"RATEWARDEN[{key!r}]: cannot import {value!r}: {exc}") from None
+        if not callable(resolver) or inspect.iscoroutinefunction(resolver):
+            raise ImproperlyConfigured(f"RATEWARDEN[{key!r}] must be a plain function of the request (Django "
+                                       f"calls it from sync code), not {value!r}")
+        found[key.lower()] = resolver
+    return found
 
 
 def get_publisher() -> EventPublisher | None:
@@ -162,9 +186,16 @@ def route_of(request: Any) -> str:
 
 
 def identify_request(enforcer: SyncEnforcer, request: Any) -> Identity:
-    """The caller of a Django (or DRF) request: API key, authenticated user, or client IP (through
-    trusted proxies), read from ``request.META`` by the gate."""
-    ip, api_key = get_gate().environ_caller(request.META)
-    user = getattr(request, "user", None)
-    user_id = str(user.pk) if user is not None and getattr(user, "is_authenticated", False) else None
-    return enforcer.identify(ip=ip, api_key=api_key, user=user_id)
+    """The caller of a Django (or DRF) request: API key, else the user (``USER_RESOLVER``'s, else the
+    authenticated ``request.user``), else the client IP (through trusted proxies), read from
+    ``request.META`` by the gate; in the tier ``TIER_RESOLVER`` names, if it names one."""
+    gate = get_gate()
+    ip, api_key = gate.environ_caller(request.META)
+    user_id = gate.user_id(gate.user_resolver(request)) if gate.user_resolver is not None else None
+    if user_id is None:
+        user = getattr(request, "user", None)
+        user_id = str(user.pk) if user is not None and getattr(user, "is_authenticated", False) else None
+    identity = enforcer.identify(ip=ip, api_key=api_key, user=user_id)
+    if gate.tier_resolver is not None:
+        gate.assign_tier(identity, gate.tier_resolver(request))
+    return identity
