@@ -25,7 +25,8 @@ class FieldErrors(BaseModel):
     detail: list[FieldError]
 
 
-UNPROCESSABLE: dict[int | str, dict[str, Any]] = {422: {"model": FieldErrors, "description": "bad input: each field path (loc) and its message"}}
+UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
+    422: {"model": FieldErrors, "description": "bad input: each field's path (loc) and its message (msg)"}}
 
 
 def invalid(loc: Sequence[str | int], message: str) -> HTTPException:

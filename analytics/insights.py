@@ -65,7 +65,7 @@ def top_clients_of_route(client: ClickHouse, route: str, start: dt.datetime, end
     return _rows(client, f"""
         SELECT client_id, any(tier) AS tier, sum(requests) AS requests, sumIf(requests, decision = 'denied') AS denied
         FROM {db}.usage_minute WHERE {_where("route")} AND client_id != ''
-        GROUP BY client_id ORDER BY requests DESC, client_id LIMIT {{limit:UInt32}}""",
+        GROUP BY client_id ORDER BY sum(requests) DESC, client_id LIMIT {{limit:UInt32}}""",
                  {**_range(start, end), "subject": route, "limit": limit})
 
 
