@@ -226,4 +226,8 @@ def _read_key(key: Callable[[Any], Any], environ: Environ) -> object:
     value = key(environ)
     if isinstance(stream, io.BytesIO):
         stream.seek(0)
+    if inspect.iscoroutine(value):
+        value.close()
+        raise TypeError(f"key function {getattr(key, '__name__', key)!r} is a coroutine function; "
+                        "under WSGI give a plain function")
     return value
