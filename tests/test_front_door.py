@@ -385,3 +385,22 @@ def test_django_resolvers_from_settings(redis_sync: redis.Redis, redis_url: str,
 def plan_header(request: Any) -> str | None:
     """A tier resolver named by its dotted path in the Django test above."""
     return request.META.get("HTTP_X_PLAN")
+
+
+def test_a_coroutine_key_function_under_wsgi_is_named(redis_sync: redis.Redis, redis_url: str) -> None:
+    from flask import Flask
+
+    from ratewarden.enforcer.wsgi import limit
+
+    async def username(environ: dict[str, Any]) -> str:
+        return "ada"
+
+    app = Flask(__name__)
+    app.post("/login")(limit({"rate": "2/hour", "scope": ["custom"]}, key=username)(lambda: {"ok": True}))
+    enforcer = SyncEnforcer(policy_from_mapping({"tiers": TIERS}), EnforcerSettings(redis_url=redis_url))
+    app.wsgi_app = WSGIMiddleware(app.wsgi_app, enforcer)  # type: ignore[method-assign]
+    try:
+        with pytest.raises(TypeError, match="key function 'username' is a coroutine function"):
+            app.test_client().post("/login", json={})
+    finally:
+        enforcer.close()
