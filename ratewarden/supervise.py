@@ -1,8 +1,10 @@
 """Keeping ``ratewarden up``'s processes up.
 
 A child that exits is restarted after a backoff that doubles with each recent restart; the
-restart waits for the child's health endpoint like the first start did. Only a crash loop, a
-child that would need more than ``max_restarts`` restarts within ``window_s``, gives up: the
+restart waits for the child's health endpoint like the first start did. A child that runs but
+has not answered its health check ``unhealthy_after`` times in a row (one check every
+``check_every_s``) is hung: it is killed and restarted the same way. Only a crash loop, a child
+that would need more than ``max_restarts`` restarts within ``window_s``, gives up: the
 :class:`CrashLoop` raised says which child, how it ended and how its log ends.
 """
 
@@ -29,10 +31,15 @@ class RestartPolicy:
     window_s: float = 300.0
     backoff_s: float = 0.25
     max_backoff_s: float = 30.0
+    check_every_s: float = 5.0
+    unhealthy_after: int = 3  # failed checks in a row (a slow moment is not a hang)
 
     def __post_init__(self) -> None:
         if self.max_restarts < 0:
             raise ValueError(f"max_restarts must be 0 or more, not {self.max_restarts}")
+        if self.check_every_s <= 0 or self.unhealthy_after < 1:
+            raise ValueError(f"check_every_s must be positive and unhealthy_after at least 1 "
+                             f"(got {self.check_every_s}, {self.unhealthy_after})")
         if self.window_s <= 0 or self.backoff_s <= 0 or self.max_backoff_s < self.backoff_s:
             raise ValueError("window_s and backoff_s must be positive and max_backoff_s at least backoff_s "
                              f"(got {self.window_s}, {self.backoff_s}, {self.max_backoff_s})")
@@ -85,25 +92,46 @@ class Supervisor:
         self.say = say
         self.clock = clock
         self._restarts: dict[int, deque[float]] = {}  # id(process) -> when it was restarted
+        self._next_check: dict[int, float] = {}  # id(process) -> when its health is checked next
+        self._failed_checks: dict[int, int] = {}  # id(process) -> health checks failed in a row
 
     def run(self, stopped: threading.Event, poll_s: float = 0.25) -> None:
         """Until ``stopped`` is set; raises :class:`CrashLoop` when a child keeps dying."""
         while not stopped.wait(poll_s):
             for process in list(self.stack.processes):
-                if not process.running and not stopped.is_set():
+                if stopped.is_set():
+                    break
+                if not process.running:
                     self.recover(process, stopped)
+                elif self.hung(process):
+                    pid = process.pid
+                    process.kill()
+                    self.recover(process, stopped, f"(pid {pid}) did not answer {self.policy.unhealthy_after} "
+                                                   "health checks in a row: killed it (SIGKILL)")
 
-    def recover(self, process: ManagedProcess, stopped: threading.Event) -> None:
-        """Restart ``process`` after its backoff (unless ``stopped`` is set meanwhile)."""
+    def hung(self, process: ManagedProcess) -> bool:
+        """Check the health of running ``process`` if it is due: True after too many failed checks in a row."""
+        now = self.clock()
+        key = id(process)
+        if now < self._next_check.setdefault(key, now + self.policy.check_every_s):
+            return False
+        self._next_check[key] = now + self.policy.check_every_s
+        failed = 0 if process.is_ready() else self._failed_checks.get(key, 0) + 1
+        self._failed_checks[key] = failed
+        return failed >= self.policy.unhealthy_after
+
+    def recover(self, process: ManagedProcess, stopped: threading.Event, how: str | None = None) -> None:
+        """Restart ``process`` after its backoff (unless ``stopped`` is set meanwhile); ``how`` it
+        went down, if not by exiting."""
         history = self._restarts.setdefault(id(process), deque())
         while history and history[0] < self.clock() - self.policy.window_s:
             history.popleft()
         if len(history) >= self.policy.max_restarts:
             raise CrashLoop(process, len(history), self.policy.window_s)
         delay = self.policy.delay(len(history))
-        self.say(f"{process.name} (pid {process.pid}) {describe_exit(process.returncode)}; restarting it in "
-                 f"{delay:g} s (restart {len(history) + 1} of at most {self.policy.max_restarts} "
-                 f"within {self.policy.window_s:g} s)")
+        how = how or f"(pid {process.pid}) {describe_exit(process.returncode)}"
+        self.say(f"{process.name} {how}; restarting it in {delay:g} s (restart {len(history) + 1} of at most "
+                 f"{self.policy.max_restarts} within {self.policy.window_s:g} s)")
         if stopped.wait(delay):
             return
         history.append(self.clock())
@@ -123,4 +151,6 @@ class Supervisor:
             return False
         self.say(f"{process.name} is back (pid {process.pid}, ready {self.clock() - started:.1f} s after "
                  "its restart)")
+        self._failed_checks[id(process)] = 0
+        self._next_check[id(process)] = self.clock() + self.policy.check_every_s
         return True

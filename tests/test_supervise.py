@@ -24,6 +24,11 @@ class Process:
     def die(self, returncode: int = 1) -> None:
         self.running, self.returncode = False, returncode
 
+    def is_ready(self) -> bool:
+        return self.healthy
+
+    healthy = True
+
     def log_tail(self, lines: int = 20) -> str:
         return f"last words of {self.name}"
 
@@ -149,13 +154,31 @@ def test_a_stop_during_the_backoff_restarts_nothing() -> None:
     assert stack.restarted == []
 
 
+def test_a_running_child_is_hung_only_after_enough_failed_health_checks_in_a_row() -> None:
+    api = Process("demo-api")
+    supervisor, clock, said = _supervisor(Stack(api), RestartPolicy(check_every_s=5, unhealthy_after=3))
+    verdicts = []
+    for healthy in [False, False, True, False, False, False]:
+        clock[0] += 5  # a check is due every 5 s; between them none is made
+        api.healthy = healthy
+        verdicts.append(supervisor.hung(api))
+        assert not supervisor.hung(api)
+    assert verdicts == [False, False, False, False, False, True]
+    supervisor.recover(api, Stopped(clock), "(pid 100) did not answer 3 health checks in a row: killed it (SIGKILL)")
+    assert said[0].startswith("demo-api (pid 100) did not answer 3 health checks in a row: killed it (SIGKILL); "
+                              "restarting it in 0.25 s")
+    api.healthy = False  # a restarted child has a check interval of grace, and its count starts over
+    assert [supervisor.hung(api) for _ in range(3)] == [False, False, False]
+
+
 def test_exits_are_described_as_a_person_would() -> None:
     assert describe_exit(1) == "exited with code 1"
     assert describe_exit(-9) == "was killed by SIGKILL"
     assert describe_exit(None) == "is not running"
 
 
-@pytest.mark.parametrize("bad", [{"max_restarts": -1}, {"window_s": 0}, {"backoff_s": 2, "max_backoff_s": 1}])
+@pytest.mark.parametrize("bad", [{"max_restarts": -1}, {"window_s": 0}, {"backoff_s": 2, "max_backoff_s": 1},
+                                 {"check_every_s": 0}, {"unhealthy_after": 0}])
 def test_a_policy_that_cannot_work_is_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RestartPolicy(**bad)  # type: ignore[arg-type]

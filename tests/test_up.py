@@ -204,6 +204,27 @@ def test_a_killed_broker_comes_back_empty_says_so_and_what_follows_is_counted_ex
     assert up.returncode == 0, log.read_text()[-2000:]
 
 
+def test_a_hung_child_is_killed_and_restarted(tmp_path: Path) -> None:
+    up, log, urls = _start_up(tmp_path, "up-test-admin-token-0123456789")
+    try:
+        api = _child_running(up.pid, "uvicorn")
+        assert api is not None
+        os.kill(api, signal.SIGSTOP)  # alive, its port open, answering nothing
+        stopped = time.monotonic()
+        deadline = stopped + 60  # 3 failed checks 5 s apart, then the restart
+        while "demo-api is back" not in (text := log.read_text()):
+            assert up.poll() is None and time.monotonic() < deadline, text[-3000:]
+            time.sleep(0.5)
+        print(f"the hung demo API was back {time.monotonic() - stopped:.1f} s after SIGSTOP")
+        assert f"demo-api (pid {api}) did not answer 3 health checks in a row: killed it (SIGKILL)" in text
+        assert not process_alive(api)
+        assert _get(f"{urls['demo API']}/v1/items")
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(90)
+    assert up.returncode == 0, log.read_text()[-2000:]
+
+
 def test_a_crash_looping_child_stops_the_stack_with_a_non_zero_exit_naming_it(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text((Path(__file__).parent.parent / "examples" / "policy.yaml").read_text())
