@@ -21,10 +21,12 @@ from typing import Any
 
 from ratewarden.enforcer.policy import Algorithm, Rule, Scope, Tier
 
+from .audit import AuditLog
 from .client import ClickHouse
+from .plans import Plans
 from .queries import _range, _rows
 
-__all__ = ["Proposal", "recommend", "would_deny", "staged_rule", "with_rule", "nearest_rank"]
+__all__ = ["Proposal", "recommend", "would_deny", "staged_rule", "with_rule", "nearest_rank", "stage"]
 
 PERIOD_S = 60
 
@@ -88,6 +90,19 @@ def staged_rule(limit: int, name: str | None = None) -> Rule:
 def with_rule(tier: Tier, rule: Rule) -> Tier:
     """``tier`` with ``rule`` added (replacing a rule of the same name)."""
     return tier.model_copy(update={"rules": [*(r for r in tier.rules if r.name != rule.name), rule]})
+
+
+def stage(plans: Plans, audit: AuditLog, actor: str, tier_name: str, limit: int,
+          name: str | None = None) -> tuple[Rule, Tier] | None:
+    """Add ``limit`` to tier ``tier_name`` as a shadow rule at run time (audited); None if no such tier."""
+    tier = plans.get(tier_name)
+    if tier is None:
+        return None
+    rule = staged_rule(limit, name)
+    after = with_rule(tier, rule)
+    plans.set(tier_name, after)
+    audit.record(actor, "recommendation.stage", tier_name, tier.model_dump(mode="json"), after.model_dump(mode="json"))
+    return rule, after
 
 
 def recommend(client: ClickHouse, start: dt.datetime, end: dt.datetime, percentile: float = 99.0,

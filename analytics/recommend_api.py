@@ -14,7 +14,7 @@ from .client import ClickHouse
 from .fielderrors import UNPROCESSABLE
 from .plans import PlanInfo, Plans
 from .ranges import RangeName, window_of
-from .recommend import recommend, staged_rule, with_rule
+from .recommend import recommend, stage
 
 __all__ = ["recommend_router", "ProposalView", "StageRequest"]
 
@@ -74,17 +74,13 @@ def recommend_router(clickhouse: ClickHouse, db: str, plans: Plans, audit: Audit
         return Recommendations(start=start, end=end, proposals=[ProposalView(**p.as_dict()) for p in found])
 
     @router.post("/stage")
-    def stage(request: StageRequest, who: Actor) -> Staged:
+    def stage_proposal(request: StageRequest, who: Actor) -> Staged:
         """Add the proposal to its tier as a shadow rule, at run time: enforcers report what it would
         deny (``GET /api/v1/shadow``) without denying, confirming or refuting the estimate."""
-        tier = plans.get(request.tier)
-        if tier is None:
+        staged = stage(plans, audit, who, request.tier, request.limit, request.name)
+        if staged is None:
             raise HTTPException(404, f"no tier {request.tier!r}")
-        rule = staged_rule(request.limit, request.name)
-        after = with_rule(tier, rule)
-        plans.set(request.tier, after)
-        audit.record(who, "recommendation.stage", request.tier, tier.model_dump(mode="json"),
-                     after.model_dump(mode="json"))
+        rule, after = staged
         return Staged(rule=rule.model_dump(mode="json"), plan=plans.info(request.tier, after, plans.effective()[1]))
 
     return router

@@ -252,6 +252,26 @@ def admin(
                 port=port or settings.admin_port, log_config=None)  # uvicorn's records go to our handler
 
 
+@app.command("recommend")
+def recommend(
+    period: str = typer.Option("7d", "--range", help="usage to learn from: 1h, 24h, 7d or 30d"),
+    percentile: float = typer.Option(99.0, help="percentile of the legitimate clients' per-minute peaks"),
+    headroom: float = typer.Option(1.5, help="the proposed limit is that peak times this"),
+    tier: list[str] = typer.Option([], "--tier", help="only this tier (repeatable)"),
+    stage: bool = typer.Option(False, "--stage", help="add each proposal to its tier as a shadow rule"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Propose per-tier limits from ClickHouse usage, with the requests and clients each would have denied.
+
+    Reads RATEWARDEN_CLICKHOUSE_URL; --stage writes to RATEWARDEN_REDIS_URL (the policy file from
+    RATEWARDEN_POLICY_FILE), where enforcers pick it up within a second.
+    """
+    require("analytics", "fastapi", "clickhouse_connect", feature="ratewarden recommend")
+    from ratewarden.analytics.recommend_cli import run
+
+    raise typer.Exit(run(period, percentile, headroom, tier, stage, as_json, console, errors))
+
+
 dashboards_app = typer.Typer(help="Grafana dashboards.", no_args_is_help=True)
 app.add_typer(dashboards_app, name="dashboards")
 
