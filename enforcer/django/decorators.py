@@ -43,7 +43,7 @@ from ..plan import KeyFunction, RouteLimits
 from ..rates import parse_rates
 from ..route_limits import LIMITS_ATTR, limits_of, merge_limits, route_limits
 from .conf import get_enforcer, get_gate, identify_request, route_of
-from .middleware import DECISION_ATTR
+from .middleware import DECISION_ATTR, add_headers, denial_response
 
 __all__ = ["LIMITED_ATTR", "ratelimit"]
 
@@ -163,7 +163,7 @@ class _Guard:
         else:
             decision, decided_here = self._decide(request, first=decided is None), True
         if not decision.allowed:
-            return decision, decided_here, _denial(decision)
+            return decision, decided_here, denial_response(decision)
         setattr(request, LIMITED_ATTR, getattr(request, LIMITED_ATTR, False) or decision.shadow_denied in self.names)
         return decision, decided_here, None
 
@@ -191,24 +191,12 @@ class _Guard:
         return decision
 
 
-def _denial(decision: Decision) -> HttpResponse:
-    status, headers, body = get_gate().denial(decision)
-    response = HttpResponse(body, status=status, content_type="application/problem+json")
-    for name, value in headers[2:]:  # after the content type and length, which Django sets itself
-        response[name.decode("latin-1")] = value.decode("latin-1")
-    return response
-
-
 def _finish(request: HttpRequest, response: HttpResponse, decision: Decision) -> None:
     """What the middleware does after a response it decided: headers (where none are set yet),
     settlement and, for the request's own decision, its event."""
-    gate = get_gate()
-    for name, value in gate.headers(decision):
-        header = name.decode("latin-1")
-        if header not in response:
-            response[header] = value.decode("latin-1")
+    add_headers(response, decision)
     get_enforcer().finish(decision, response.status_code)
     if getattr(request, DECISION_ATTR, None) is decision:  # one event per request (the middleware sends its own)
-        gate.publish(decision, method=request.method or "GET", path=request.path,
-                     user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
-                     started=getattr(request, _STARTED_ATTR, time.perf_counter()))
+        get_gate().publish(decision, method=request.method or "GET", path=request.path,
+                           user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
+                           started=getattr(request, _STARTED_ATTR, time.perf_counter()))
