@@ -52,10 +52,11 @@ class RestartPolicy:
 class CrashLoop(RuntimeError):
     """A child kept dying: the stack gives up on it."""
 
-    def __init__(self, process: ManagedProcess, restarts: int, window_s: float) -> None:
+    def __init__(self, process: ManagedProcess, restarts: int, window_s: float, how: str | None = None) -> None:
         self.process = process
         super().__init__(
-            f"{process.name} {describe_exit(process.returncode)} after {restarts} restarts within {window_s:g} s: "
+            f"{process.name} {how or describe_exit(process.returncode)} after {restarts} restarts within "
+            f"{window_s:g} s: "
             f"a crash loop, so the stack stops. The end of its log ({process.log_path}):\n"
             f"{process.log_tail(20)}")
 
@@ -127,7 +128,7 @@ class Supervisor:
         while history and history[0] < self.clock() - self.policy.window_s:
             history.popleft()
         if len(history) >= self.policy.max_restarts:
-            raise CrashLoop(process, len(history), self.policy.window_s)
+            raise CrashLoop(process, len(history), self.policy.window_s, how)
         delay = self.policy.delay(len(history))
         how = how or f"(pid {process.pid}) {describe_exit(process.returncode)}"
         self.say(f"{process.name} {how}; restarting it in {delay:g} s (restart {len(history) + 1} of at most "

@@ -171,6 +171,13 @@ def test_a_running_child_is_hung_only_after_enough_failed_health_checks_in_a_row
     assert [supervisor.hung(api) for _ in range(3)] == [False, False, False]
 
 
+def test_a_crash_loop_of_hangs_says_the_child_hung() -> None:
+    worker = Process("stream-worker")
+    supervisor, clock, _ = _supervisor(Stack(worker), RestartPolicy(max_restarts=0))
+    with pytest.raises(CrashLoop, match=r"^stream-worker \(pid 100\) did not answer 3 health checks in a row"):
+        supervisor.recover(worker, Stopped(clock), "(pid 100) did not answer 3 health checks in a row")
+
+
 def test_exits_are_described_as_a_person_would() -> None:
     assert describe_exit(1) == "exited with code 1"
     assert describe_exit(-9) == "was killed by SIGKILL"
