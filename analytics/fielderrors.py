@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import HTTPException
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-__all__ = ["FieldError", "FieldErrors", "field_errors", "invalid"]
+__all__ = ["FieldError", "FieldErrors", "invalid", "UNPROCESSABLE"]
 
 
 class FieldError(BaseModel):
@@ -32,10 +32,3 @@ UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
 def invalid(loc: Sequence[str | int], message: str) -> HTTPException:
     """A 422 naming one field."""
     return HTTPException(422, [{"loc": list(loc), "msg": message, "type": "value_error"}])
-
-
-def field_errors(exc: ValidationError, prefix: Sequence[str | int] = ("body",),
-                 strip: int = 0) -> HTTPException:
-    """A 422 with each of ``exc``'s errors at ``prefix`` + its path (minus its first ``strip`` parts)."""
-    return HTTPException(422, [{"loc": [*prefix, *error["loc"][strip:]], "msg": error["msg"], "type": error["type"]}
-                               for error in exc.errors(include_url=False, include_context=False)])

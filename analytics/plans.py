@@ -9,11 +9,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, Field, ValidationError
 
-from ratewarden.enforcer.policy import Policy, Tier
+from ratewarden.enforcer.policy import Capacity, Policy, Tier
 from ratewarden.enforcer.tiers import TierStore, with_live_tiers
 
 from .audit import Actor, AuditLog
-from .fielderrors import UNPROCESSABLE, field_errors
+from .fielderrors import UNPROCESSABLE, invalid
 
 __all__ = ["PlanInfo", "TiersView", "plans_router", "Plans"]
 
@@ -55,6 +55,10 @@ class Plans:
         live = self.store.all()
         return (with_live_tiers(self.file_policy, live).tiers if self.file_policy else live), live
 
+    def capacity(self) -> list[Capacity]:
+        """The capacities with run-time tiers' shares laid over the file's."""
+        return with_live_tiers(self.file_policy, self.store.all()).capacity if self.file_policy else []
+
     def get(self, name: str) -> Tier | None:
         return self.effective()[0].get(name)
 
@@ -65,20 +69,40 @@ class Plans:
         in_file = self.file_policy is not None and name in self.file_policy.tiers
         origin: Literal["file", "runtime", "runtime over file"] = (
             ("runtime over file" if in_file else "runtime") if name in live else "file")
-        shares = {c.name: c.shares[name] for c in (self.file_policy.capacity if self.file_policy else [])
-                  if name in c.shares}
+        shares = {c.name: c.shares[name] for c in self.capacity() if name in c.shares}
         return PlanInfo(name=name, origin=origin, shadow=tier.shadow, tier=tier.model_dump(mode="json"),
                         capacity_shares=shares)
 
     def set(self, name: str, tier: Tier) -> None:
         """Validate ``tier`` within the whole policy (a 422 naming each bad field), then store it."""
+        capacities = self.file_policy.capacity if self.file_policy else []
+        known = {c.name for c in capacities}
+        for capacity in tier.capacity_shares or {}:
+            if capacity not in known:
+                raise invalid(["body", "capacity_shares", capacity],
+                              f"no capacity {capacity!r}; capacities are: {', '.join(sorted(known)) or 'none'}")
         if self.file_policy is not None:
+            live = self.store.all()
             try:
-                Policy.model_validate({**self.file_policy.model_dump(), "tiers": {**self.file_policy.tiers,
-                                                                                   name: tier}})
+                Policy.model_validate({**self.file_policy.model_dump(),
+                                       "tiers": {**self.file_policy.tiers, **live, name: tier}})
             except ValidationError as exc:
-                raise field_errors(exc, ("body",), strip=2) from None
+                raise HTTPException(422, [_placed(error, name, capacities) for error in exc.errors(
+                    include_url=False, include_context=False)]) from None
         self.store.set(name, tier)
+
+
+def _placed(error: Any, tier: str, capacities: list[Capacity]) -> dict[str, Any]:
+    """A policy-wide validation error at its place in the tier's body: a capacity whose shares no
+    longer fit is the tier's ``capacity_shares.<name>``."""
+    loc = list(error["loc"])
+    if loc[:2] == ["tiers", tier]:
+        loc = loc[2:]
+    elif loc[:1] == ["capacity"] and len(loc) > 1 and isinstance(loc[1], int) and loc[1] < len(capacities):
+        loc = ["capacity_shares", capacities[loc[1]].name]
+    else:
+        loc = []
+    return {"loc": ["body", *loc], "msg": error["msg"], "type": error["type"]}
 
 
 def plans_router(plans: Plans, audit: AuditLog) -> APIRouter:

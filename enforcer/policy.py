@@ -12,7 +12,7 @@ from .durations import parse_duration
 from .rates import parse_rates
 
 __all__ = ["Algorithm", "Scope", "Rule", "Quotas", "Tier", "Endpoint", "Capacity", "Policy", "StatusSet", "status_in",
-           "parse_route_pattern", "route_matches", "rules_from"]
+           "parse_route_pattern", "route_matches", "rules_from", "with_tier_shares"]
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -241,13 +241,19 @@ class Quotas(_ResponseAware):
     )
 
 
+Share = Annotated[float, Field(gt=0, le=1)]
+
+
 class Tier(_Model):
-    """A named plan: its rules, its quotas and what to do when Redis is away."""
+    """A named plan: its rules, its quotas, its shares of capacities and what to do when Redis is away."""
 
     rules: Rules = Field(default_factory=list)
     quotas: Quotas = Field(default_factory=Quotas)
     fail_mode: Literal["open", "closed"] = "open"
     shadow: bool = Field(default=False, description="every rule and quota of this tier is a shadow")
+    capacity_shares: dict[str, Share] | None = Field(
+        default=None, description="capacity name -> this tier's share of it (0-1], in place of what the "
+        "capacities' `shares` say of this tier (a capacity left out: no share); null: as they say")
 
     @field_validator("rules")
     @classmethod
@@ -284,7 +290,7 @@ class Capacity(_Model):
     limit: PositiveInt = Field(description="cost units per period, all clients together")
     period: Seconds = 1.0
     algorithm: Literal[Algorithm.fixed_window, Algorithm.sliding_window_counter] = Algorithm.sliding_window_counter
-    shares: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
+    shares: dict[str, Share] = Field(
         default_factory=dict, description="tier -> the most of the capacity it may use (0-1]")
     shed_status: Literal[429, 503] = Field(429, description="429 (rate limited) or 503 with Retry-After (load shed)")
     shadow: bool = False
@@ -315,6 +321,22 @@ class Policy(_Model):
     capacity: list[Capacity] = Field(default_factory=list, description="shared capacity of endpoints, by tier")
     shadow: bool = Field(default=False, description="every rule of the policy is a shadow: nothing is denied")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _tiers_own_shares(cls, data: object) -> object:
+        """Fold each tier's ``capacity_shares`` into the capacities' ``shares`` (then validated as usual)."""
+        if not isinstance(data, dict) or not isinstance(data.get("tiers"), dict):
+            return data
+        given = {}
+        for name, tier in data["tiers"].items():
+            shares = tier.capacity_shares if isinstance(tier, Tier) else (
+                tier.get("capacity_shares") if isinstance(tier, dict) else None)
+            if isinstance(shares, dict):
+                given[name] = shares
+        if not given or not isinstance(data.get("capacity"), list):
+            return data
+        return {**data, "capacity": [with_tier_shares(c, given) for c in data["capacity"]]}
+
     @field_validator("tiers")
     @classmethod
     def _tier_names(cls, tiers: dict[str, Tier]) -> dict[str, Tier]:
@@ -334,6 +356,11 @@ class Policy(_Model):
         names = [c.name for c in self.capacity]
         if len(set(names)) != len(names):
             raise ValueError("capacity names must be unique")
+        for tier_name, tier in self.tiers.items():
+            unknown = set(tier.capacity_shares or ()) - set(names)
+            if unknown:
+                raise ValueError(f"tier {tier_name!r} has capacity_shares of unknown capacities {sorted(unknown)}; "
+                                 f"capacities are: {', '.join(names) or 'none'}")
         for capacity in self.capacity:
             unknown = set(capacity.shares) - set(self.tiers)
             if unknown:
@@ -351,3 +378,15 @@ class Policy(_Model):
             if route_matches(endpoint.route, route):
                 return endpoint
         return None
+
+
+def with_tier_shares(capacity: object, given: dict[str, dict[str, float]]) -> object:
+    """``capacity`` (a Capacity or its mapping) with the tiers in ``given`` (tier -> capacity name ->
+    share) holding exactly the shares they name of it; other tiers' shares as they were."""
+    fields = capacity.model_dump() if isinstance(capacity, Capacity) else capacity
+    if not isinstance(fields, dict) or not isinstance(fields.get("shares", {}), dict):
+        return capacity  # malformed: its own validation says how
+    name = fields.get("name")
+    shares = {t: s for t, s in fields.get("shares", {}).items() if t not in given}
+    shares.update({t: s[name] for t, s in given.items() if name in s})
+    return {**fields, "shares": shares}

@@ -7,21 +7,40 @@ from __future__ import annotations
 from typing import cast
 
 import redis
+from pydantic import ValidationError
 from redis.cluster import RedisCluster
 
 from .changes import commit_change
-from .policy import Policy, Tier
+from .logs import get_logger
+from .policy import Capacity, Policy, Tier, with_tier_shares
 
 __all__ = ["TierStore", "TIERS_HASH", "with_live_tiers"]
+
+log = get_logger("ratewarden.enforcer")
 
 TIERS_HASH = "rw:{ctl}:tiers"  # field: tier name -> Tier (JSON)
 
 
 def with_live_tiers(policy: Policy, tiers: dict[str, Tier]) -> Policy:
-    """``policy`` with ``tiers`` replacing or adding tiers of the same names."""
+    """``policy`` with ``tiers`` replacing or adding tiers of the same names, and their
+    ``capacity_shares`` (if set) in place of the capacities' shares for them.
+
+    A capacity whose shares would no longer fit (the policy file changed under a run-time tier)
+    keeps the file's shares, and is logged."""
     if not tiers:
         return policy
-    return policy.model_copy(update={"tiers": {**policy.tiers, **tiers}})
+    update: dict[str, object] = {"tiers": {**policy.tiers, **tiers}}
+    given = {name: tier.capacity_shares for name, tier in tiers.items() if tier.capacity_shares is not None}
+    if given and policy.capacity:
+        capacity = []
+        for entry in policy.capacity:
+            try:
+                capacity.append(Capacity.model_validate(with_tier_shares(entry, given)))
+            except ValidationError as exc:
+                log.warning("tier_shares_refused", capacity=entry.name, error=str(exc.errors()[0]["msg"]))
+                capacity.append(entry)
+        update["capacity"] = capacity
+    return policy.model_copy(update=update)
 
 
 class TierStore:
@@ -32,7 +51,8 @@ class TierStore:
 
     def set(self, name: str, tier: Tier) -> None:
         """Store ``tier`` under ``name``; every enforcer uses it within a second."""
-        Policy(tiers={name: tier}, anonymous_tier=name, default_tier=name)  # the name must be valid too
+        bare = tier.model_copy(update={"capacity_shares": None})  # capacities are the whole policy's to check
+        Policy(tiers={name: bare}, anonymous_tier=name, default_tier=name)  # the name must be valid too
         self._write(name, tier.model_dump_json(exclude_defaults=True))
 
     def clear(self, name: str) -> bool:

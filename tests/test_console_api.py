@@ -8,12 +8,14 @@ import datetime as dt
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 import redis
 import schemathesis
+import yaml
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -25,6 +27,7 @@ from ratewarden.analytics.overrides_api import PENALTY_SOURCE
 from ratewarden.analytics.ranges import window_of
 from ratewarden.enforcer import Enforcer, EnforcerSettings, load_policy
 from ratewarden.enforcer.events import RequestEvent
+from ratewarden.enforcer.loader import PolicyError, policy_from_mapping
 from ratewarden.enforcer.overrides import Override, OverrideStore
 from ratewarden.examples.demo_fastapi.app import POLICY_FILE, create_app
 from ratewarden.stream.penalties import PENALTY_SOURCE_PREFIX
@@ -245,6 +248,52 @@ def test_a_bad_field_is_a_422_at_its_path(admin: TestClient, method: str, path: 
     assert response.status_code == 422, response.text
     assert loc in [error["loc"] for error in response.json()["detail"]], response.json()
     assert all(error["msg"] for error in response.json()["detail"])
+
+
+CAPACITY_POLICY = """
+anonymous_tier: anonymous
+default_tier: free
+tiers:
+  anonymous: {}
+  free: {}
+capacity:
+  - {name: items, endpoints: [GET /v1/items], limit: 10, period: 1d, algorithm: fixed_window,
+     shares: {anonymous: 0.2, free: 0.5}}
+"""
+
+
+def test_a_tier_share_of_capacity_changed_at_run_time(clickhouse: Any, redis_url: str, redis_sync: redis.Redis,
+                                                       tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(CAPACITY_POLICY)
+    app = create_admin_app(AdminSettings(admin_token=TOKEN, redis_url=redis_url, clickhouse_database=DB,
+                                         policy_file=str(policy_file)), clickhouse)
+    enforcer = Enforcer(load_policy(policy_file), EnforcerSettings(redis_url=redis_url, redis_budget_ms=2000))
+    with TestClient(app) as admin, TestClient(create_app(enforcer), client=("198.51.100.46", 50000)) as api:
+        assert admin.get("/api/v1/tiers/anonymous", headers=AUTH).json()["capacity_shares"] == {"items": 0.2}
+        assert [api.get("/v1/items").status_code for _ in range(3)] == [200, 200, 429]  # 0.2 of 10
+        too_much = admin.put("/api/v1/tiers/anonymous", headers=AUTH, json={"capacity_shares": {"items": 0.6}})
+        assert too_much.status_code == 422
+        assert [e["loc"] for e in too_much.json()["detail"]] == [["body", "capacity_shares", "items"]]
+        assert "sum to 1.1" in too_much.json()["detail"][0]["msg"]
+        unknown = admin.put("/api/v1/tiers/anonymous", headers=AUTH, json={"capacity_shares": {"search": 0.1}})
+        assert [e["loc"] for e in unknown.json()["detail"]] == [["body", "capacity_shares", "search"]]
+        changed = admin.put("/api/v1/tiers/anonymous", headers=AUTH, json={"capacity_shares": {"items": 0.4}})
+        assert changed.status_code == 200 and changed.json()["capacity_shares"] == {"items": 0.4}
+        took = wait_until(lambda: api.get("/v1/items").status_code == 200, 1.0, "the larger share honoured")
+        assert [api.get("/v1/items").status_code for _ in range(2)] == [200, 429]  # 4 of 10 in all
+    print(f"\nrun-time capacity share honoured after {took:.3f} s")
+
+
+def test_a_tier_own_capacity_shares_in_a_policy_file() -> None:
+    mapping = yaml.safe_load(CAPACITY_POLICY)
+    mapping["tiers"]["free"] = {"capacity_shares": {"items": 0.7}}
+    assert policy_from_mapping(mapping).capacity[0].shares == {"anonymous": 0.2, "free": 0.7}
+    mapping["tiers"]["anonymous"] = {"capacity_shares": {}}  # no share of any capacity: bounded by it alone
+    assert policy_from_mapping(mapping).capacity[0].shares == {"free": 0.7}
+    mapping["tiers"]["free"] = {"capacity_shares": {"items": 0.9, "search": 0.1}}
+    with pytest.raises(PolicyError, match="unknown capacities \\['search'\\]"):
+        policy_from_mapping(mapping)
 
 
 def test_penalties_cleared_in_one_call_and_audited(admin: TestClient, redis_sync: redis.Redis) -> None:
