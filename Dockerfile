@@ -6,6 +6,11 @@
 # (the default target is the worker). ClickHouse is a server here, never the embedded engine.
 FROM grafana/grafana:12.4.10 AS grafana
 ARG CLICKHOUSE_PLUGIN_VERSION=4.20.0
+# outside /var/lib/grafana, so that the volume holding Grafana's data never hides the plugin
+ENV GF_PATHS_PLUGINS=/usr/share/grafana/pinned-plugins
+USER root
+RUN mkdir -p "$GF_PATHS_PLUGINS" && chown grafana "$GF_PATHS_PLUGINS"
+USER grafana
 RUN grafana cli --pluginsDir "$GF_PATHS_PLUGINS" plugins install grafana-clickhouse-datasource "$CLICKHOUSE_PLUGIN_VERSION"
 
 FROM python:3.11-slim AS base

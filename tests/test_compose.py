@@ -149,6 +149,10 @@ def test_state_that_must_outlive_a_container_is_on_a_volume() -> None:
     assert mount_target("clickhouse", "clickhouse-data") == "/var/lib/clickhouse"
     assert mount_target("redis", "redis-data") == "/data" and "--appendonly" in SERVICES["redis"]["command"]
     assert mount_target("prometheus", "prometheus-data") == "/prometheus"
+    assert mount_target("grafana", "grafana-data") == "/var/lib/grafana"
+    # the pinned plugin is installed where that volume cannot hide it
+    plugins = re.search(r"^ENV GF_PATHS_PLUGINS=(\S+)$", STAGES["grafana"], re.M)
+    assert plugins and not plugins.group(1).startswith("/var/lib/grafana")
 
 
 def test_published_ports_listen_on_loopback_unless_told_otherwise() -> None:
