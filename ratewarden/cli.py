@@ -361,8 +361,8 @@ def up(
 
     Valkey (one server, a cluster or a Sentinel set-up: --redis), the Kafka broker (Tansu),
     ClickHouse (chDB), a stream worker, the admin API with its console, and the demo API
-    behind the enforcer. A process that dies is restarted with backoff; one in a crash loop
-    stops everything with exit code 1. Set RATEWARDEN_REDIS_URL, RATEWARDEN_KAFKA_BOOTSTRAP
+    behind the enforcer. A process that dies or hangs is restarted with backoff; one in a
+    crash loop stops everything with exit code 1. Set RATEWARDEN_REDIS_URL, RATEWARDEN_KAFKA_BOOTSTRAP
     or RATEWARDEN_CLICKHOUSE_URL to use existing servers.
     """
     _require_stack("ratewarden up")
