@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from pathlib import Path as PathlibPath
 from typing import Annotated, Any, Literal
 
 import redis
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
@@ -31,6 +29,7 @@ from ratewarden.enforcer.topology import parse_redis_url, sync_client
 from . import queries
 from .audit import AuditLog, audit_router
 from .client import ClickHouse, Serialized
+from .console_assets import console_router
 from .insights_api import insights_router
 from .keys_api import MAX_GRACE_S, keys_router
 from .overrides_api import ClientId, overrides_router
@@ -39,8 +38,6 @@ from .recommend_api import recommend_router
 from .tokens import expiring_token, token_valid
 
 __all__ = ["AdminSettings", "create_admin_app", "expiring_token", "token_valid"]
-
-CONSOLE_PAGE = PathlibPath(__file__).parent / "console" / "index.html"
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
@@ -137,13 +134,7 @@ def create_admin_app(settings: AdminSettings, clickhouse: ClickHouse,
             encoder, content_type = choose_encoder(request.headers.get("accept", ""))
             return Response(encoder(REGISTRY), headers={"content-type": content_type})
 
-    @app.get("/console", include_in_schema=False)
-    def console() -> HTMLResponse:
-        """The web console: a static page (no data) that signs in with the admin token and
-        reads everything through the API below."""
-        return HTMLResponse(CONSOLE_PAGE.read_text(), headers={
-            "content-security-policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
-            "cache-control": "no-store"})
+    app.include_router(console_router())  # the console's static files: no data, no token needed
 
     # -- usage ---------------------------------------------------------------------
 

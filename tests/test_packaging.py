@@ -33,6 +33,9 @@ def test_the_wheel_installs_one_import_package_with_its_data(wheel: Path) -> Non
     assert top_level == {"ratewarden"}
     for data in ("ratewarden/py.typed", "ratewarden/enforcer/lua/decide.lua",
                  "ratewarden/enforcer/schema/request_event.schema.json", "ratewarden/analytics/console/index.html",
+                 "ratewarden/analytics/console/js/app.js", "ratewarden/analytics/console/js/pages/keys.js",
+                 "ratewarden/analytics/console/vendor/uplot/uPlot.iife.min.js",
+                 "ratewarden/analytics/console/vendor/uplot/LICENSE",
                  "ratewarden/dashboards/json/overview.json", "ratewarden/examples/policy.yaml",
                  "ratewarden/examples/demo_fastapi/app.py"):
         assert data in names, data

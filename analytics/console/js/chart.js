@@ -1,0 +1,78 @@
+// Time-series charts on the vendored uPlot (window.uPlot, loaded by index.html): a UTC time
+// axis, a y axis with its unit, a legend (click a series to hide it) and a tooltip at the cursor.
+import { h, fmt } from "./dom.js";
+
+export const COLORS = ["#2563eb", "#059669", "#dc2626", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
+const utc = (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC");
+
+function tooltip(unit) {
+  let tip;
+  return {
+    hooks: {
+      init(u) { tip = h("div", { class: "chart-tip", hidden: true, role: "tooltip" }); u.over.append(tip); },
+      setCursor(u) {
+        const i = u.cursor.idx;
+        if (i === null || i === undefined || u.cursor.left < 0) { tip.hidden = true; return; }
+        const lines = [fmt.time(u.data[0][i])];
+        u.series.forEach((s, k) => {
+          if (k > 0 && s.show) lines.push(`${s.label}: ${formatValue(u.data[k][i], unit)}`);
+        });
+        tip.replaceChildren(...lines.map((line) => h("div", {}, line)));
+        tip.hidden = false;
+        const left = u.cursor.left + 12;
+        tip.style.left = `${Math.min(left, u.over.clientWidth - tip.offsetWidth - 4)}px`;
+        tip.style.top = `${Math.max(0, u.cursor.top - tip.offsetHeight - 8)}px`;
+      },
+    },
+  };
+}
+
+function formatValue(v, unit) {
+  if (v === null || v === undefined) return "–";
+  return unit === "ms" ? fmt.ms(v) : `${fmt.int(v)} ${unit}`;
+}
+
+// timeChart({title, unit, times: [unix s], series: [{label, values, color?, dash?}], step?})
+// -> an element holding the chart; data-points and data-total-<label> are there for tests and scripts.
+export function timeChart({ title, unit, times, series, stepLabel, height = 220 }) {
+  const box = h("figure", { class: "chart", "aria-label": title, "data-points": times.length });
+  const caption = h("figcaption", { class: "muted" }, `${title} (${unit}${stepLabel ? ` per ${stepLabel}` : ""}, UTC)`);
+  series.forEach((s) => box.setAttribute(`data-total-${s.label.replace(/[^a-z0-9]+/gi, "-").toLowerCase()}`,
+                                          String(s.values.reduce((a, b) => a + (Number(b) || 0), 0))));
+  box.append(caption);
+  const draw = () => {
+    if (!box.isConnected) return requestAnimationFrame(draw);
+    const width = Math.max(280, box.clientWidth - 4);
+    const opts = {
+      width, height, tzDate: utc, plugins: [tooltip(unit)],
+      cursor: { focus: { prox: 16 } },
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      axes: [{ label: "time (UTC)", labelSize: 20, size: 40, values: (u, ticks) => ticks.map((ts) => tick(ts, times)) },
+             { label: unit, labelSize: 20, size: 60, values: (u, vals) => vals.map((v) => unit === "ms" ? v.toFixed(1) : fmt.int(v)) }],
+      legend: { live: true },
+      series: [{ label: "time", value: (u, ts) => ts === null ? "–" : fmt.time(ts) },
+               ...series.map((s, i) => ({ label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: 2,
+                                          dash: s.dash, points: { show: times.length <= 40 },
+                                          value: (u, v) => formatValue(v, unit) }))],
+    };
+    const plot = new window.uPlot(opts, [times, ...series.map((s) => s.values.map((v) => v === null ? null : Number(v)))], box);
+    const resize = new ResizeObserver(() => {
+      if (!box.isConnected) { resize.disconnect(); plot.destroy(); return; }
+      const w = Math.max(280, box.clientWidth - 4);
+      if (Math.abs(w - plot.width) > 2) plot.setSize({ width: w, height });
+    });
+    resize.observe(box);
+  };
+  if (!times.length) box.append(h("p", { class: "empty" }, "no data in this range"));
+  else requestAnimationFrame(draw);
+  return box;
+}
+
+// A tick of the time axis: "07:05" within a day, "12-01 07:00" within a week, "12-01" beyond.
+function tick(ts, times) {
+  const span = times.length > 1 ? times[times.length - 1] - times[0] : 0;
+  const iso = new Date(ts * 1000).toISOString();
+  return span <= 86400 ? iso.slice(11, 16) : span <= 8 * 86400 ? `${iso.slice(5, 10)} ${iso.slice(11, 16)}` : iso.slice(5, 10);
+}
+
+export const unix = (iso) => Math.floor(new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(iso) ? iso : iso + "Z").getTime() / 1000);
