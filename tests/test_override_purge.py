@@ -5,6 +5,7 @@ existed (measured by entries fetched and parsed, not by time)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -12,6 +13,8 @@ import redis
 from ratewarden.enforcer.live import SyncLiveState
 from ratewarden.enforcer.overrides import OVERRIDES_EXPIRY, OVERRIDES_HASH, Override, OverrideStore
 from ratewarden.stream.upkeep import OverridePurger
+
+from .stream_support import start_worker, worker_env
 
 LAPSED = 10_000
 
@@ -73,3 +76,24 @@ def test_overrides_written_before_the_index_are_indexed_then_purged(redis_sync: 
     assert store.index_expiring() == 1
     assert store.purge_expired() == 1
     assert [o.client_id for o in store.list(include_expired=True)] == ["k:forever"]
+
+
+def test_a_running_worker_purges_lapsed_overrides(kafka_bootstrap_url: str, redis_url: str,
+                                                  redis_sync: redis.Redis, tmp_path: Path) -> None:
+    """The worker runs the purger: lapsed penalties leave Redis without anyone asking."""
+    store = OverrideStore(redis_sync)
+    store.set(Override(client_id="k:operator", block=True))
+    for i in range(LAPSED):
+        store.set(Override(client_id=f"ip:10.9.{i // 256}.{i % 256}", block=True, source="stream:scraping",
+                           expires_at=time.time() - 1))
+    assert reload_cost(redis_sync) == LAPSED + 1
+    env = worker_env(kafka_bootstrap_url, redis_url, tmp_path, RATEWARDEN_OVERRIDE_PURGE_INTERVAL_S="1")
+    worker = start_worker(env, tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while redis_sync.hlen(OVERRIDES_HASH) > 1:
+            assert time.monotonic() < deadline, f"{redis_sync.hlen(OVERRIDES_HASH)} overrides left"
+            time.sleep(0.2)
+    finally:
+        worker.stop(timeout_s=15)
+    assert reload_cost(redis_sync) == 1 and redis_sync.zcard(OVERRIDES_EXPIRY) == 0
