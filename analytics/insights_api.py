@@ -124,16 +124,17 @@ def insights_router(clickhouse: ClickHouse, db: str, plans: Plans, overrides: Ov
         info, start, stop = window(range, end)
         bucket = info.bucket_s
         override = overrides.get(client_id)
-        tier = (override.tier if override is not None and override.tier else None) or insights.latest_tier(
-            clickhouse, client_id, start, stop, db=db)
+        store = keys()
+        record = store.get(client_id[2:]) if store is not None and client_id.startswith("k:") else None
+        tier = ((override.tier if override is not None else None)
+                or insights.latest_tier(clickhouse, client_id, start, stop, db=db)
+                or (record.tier if record is not None else None))
         plan = plans.get(tier) if tier else None
         if plan is not None and override is not None:
             plan = override.custom_tier(plan) or plan
         quota = queries.quota_consumption(clickhouse, client_id, stop.date(),
                                           plan.quotas.billing_anchor_day if plan else None, db=db)
         denials = insights.denials(clickhouse, "client_id", client_id, start, stop, bucket, db=db)
-        store = keys()
-        record = store.get(client_id[2:]) if store is not None and client_id.startswith("k:") else None
         points = insights.series(clickhouse, "client_id", client_id, start, stop, bucket, db=db)
         return ClientView(
             client_id=client_id, tier=tier, window=info, series=[Point(**p) for p in points],

@@ -110,7 +110,8 @@ def keys_router(store: Callable[[], ApiKeyStore], audit: AuditLog, tier_names: C
     def list_keys() -> list[KeyInfo]:
         """Every key's id, owner, tier, note, prefix and status (never the key)."""
         keys = store()
-        return [info(keys, record) for record in keys.list()]
+        previous = keys.previous_all()
+        return [KeyInfo.of(record, previous.get(record.id)) for record in keys.list()]
 
     @router.get("/{key_id}")
     def get_key(key_id: KeyId) -> KeyInfo:

@@ -92,6 +92,15 @@ class ApiKeyStore:
         found = self._current(key_id)
         return found[1] if found else None
 
+    def previous_all(self) -> dict[str, ApiKeyRecord]:
+        """Key id -> the live record of the secret its last rotation replaced (for every such key)."""
+        digests = {as_bytes(i): as_bytes(d) for i, d in self.client.hgetall(PREVIOUS_HASH).items()}
+        if not digests:
+            return {}
+        raws = self.client.hmget(KEYS_HASH, [d.decode() for d in digests.values() if d is not None])
+        records = (decode_record(raw) for raw in raws if raw)
+        return {r.id: r for r in records if r.live()}
+
     def previous(self, key_id: str) -> ApiKeyRecord | None:
         """The record of the secret ``key_id`` replaced at its last rotation, while it is still live."""
         digest = as_bytes(self.client.hget(PREVIOUS_HASH, key_id))

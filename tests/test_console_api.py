@@ -190,9 +190,12 @@ def test_a_rotated_key_works_beside_the_new_one_for_the_grace_period_only(admin:
 
 
 def test_the_default_grace_period_is_the_setting(admin: TestClient) -> None:
-    key_id = admin.post("/api/v1/keys", headers=AUTH, json={"owner": "acme"}).json()["record"]["id"]
+    created = admin.post("/api/v1/keys", headers=AUTH, json={"owner": "acme"}).json()
+    key_id = created["record"]["id"]
     record = admin.post(f"/api/v1/keys/{key_id}/rotate", headers=AUTH).json()["record"]
     assert record["previous"]["expires_at"] == pytest.approx(record["created_at"] + 3600, abs=1)
+    [listed] = admin.get("/api/v1/keys", headers=AUTH).json()
+    assert listed["previous"] == record["previous"] and listed["previous"]["prefix"] == created["api_key"][:7]
 
 
 def test_revoking_a_rotated_key_refuses_both_secrets_within_a_second(admin: TestClient, redis_url: str) -> None:
