@@ -57,6 +57,32 @@ class Quota(BaseModel):
     month_limit: int | None = Field(description="the tier's monthly quota (cost units); null: none")
 
 
+class Alert(BaseModel):
+    dedup_key: str
+    alert_type: str
+    severity: str
+    client_id: str
+    tier: str
+    window_start: dt.datetime
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    occurrences: int
+    evidence: dict[str, Any]
+    suggested_action: str
+    version: int
+
+
+class Penalty(BaseModel):
+    penalty_id: str
+    client_id: str
+    action: str = Field(description="block or throttle")
+    tier: str
+    detector: str
+    reason: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+
 class Window(BaseModel):
     range: RangeName
     start: dt.datetime
@@ -72,8 +98,8 @@ class ClientView(BaseModel):
     denials: list[DenialPoint]
     denial_totals: list[DenialTotal]
     quota: Quota
-    alerts: list[dict[str, Any]]
-    penalties: list[dict[str, Any]]
+    alerts: list[Alert] = Field(description="alerts about the client in the range, newest first (at most 50)")
+    penalties: list[Penalty] = Field(description="penalties applied to it in the range, newest first (at most 50)")
     override: Override | None
     key: KeyInfo | None = Field(description="its API key (k:<id> clients)")
 
@@ -142,8 +168,8 @@ def insights_router(clickhouse: ClickHouse, db: str, plans: Plans, overrides: Ov
             quota=Quota(**{k: v for k, v in quota.items() if k != "client_id"},
                         day_limit=plan.quotas.daily if plan else None,
                         month_limit=plan.quotas.monthly if plan else None),
-            alerts=queries.alert_history(clickhouse, start, stop, client_id, 50, db=db),
-            penalties=queries.penalty_history(clickhouse, start, stop, client_id, 50, db=db),
+            alerts=[Alert(**a) for a in queries.alert_history(clickhouse, start, stop, client_id, 50, db=db)],
+            penalties=[Penalty(**p) for p in queries.penalty_history(clickhouse, start, stop, client_id, 50, db=db)],
             override=override,
             key=KeyInfo.of(record, store.previous(record.id)) if store is not None and record is not None else None)
 

@@ -27,14 +27,14 @@ class PlanInfo(BaseModel):
     origin: Literal["file", "runtime", "runtime over file"] = Field(
         description="the policy file's, set at run time, or set at run time over the file's")
     shadow: bool = Field(description="the tier is evaluated and reported but never denies")
-    tier: dict[str, Any] = Field(description="the effective tier (rules, quotas, fail_mode, shadow): "
-                                             "the body PUT /tiers/{name} takes")
+    tier: Tier = Field(description="the effective tier (rules, quotas, fail_mode, shadow, capacity_shares): "
+                                   "the body PUT /tiers/{name} takes")
     capacity_shares: dict[str, float] = Field(
         description="capacity name -> the share of it this tier may use (from the policy file)")
 
 
 class TiersView(BaseModel):
-    tiers: dict[str, dict[str, Any]] = Field(description="name -> effective tier")
+    tiers: dict[str, Tier] = Field(description="name -> effective tier")
     runtime: list[str] = Field(description="names of tiers set at run time")
     plans: list[PlanInfo]
 
@@ -70,8 +70,7 @@ class Plans:
         origin: Literal["file", "runtime", "runtime over file"] = (
             ("runtime over file" if in_file else "runtime") if name in live else "file")
         shares = {c.name: c.shares[name] for c in self.capacity() if name in c.shares}
-        return PlanInfo(name=name, origin=origin, shadow=tier.shadow, tier=tier.model_dump(mode="json"),
-                        capacity_shares=shares)
+        return PlanInfo(name=name, origin=origin, shadow=tier.shadow, tier=tier, capacity_shares=shares)
 
     def set(self, name: str, tier: Tier) -> None:
         """Validate ``tier`` within the whole policy (a 422 naming each bad field), then store it."""
@@ -122,7 +121,7 @@ def plans_router(plans: Plans, audit: AuditLog) -> APIRouter:
     def list_tiers() -> TiersView:
         """The effective tiers (the policy file's, with run-time changes laid over) and which are run-time."""
         effective, live = plans.effective()
-        return TiersView(tiers={n: t.model_dump(mode="json") for n, t in effective.items()}, runtime=sorted(live),
+        return TiersView(tiers=effective, runtime=sorted(live),
                          plans=[plans.info(n, t, live) for n, t in sorted(effective.items())])
 
     @router.get("/{name}")

@@ -9,6 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from ratewarden.enforcer.policy import Rule
+
 from .audit import Actor, AuditLog
 from .client import ClickHouse
 from .fielderrors import UNPROCESSABLE
@@ -53,7 +55,7 @@ class StageRequest(BaseModel):
 
 
 class Staged(BaseModel):
-    rule: dict[str, object] = Field(description="the shadow rule added")
+    rule: Rule = Field(description="the shadow rule added")
     plan: PlanInfo
 
 
@@ -81,6 +83,6 @@ def recommend_router(clickhouse: ClickHouse, db: str, plans: Plans, audit: Audit
         if staged is None:
             raise HTTPException(404, f"no tier {request.tier!r}")
         rule, after = staged
-        return Staged(rule=rule.model_dump(mode="json"), plan=plans.info(request.tier, after, plans.effective()[1]))
+        return Staged(rule=rule, plan=plans.info(request.tier, after, plans.effective()[1]))
 
     return router

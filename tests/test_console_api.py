@@ -68,6 +68,16 @@ def seeded(clickhouse: Any) -> list[RequestEvent]:
     for offset, event in enumerate(found):
         sink.add(0, offset, event)
     sink.flush()
+    seen = start + dt.timedelta(minutes=1)
+    clickhouse.insert(f"{DB}.alerts", [["retry|k:legit0001", "retry_storm", "medium", "k:legit0001", "free", seen,
+                                        seen, seen, 2, '{"retries": 40}', "throttle", 1]],
+                      column_names=["dedup_key", "alert_type", "severity", "client_id", "tier", "window_start",
+                                    "first_seen", "last_seen", "occurrences", "evidence", "suggested_action",
+                                    "version"])
+    clickhouse.insert(f"{DB}.penalties", [["p1", "k:legit0001", "throttle", "free", "retry_storm", "retries", seen,
+                                           seen + dt.timedelta(minutes=15)]],
+                      column_names=["penalty_id", "client_id", "action", "tier", "detector", "reason", "created_at",
+                                    "expires_at"])
     return found
 
 
@@ -344,6 +354,8 @@ def test_a_client_and_an_endpoint_over_an_hour(admin: TestClient, seeded: list[R
     assert sum(p["max_latency_ms"] > 0 for p in body["series"]) == len(by_minute)
     assert body["tier"] == mine[0].tier and body["quota"]["day_used"] == sum(e.cost for e in mine if e.allowed)
     assert body["quota"]["day_limit"] == load_policy(POLICY_FILE).tiers[mine[0].tier].quotas.daily
+    assert [(a["alert_type"], a["evidence"]) for a in body["alerts"]] == [("retry_storm", {"retries": 40})]
+    assert [(p["penalty_id"], p["action"]) for p in body["penalties"]] == [("p1", "throttle")]
 
     route = "GET /v1/items/{item_id}"  # the route the simulated retry storm was denied on
     detail = admin.get("/api/v1/endpoints/detail", headers=AUTH, params={"route": route, "range": "24h"}).json()
