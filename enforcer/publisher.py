@@ -1,21 +1,27 @@
 """Publishing request events to Kafka without slowing requests or losing events silently.
 
-The request path only appends to a bounded in-memory queue (or, when it is full,
-to the spill file). A background sender, an asyncio task in ASGI apps or a daemon
-thread with its own loop in WSGI apps, batches events by partition (keyed by
-client, so one client's events stay in order in one partition) and sends them
-with aiokafka. While Kafka is unreachable everything goes to the spill; once it
-answers again the spill is replayed oldest first and removed. Only past the
-spill cap are events dropped, and each drop is counted.
+On the request path, ``publish`` encodes the event and hands it to librdkafka
+(confluent-kafka's ``Producer``): about a microsecond under the GIL, after which
+librdkafka's own threads batch, compress and send it, keyed by client id (murmur2, as
+Java and aiokafka partition, so one client's events stay in order in one partition
+whichever producer wrote them). A daemon thread serves librdkafka's delivery reports
+(one bound method, no per-event future), watches Kafka's health and replays the spill.
+
+While Kafka is unreachable, events go to the spill (disk); once it answers again the
+spill is replayed oldest first and removed, and new events wait in a bounded queue
+meanwhile. An event librdkafka could not deliver within the delivery timeout, or still
+held at shutdown after the flush timeout, is spilled too: none stays in doubt. Only past
+the spill cap are events dropped, and each drop is counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from prometheus_client import Counter, Gauge
@@ -27,6 +33,9 @@ from .logs import get_logger
 from .settings import EnforcerSettings
 from .spill import Spill
 
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message, Producer
+
 __all__ = ["EventPublisher", "PublisherStats"]
 
 log = get_logger("ratewarden.publisher")
@@ -36,9 +45,9 @@ _SPILLED = Counter("ratewarden_events_spilled", "Events written to the spill whi
 _REPLAYED = Counter("ratewarden_events_replayed", "Spilled events delivered later")
 _DROPPED = Counter("ratewarden_events_dropped", "Events lost past the spill cap")
 _QUEUE = Gauge("ratewarden_events_queue_depth", "Events waiting in memory")
-_KAFKA_REQUEST_TIMEOUT_S = 5.0  # aiokafka expires an undelivered batch after this...
-_SEND_TIMEOUT_S = 3 * _KAFKA_REQUEST_TIMEOUT_S  # ...well before we stop waiting, so no batch is in doubt
+_PROBE_TIMEOUT_S = 2.0  # a metadata request this slow counts as Kafka being away
 _MAX_BACKOFF_S = 5.0
+_SERVE_INTERVAL_S = 0.05  # delivery reports are served in batches this far apart
 
 
 class _Keyed(msgspec.Struct):
@@ -59,219 +68,278 @@ class PublisherStats(msgspec.Struct):
 class EventPublisher:
     """Sends :class:`RequestEvent` s to ``settings.kafka_topic``. ``publish`` is the only
     call on the request path; start the sender with ``await start()`` (asyncio) or
-    ``start_thread()`` (WSGI), stop it with ``aclose()``/``close()`` (flushes)."""
+    ``start_thread()`` (WSGI), stop it with ``aclose()``/``close()`` (flushes, spills the rest)."""
 
     def __init__(self, settings: EnforcerSettings) -> None:
         if not settings.kafka_bootstrap:
             raise ValueError("no Kafka bootstrap servers configured (RATEWARDEN_KAFKA_BOOTSTRAP)")
-        require("kafka", "aiokafka", feature="publishing events (RATEWARDEN_KAFKA_BOOTSTRAP is set)")
+        require("kafka", "confluent_kafka", feature="publishing events (RATEWARDEN_KAFKA_BOOTSTRAP is set)")
         self.settings = settings
         self.topic = settings.kafka_topic
-        self._queue: deque[RequestEvent] = deque()
+        self._queue: deque[RequestEvent] = deque()  # events waiting while Kafka is away or a spill replays
         self._bound = settings.publish_queue_size
         self.spill = Spill(settings.spill_dir, settings.spill_max_bytes, settings.spill_segment_bytes)
         self.published = self.replayed = 0
-        self._producer: Any = None
-        self._partition_of: dict[bytes, int] = {}  # key -> partition, for the current partition count
-        self._partition_count = 0
+        self._counted = 0  # of ``published``, what the Prometheus counter has
+        self._producer: Producer | None = None
+        self._produce: Any = None  # the producer's bound produce(), once events may go straight to it
+        self._failed: list[bytes] = []  # undelivered events, spilled after each round of delivery reports
+        self._replay_pending = self._replay_failed = 0
         self._healthy = False
         self._reported_down = False
         self._closing = False
-        self._task: asyncio.Task | None = None
+        self._stopped = False
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        _QUEUE.set_function(lambda: len(self._queue))
+        _QUEUE.set_function(self._depth)
 
     # -- request path ------------------------------------------------------
 
     def publish(self, event: RequestEvent) -> None:
-        """Queue ``event`` (thread-safe, never blocks on Kafka)."""
-        if len(self._queue) < self._bound:
+        """Hand ``event`` to Kafka's client, else queue or spill it (thread-safe, never blocks on Kafka)."""
+        produce = self._produce
+        if produce is not None:
+            try:
+                produce(self.topic, encode_event(event), event.client_id)
+                return
+            except BufferError:  # librdkafka's queue is full: Kafka is slow or away
+                self._spill_lines((encode_event(event),))
+                return
+        if len(self._queue) < self._bound and not self._stopped:
             self._queue.append(event)
         else:
-            self._spill_events((event,))
+            self._spill_lines((encode_event(event),))
 
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        """Run the sender as a task of the running loop."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        """Start the sender thread (the ASGI app's lifespan calls this)."""
+        self.start_thread()
 
     def start_thread(self) -> None:
-        """Run the sender in a daemon thread with its own event loop."""
+        """Start the daemon thread that serves delivery reports, watches Kafka and replays the spill."""
         if self._thread is None:
-            ready = threading.Event()
-
-            def run() -> None:
-                self._loop = asyncio.new_event_loop()
-                self._task = self._loop.create_task(self._run())
-                ready.set()
-                self._loop.run_until_complete(self._task)
-
-            self._thread = threading.Thread(target=run, name="ratewarden-publisher", daemon=True)
+            self._producer = self._new_producer()  # a bad setting fails here, in the caller
+            self._thread = threading.Thread(target=self._run, name="ratewarden-publisher", daemon=True)
             self._thread.start()
-            ready.wait()
 
     async def aclose(self) -> None:
-        """Flush what is queued (to Kafka, or to the spill if it is away) and stop."""
-        self._closing = True
-        if self._task is not None:
-            await self._task
-            self._task = None
+        """Flush what is in flight (to Kafka, or to the spill if it does not answer in time) and stop."""
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
         self._closing = True
+        self._wake.set()
         if self._thread is not None:
-            self._thread.join(_SEND_TIMEOUT_S + 5)
+            self._thread.join(self.settings.publish_flush_timeout_s + _PROBE_TIMEOUT_S + 5)
             self._thread = None
 
     @property
     def connected(self) -> bool:
-        """True while the sender has a working connection to Kafka."""
+        """True while Kafka answers."""
         return self._healthy
 
     def stats(self) -> PublisherStats:
-        return PublisherStats(self.published, self.spill.written, self.replayed, self.spill.dropped, len(self._queue))
+        return PublisherStats(self.published, self.spill.written, self.replayed, self.spill.dropped, self._depth())
 
-    # -- sending -----------------------------------------------------------
+    def _depth(self) -> int:
+        """Events in memory: queued here, or in librdkafka awaiting delivery."""
+        producer = self._producer
+        return len(self._queue) + (len(producer) if producer is not None else 0)
 
-    def _spill_events(self, events: Iterable[RequestEvent]) -> None:
+    # -- the sender thread -------------------------------------------------
+
+    def _new_producer(self) -> Producer:
+        from confluent_kafka import Producer
+
+        s = self.settings
+        return Producer({
+            "bootstrap.servers": s.kafka_bootstrap,
+            "client.id": f"ratewarden-{s.service_name}",
+            # acks from every in-sync replica; no idempotent producer (Tansu refuses InitProducerId):
+            # a retried or replayed event may arrive twice, and downstream deduplicates by event id
+            "acks": "all",
+            "enable.idempotence": False,
+            # one request in flight per broker: a retry cannot overtake a later batch of the same client
+            "max.in.flight.requests.per.connection": 1,
+            "partitioner": "murmur2_random",  # what Java and aiokafka do with a key: the same client, same partition
+            "compression.type": s.publish_compression,
+            "linger.ms": s.publish_linger_ms,
+            "batch.num.messages": s.publish_max_batch,
+            "queue.buffering.max.messages": s.publish_queue_size,
+            # undelivered by then: reported failed and spilled, so nothing waits in librdkafka for ever
+            "message.timeout.ms": int(s.publish_delivery_timeout_s * 1000),
+            "request.timeout.ms": int(min(5.0, s.publish_delivery_timeout_s) * 1000),
+            "on_delivery": self._delivered,
+            "error_cb": self._error,
+            "logger": logging.getLogger("ratewarden.publisher.librdkafka"),
+            "log.connection.close": False,
+        })
+
+    def _run(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        backoff = 0.2
+        try:
+            while not self._closing:
+                if not self._healthy:
+                    self._go_away(producer)
+                    if not self._probe(producer):
+                        self._wake.wait(backoff)
+                        backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                        continue
+                    backoff = 0.2
+                if self.spill.pending:
+                    self._produce = None  # new events wait behind the spill, which goes first
+                    if not self._replay(producer):
+                        continue
+                self._drain(producer)
+                if self._healthy:
+                    self._produce = producer.produce
+                self._wake.wait(_SERVE_INTERVAL_S)
+                self._serve(producer, 0)
+        except Exception as exc:  # noqa: BLE001 - the sender must never die silently; what is left is spilled
+            log.error("publisher_failed", error=repr(exc))
+        finally:
+            self._shutdown(producer)
+
+    def _serve(self, producer: Producer, timeout: float) -> None:
+        """Deliver librdkafka's reports (our callbacks run here), then spill what failed."""
+        producer.poll(timeout)
+        _PUBLISHED.inc(self.published - self._counted)
+        self._counted = self.published
+        if self._failed:
+            failed, self._failed = self._failed, []
+            self._spill_lines(failed)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """librdkafka's delivery report for a live event (called from ``poll`` in the sender thread)."""
+        if err is None:
+            self.published += 1
+            return
+        value = msg.value()
+        if value is not None:
+            self._failed.append(value)
+        self._mark_down(err)
+
+    def _replay_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """The delivery report for a replayed event: its segment stays until all of it is delivered."""
+        self._replay_pending -= 1
+        if err is not None:
+            self._replay_failed += 1
+            self._mark_down(err)
+
+    def _error(self, err: KafkaError) -> None:
+        from confluent_kafka import KafkaError
+
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._mark_down(err)
+
+    def _mark_down(self, err: KafkaError) -> None:
+        self._produce = None
+        if self._healthy:
+            log.warning("kafka_unavailable", error=err.name(), spill=str(self.spill.directory))
+            self._reported_down = True
+        self._healthy = False
+
+    def _probe(self, producer: Producer) -> bool:
+        """Ask for the topic's metadata: True once Kafka answers with its partitions."""
+        from confluent_kafka import KafkaException
+
+        try:
+            metadata = producer.list_topics(self.topic, timeout=_PROBE_TIMEOUT_S)
+            topic = metadata.topics.get(self.topic)
+            if topic is None or topic.error is not None or not topic.partitions:
+                raise KafkaException(f"topic {self.topic} has no partitions")
+        except KafkaException as exc:
+            if not self._reported_down:
+                log.warning("kafka_unavailable", error=str(exc.args[0]), spill=str(self.spill.directory))
+                self._reported_down = True
+            return False
+        log.info("kafka_connected", topic=self.topic)
+        self._healthy, self._reported_down = True, False
+        return True
+
+    def _go_away(self, producer: Producer) -> None:
+        """Kafka is away: events not yet sent go to the spill (nothing waits in memory meanwhile)."""
+        self._produce = None
+        producer.purge(in_queue=True, in_flight=False, blocking=False)  # reported as failed: spilled below
+        self._serve(producer, 0)
+        self._spill_queue()
+
+    def _drain(self, producer: Producer) -> None:
+        """Hand the queued events to librdkafka (the queue fills only while Kafka is away or a spill replays)."""
+        queue = self._queue
+        while queue and self._healthy:
+            event = queue.popleft()
+            try:
+                producer.produce(self.topic, encode_event(event), event.client_id)
+            except BufferError:
+                queue.appendleft(event)
+                self._serve(producer, _SERVE_INTERVAL_S)
+
+    def _replay(self, producer: Producer) -> bool:
+        """Send the oldest spill segment; True once all of it is delivered and the segment removed."""
+        segment = self.spill.take_segment()
+        if segment is None:
+            return True
+        self._replay_pending = self._replay_failed = 0
+        sent = 0
+        for line in self.spill.read(segment):
+            try:
+                key = _key_of(line).client_id
+            except msgspec.DecodeError:
+                self.spill.dropped += 1  # a line torn by a crash mid-write
+                _DROPPED.inc()
+                continue
+            while True:
+                if not self._healthy or self._closing:
+                    return False  # the segment stays; what was sent will be duplicates, removed downstream by id
+                try:
+                    producer.produce(self.topic, line, key, on_delivery=self._replay_delivered)
+                    break
+                except BufferError:
+                    self._serve(producer, _SERVE_INTERVAL_S)
+            self._replay_pending += 1
+            sent += 1
+        while self._replay_pending and self._healthy and not self._closing:
+            self._serve(producer, _SERVE_INTERVAL_S)
+        if self._replay_pending or self._replay_failed:
+            return False
+        self.spill.done(segment)
+        self.replayed += sent
+        _REPLAYED.inc(sent)
+        log.info("spill_replayed", events=sent, segment=segment.name)
+        return True
+
+    def _shutdown(self, producer: Producer) -> None:
+        """Flush within the flush timeout; what is still undelivered then goes to the spill."""
+        self._stopped = True
+        self._produce = None
+        if self._healthy:
+            self._drain(producer)
+            producer.flush(self.settings.publish_flush_timeout_s)
+        # anything left is reported failed (_PURGE_*) to _delivered, which spills it; one purged
+        # in flight may still land in Kafka too: a duplicate, removed downstream by event id
+        producer.purge(in_queue=True, in_flight=True, blocking=False)
+        producer.flush(0)
+        self._serve(producer, 0)
+        self._spill_queue()
+        self.spill.close()
+        self._healthy = False
+        log.info("publisher_stopped", **msgspec.structs.asdict(self.stats()))
+
+    # -- the spill ---------------------------------------------------------
+
+    def _spill_lines(self, lines: Iterable[bytes]) -> None:
         before = self.spill.dropped
-        kept = self.spill.write(encode_event(e) for e in events)
+        kept = self.spill.write(lines)
         _SPILLED.inc(kept)
         _DROPPED.inc(self.spill.dropped - before)
 
     def _spill_queue(self) -> None:
         batch = []
         while self._queue:
-            batch.append(self._queue.popleft())
+            batch.append(encode_event(self._queue.popleft()))
         if batch:
-            self._spill_events(batch)
-
-    async def _run(self) -> None:
-        backoff = 0.2
-        try:
-            while True:
-                if not self._healthy and not await self._connect():
-                    self._spill_queue()  # nothing waits in memory while Kafka is away
-                    if self._closing:
-                        return
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _MAX_BACKOFF_S)
-                    continue
-                backoff = 0.2
-                if self.spill.pending and not await self._replay():
-                    continue
-                batch = self._drain()
-                if batch:
-                    if not await self._send([(e.client_id.encode(), encode_event(e)) for e in batch]):
-                        self._spill_events(batch)
-                        continue
-                    self.published += len(batch)
-                    _PUBLISHED.inc(len(batch))
-                elif self._closing:
-                    return
-                else:
-                    await asyncio.sleep(self.settings.publish_linger_ms / 1000)
-        finally:
-            self._spill_queue()
-            self.spill.close()
-            if self._producer is not None:
-                try:
-                    await asyncio.wait_for(self._producer.stop(), _SEND_TIMEOUT_S)
-                except Exception:  # noqa: BLE001 - shutting down; the spill holds what was not sent
-                    pass
-            log.info("publisher_stopped", **msgspec.structs.asdict(self.stats()))
-
-    def _drain(self) -> list[RequestEvent]:
-        batch = []
-        queue = self._queue
-        for _ in range(min(len(queue), self.settings.publish_max_batch)):
-            batch.append(queue.popleft())
-        return batch
-
-    async def _connect(self) -> bool:
-        from aiokafka import AIOKafkaProducer
-        from aiokafka.errors import KafkaError
-
-        if self._producer is not None:
-            try:
-                await asyncio.wait_for(self._producer.stop(), 2)
-            except Exception:  # noqa: BLE001 - replacing a broken producer
-                pass
-        compression = None if self.settings.publish_compression == "none" else self.settings.publish_compression
-        # acks=all, and no idempotent producer: Tansu refuses InitProducerId; duplicates go by event id
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-                                          enable_idempotence=False, compression_type=compression,
-                                          request_timeout_ms=int(_KAFKA_REQUEST_TIMEOUT_S * 1000))
-        try:
-            await asyncio.wait_for(self._producer.start(), _SEND_TIMEOUT_S)
-            partitions = await asyncio.wait_for(self._producer.partitions_for(self.topic), _SEND_TIMEOUT_S)
-            if not partitions:
-                raise KafkaError(f"topic {self.topic} has no partitions")
-        except (TimeoutError, KafkaError, OSError) as exc:
-            if not self._reported_down:
-                log.warning("kafka_unavailable", error=type(exc).__name__, spill=str(self.spill.directory))
-                self._reported_down = True
-            self._healthy = False
-            return False
-        log.info("kafka_connected", topic=self.topic)
-        self._healthy, self._reported_down = True, False
-        return True
-
-    async def _send(self, records: list[tuple[bytes, bytes]]) -> bool:
-        """Send (key, value) records in one batch per partition; False if Kafka failed."""
-        from aiokafka.errors import KafkaError
-        from aiokafka.partitioner import murmur2
-
-        producer = self._producer
-        try:
-            partitions = sorted(await asyncio.wait_for(producer.partitions_for(self.topic), _SEND_TIMEOUT_S))
-            if len(partitions) != self._partition_count or len(self._partition_of) > 100_000:
-                self._partition_of, self._partition_count = {}, len(partitions)
-            partition_of = self._partition_of
-            by_partition: dict[int, Any] = {}
-            waits = []
-            for key, value in records:
-                partition = partition_of.get(key)
-                if partition is None:  # Kafka's default partitioner (murmur2), computed once per client
-                    partition = partition_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-                batch = by_partition.get(partition)
-                if batch is None:
-                    batch = by_partition[partition] = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                    batch.close()
-                    waits.append(await producer.send_batch(batch, self.topic, partition=partition))
-                    batch = by_partition[partition] = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            for partition, batch in by_partition.items():
-                batch.close()
-                waits.append(await producer.send_batch(batch, self.topic, partition=partition))
-            await asyncio.wait_for(asyncio.gather(*waits), _SEND_TIMEOUT_S)
-            return True
-        except (TimeoutError, KafkaError, OSError) as exc:
-            log.warning("kafka_send_failed", error=type(exc).__name__, events=len(records))
-            self._healthy = False
-            return False
-
-    async def _replay(self) -> bool:
-        """Send the oldest spill segment; True once it is delivered and removed."""
-        segment = self.spill.take_segment()
-        if segment is None:
-            return True
-        records = []
-        for line in self.spill.read(segment):
-            try:
-                records.append((_key_of(line).client_id.encode(), line))
-            except msgspec.DecodeError:
-                self.spill.dropped += 1  # a line torn by a crash mid-write
-                _DROPPED.inc()
-        for start in range(0, len(records), self.settings.publish_max_batch):
-            if not await self._send(records[start:start + self.settings.publish_max_batch]):
-                return False  # the segment stays; sent events will be duplicates, removed downstream by id
-        self.spill.done(segment)
-        self.replayed += len(records)
-        _REPLAYED.inc(len(records))
-        log.info("spill_replayed", events=len(records), segment=segment.name)
-        return True
+            self._spill_lines(batch)

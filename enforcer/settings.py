@@ -52,10 +52,17 @@ class EnforcerSettings(BaseSettings):
     )
     kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers; unset: no events are published")
     kafka_topic: str = Field("ratewarden.requests", description="topic request events go to")
-    publish_queue_size: int = Field(10_000, ge=1, description="events held in memory before spilling to disk")
+    publish_queue_size: int = Field(
+        10_000, ge=1, description="events held in memory (librdkafka's queue) before spilling to disk")
     publish_linger_ms: float = Field(20.0, ge=0, description="wait this long to fill a batch")
-    publish_max_batch: int = Field(2_000, ge=1, description="events per send")
-    publish_compression: Literal["gzip", "none"] = Field("gzip", description="Kafka batch compression")
+    publish_max_batch: int = Field(2_000, ge=1, description="events per batch")
+    publish_compression: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(
+        "lz4", description="Kafka batch compression")
+    publish_delivery_timeout_s: float = Field(
+        10.0, gt=0, description="an event Kafka has not acknowledged by then is spilled (and replayed later)")
+    publish_flush_timeout_s: float = Field(
+        5.0, ge=0, description="at shutdown, wait this long for Kafka to acknowledge what is in flight; "
+                               "the rest is spilled")
     spill_dir: Path = Field(Path("var/spill"), description="where events wait while Kafka is unreachable")
     spill_max_bytes: int = Field(256 * 2**20, ge=0, description="past this, events are dropped (and counted)")
     spill_segment_bytes: int = Field(16 * 2**20, ge=1024, description="spill files rotate at this size")

@@ -153,7 +153,7 @@ def simulate(
     labels: Path | None = typer.Option(None, help="write the ground truth (client -> pattern) as JSON here"),
 ) -> None:
     """Write labelled synthetic request events straight into Kafka."""
-    require("kafka", "aiokafka", feature="ratewarden simulate")
+    require("kafka", "confluent_kafka", feature="ratewarden simulate")
     import asyncio
     import json
     import time

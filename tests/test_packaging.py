@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOT_IN_BASE = ["aiokafka", "typer", "rich", "uvicorn", "faust-streaming", "chdb-core-lite", "pandas", "pyarrow",
-               "structlog", "fastapi", "django"]
+NOT_IN_BASE = ["aiokafka", "confluent-kafka", "typer", "rich", "uvicorn", "faust-streaming", "chdb-core-lite", "pandas",
+               "pyarrow", "structlog", "fastapi", "django"]
 
 
 @pytest.fixture(scope="module")
