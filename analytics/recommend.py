@@ -21,12 +21,10 @@ from typing import Any
 
 from ratewarden.enforcer.policy import Algorithm, Rule, Scope, Tier
 
-from .audit import AuditLog
 from .client import ClickHouse
-from .plans import Plans
 from .queries import _range, _rows
 
-__all__ = ["Proposal", "recommend", "would_deny", "staged_rule", "with_rule", "nearest_rank", "stage"]
+__all__ = ["Proposal", "recommend", "would_deny", "staged_rule", "with_rule", "nearest_rank", "alerted_clients"]
 
 PERIOD_S = 60
 
@@ -92,26 +90,18 @@ def with_rule(tier: Tier, rule: Rule) -> Tier:
     return tier.model_copy(update={"rules": [*(r for r in tier.rules if r.name != rule.name), rule]})
 
 
-def stage(plans: Plans, audit: AuditLog, actor: str, tier_name: str, limit: int,
-          name: str | None = None) -> tuple[Rule, Tier] | None:
-    """Add ``limit`` to tier ``tier_name`` as a shadow rule at run time (audited); None if no such tier."""
-    tier = plans.get(tier_name)
-    if tier is None:
-        return None
-    rule = staged_rule(limit, name)
-    after = with_rule(tier, rule)
-    plans.set(tier_name, after)
-    audit.record(actor, "recommendation.stage", tier_name, tier.model_dump(mode="json"), after.model_dump(mode="json"))
-    return rule, after
+def alerted_clients(client: ClickHouse, start: dt.datetime, end: dt.datetime, db: str = "ratewarden") -> list[str]:
+    """The clients with an alert in ``[start, end)``: not legitimate for the period."""
+    return sorted(r["client_id"] for r in _rows(client, f"""
+        SELECT DISTINCT client_id FROM {db}.alerts FINAL
+        WHERE last_seen >= {{start:DateTime('UTC')}} AND first_seen < {{end:DateTime('UTC')}} AND client_id != ''""",
+                                                _range(start, end)))
 
 
 def recommend(client: ClickHouse, start: dt.datetime, end: dt.datetime, percentile: float = 99.0,
               headroom: float = 1.5, tiers: list[str] | None = None, db: str = "ratewarden") -> list[Proposal]:
     """A proposal per tier with legitimate traffic in ``[start, end)`` (or per tier of ``tiers``)."""
-    alerted = sorted(r["client_id"] for r in _rows(client, f"""
-        SELECT DISTINCT client_id FROM {db}.alerts FINAL
-        WHERE last_seen >= {{start:DateTime('UTC')}} AND first_seen < {{end:DateTime('UTC')}} AND client_id != ''""",
-                                                  _range(start, end)))
+    alerted = alerted_clients(client, start, end, db)
     peaks: dict[str, list[int]] = {}
     excluded: dict[str, set[str]] = {}
     for row in _rows(client, f"""

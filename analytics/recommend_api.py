@@ -16,7 +16,8 @@ from .client import ClickHouse
 from .fielderrors import UNPROCESSABLE
 from .plans import PlanInfo, Plans
 from .ranges import RangeName, window_of
-from .recommend import recommend, stage
+from .recommend import recommend
+from .staging import findings, stage
 
 __all__ = ["recommend_router", "ProposalView", "StageRequest"]
 
@@ -52,6 +53,38 @@ class StageRequest(BaseModel):
     tier: str = Field(pattern=_TIER)
     limit: int = Field(ge=1, le=10_000_000, description="requests per minute per client (a proposal's limit)")
     name: str | None = Field(None, pattern=_TIER, description="the rule's name; default recommended-<limit>-per-1m")
+    range: RangeName = Field("7d", description="the period the estimate kept with it is replayed over")
+
+
+class Estimate(BaseModel):
+    start: dt.datetime
+    end: dt.datetime
+    requests: int
+    would_deny_requests: int
+    would_deny_clients: int
+    would_deny_legit_requests: int
+    would_deny_legit_clients: int
+    per_hour: float = Field(description="would_deny_requests per hour of the period")
+
+
+class Observed(BaseModel):
+    since: dt.datetime
+    would_deny_requests: int = Field(description="requests the shadow rule reported since it was staged")
+    would_deny_clients: int
+    per_hour: float
+
+
+class StagedFinding(BaseModel):
+    """A staged rule's estimate beside what the enforcers found since: they confirm or refute it."""
+
+    tier: str
+    rule: str
+    limit: int
+    staged_at: dt.datetime
+    actor: str
+    still_shadow: bool = Field(description="false once the rule was switched on or removed")
+    estimate: Estimate
+    observed: Observed
 
 
 class Staged(BaseModel):
@@ -79,10 +112,17 @@ def recommend_router(clickhouse: ClickHouse, db: str, plans: Plans, audit: Audit
     def stage_proposal(request: StageRequest, who: Actor) -> Staged:
         """Add the proposal to its tier as a shadow rule, at run time: enforcers report what it would
         deny (``GET /api/v1/shadow``) without denying, confirming or refuting the estimate."""
-        staged = stage(plans, audit, who, request.tier, request.limit, request.name)
+        staged = stage(plans, audit, clickhouse, who, request.tier, request.limit, *window_of(request.range),
+                       request.name, db=db)
         if staged is None:
             raise HTTPException(404, f"no tier {request.tier!r}")
         rule, after = staged
         return Staged(rule=rule, plan=plans.info(request.tier, after, plans.effective()[1]))
+
+    @router.get("/staged")
+    def staged_findings() -> list[StagedFinding]:
+        """Each staged rule, newest first: the would-deny estimate it was staged with, and the requests
+        and clients it would have denied since (shadow findings from ClickHouse), both per hour."""
+        return [StagedFinding(**f) for f in findings(plans.store.client, plans, clickhouse, db=db)]
 
     return router

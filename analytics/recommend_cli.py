@@ -20,7 +20,8 @@ from .audit import AuditLog
 from .client import connect
 from .plans import Plans
 from .ranges import RangeName, window_of
-from .recommend import recommend, stage
+from .recommend import recommend
+from .staging import stage
 
 __all__ = ["run"]
 
@@ -40,8 +41,8 @@ def run(period: str, percentile: float, headroom: float, tiers: list[str], stagi
         errors.print(f"[red]invalid settings:[/red] {exc}")
         return 2
     start, end = window_of(period)  # type: ignore[arg-type]  # checked above
-    proposals = recommend(connect(settings.clickhouse_url), start, end, percentile, headroom, tiers or None,
-                          db=settings.clickhouse_database)
+    clickhouse = connect(settings.clickhouse_url)
+    proposals = recommend(clickhouse, start, end, percentile, headroom, tiers or None, db=settings.clickhouse_database)
     if as_json:
         out.print_json(json.dumps({"start": start.isoformat(), "end": end.isoformat(),
                                    "proposals": [p.as_dict() for p in proposals]}))
@@ -61,6 +62,7 @@ def run(period: str, percentile: float, headroom: float, tiers: list[str], stagi
         plans = Plans(TierStore(client), load_policy(settings.policy_file) if settings.policy_file else None)
         audit = AuditLog(client, settings.audit_max_entries)
         for p in proposals:
-            if stage(plans, audit, f"cli:{getpass.getuser()}", p.tier, p.limit) is not None:
+            if stage(plans, audit, clickhouse, f"cli:{getpass.getuser()}", p.tier, p.limit, start, end,
+                     db=settings.clickhouse_database) is not None:
                 out.print(f"staged {p.rule_name} on tier {p.tier} as a shadow rule")
     return 0

@@ -45,7 +45,7 @@ NEW_PATHS = {"/api/v1/tiers", "/api/v1/tiers/{name}", "/api/v1/tiers/{name}/mode
              "/api/v1/keys/{key_id}", "/api/v1/keys/{key_id}/rotate", "/api/v1/overrides",
              "/api/v1/overrides/{client_id}", "/api/v1/overrides/clear-penalties", "/api/v1/audit",
              "/api/v1/clients/{client_id}", "/api/v1/endpoints/detail", "/api/v1/recommendations",
-             "/api/v1/recommendations/stage"}
+             "/api/v1/recommendations/stage", "/api/v1/recommendations/staged"}
 
 
 def seeded_events(start: dt.datetime) -> list[RequestEvent]:

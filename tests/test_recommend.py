@@ -128,7 +128,7 @@ def test_would_deny_counts_equal_an_independent_replay(admin: TestClient, seeded
           f"{proposals['free']['would_deny_clients']} clients")
 
 
-def test_a_staged_proposal_is_a_shadow_rule_the_enforcer_evaluates(admin: TestClient, redis_url: str,
+def test_a_staged_proposal_is_a_shadow_rule_the_enforcer_evaluates(admin: TestClient, redis_url: str, clickhouse: Any,
                                                                    seeded: list[list[Any]]) -> None:
     [proposal] = admin.get("/api/v1/recommendations", headers=AUTH,
                            params={"range": "24h", "tier": "free", "percentile": 10, "headroom": 1}).json()["proposals"]
@@ -150,6 +150,22 @@ def test_a_staged_proposal_is_a_shadow_rule_the_enforcer_evaluates(admin: TestCl
     assert answers[limit].headers["x-ratewarden-shadow"].startswith(f'"{proposal["rule_name"]}"')
     [entry] = admin.get("/api/v1/audit", headers=AUTH, params={"action": "recommendation.stage"}).json()
     assert (entry["actor"], entry["target"]) == ("ops", "free")
+
+    # what the enforcers then report confirms or refutes the estimate it was staged with
+    [finding] = admin.get("/api/v1/recommendations/staged", headers=AUTH).json()
+    expected = replay(seeded, "free", limit, {ABUSER})
+    assert {k: finding["estimate"][k] for k in expected} == expected and entry["after"]["estimate"]["requests"] > 0
+    assert (finding["rule"], finding["still_shadow"], finding["observed"]["would_deny_requests"]) == (
+        proposal["rule_name"], True, 0)
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    reported = [  # as the stream writes the enforcers' shadow denials (the paid row is another tier's)
+        [now, "k:free03", "free", "GET /v1/items", "GET", "2xx", "allowed", proposal["rule_name"], 3, 3, 3.0, 1.0],
+        [now, "k:free07", "free", "GET /v1/items", "GET", "2xx", "allowed", proposal["rule_name"], 4, 4, 4.0, 1.0],
+        [now, "k:paid01", "paid", "GET /v1/items", "GET", "2xx", "allowed", proposal["rule_name"], 9, 9, 9.0, 1.0]]
+    clickhouse.insert(f"{DB}.usage_minute", reported, column_names=[*COLUMNS[:7], "shadow_rule", *COLUMNS[7:]])
+    seeded += reported  # the usage later tests replay
+    [finding] = admin.get("/api/v1/recommendations/staged", headers=AUTH).json()
+    assert (finding["observed"]["would_deny_requests"], finding["observed"]["would_deny_clients"]) == (7, 2)
 
 
 def test_the_cli_prints_the_same_proposals(clickhouse: Any, admin: TestClient, redis_url: str,
