@@ -226,6 +226,27 @@ def test_revoking_a_rotated_key_refuses_both_secrets_within_a_second(admin: Test
     assert [e["action"] for e in audit(admin, target=key_id)] == ["key.revoke", "key.rotate", "key.create"]
 
 
+def test_rotating_again_ends_the_earlier_grace_and_grace_zero_ends_it_at_once(admin: TestClient,
+                                                                               redis_url: str) -> None:
+    created = admin.post("/api/v1/keys", headers=AUTH, json={"owner": "acme", "tier": "paid"}).json()
+    key_id, first = created["record"]["id"], created["api_key"]
+    rotate = lambda grace: admin.post(f"/api/v1/keys/{key_id}/rotate", headers=AUTH,  # noqa: E731
+                                      json={"grace_s": grace}).json()["api_key"]
+    second = rotate(3600)
+    with demo(redis_url, "198.51.100.47") as api:
+        def paid(api_key: str) -> bool:
+            response = api.get("/v1/items", headers={"authorization": f"Bearer {api_key}"})
+            return '"per-minute";q=3000;' in response.headers["ratelimit-policy"]
+
+        assert paid(first) and paid(second)
+        third = rotate(3600)  # at most two secrets: the first one stops now
+        wait_until(lambda: not paid(first), 1.0, "the first secret refused")
+        assert paid(second) and paid(third)
+        fourth = rotate(0)  # no grace: the third stops now, and the second with it
+        wait_until(lambda: not paid(third), 1.0, "the third secret refused")
+        assert not paid(second) and paid(fourth)
+
+
 def test_a_key_changed_and_every_key_change_audited(admin: TestClient, redis_url: str) -> None:
     created = admin.post("/api/v1/keys", headers=AUTH, json={"owner": "acme"}).json()
     key_id = created["record"]["id"]
