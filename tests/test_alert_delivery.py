@@ -79,7 +79,7 @@ def alert(n: int) -> dict[str, Any]:
 async def test_a_dead_receiver_delays_no_other_alert(receivers: tuple[Receiver, Receiver, Receiver]) -> None:
     dead, healthy, _ = receivers
     settings = StreamSettings(webhook_urls=f"{dead.url},{healthy.url}", webhook_secret=SECRET,
-                              delivery_deadline_s=2.0, delivery_timeout_s=0.5, delivery_max_backoff_s=0.5)
+                              delivery_deadline_s=4.0, delivery_timeout_s=0.5, delivery_max_backoff_s=0.5)
     deliverer = AlertDeliverer(settings)
     finished: list[tuple[int, str, list[Failure]]] = []
     dispatched: list[int] = []
