@@ -201,7 +201,7 @@ def create_admin_app(settings: AdminSettings, clickhouse: ClickHouse,
         return query(queries.shadow_denials, *_window(start, end, dt.timedelta(days=1)), top)
 
     # -- plans, overrides, keys, audit, client and endpoint views, recommendations (modules of their own)
-    audit = AuditLog(client, settings.audit_max_entries)
+    audit = AuditLog(client, settings.audit_max_entries, settings.admin_token.get_secret_value())
     plans = Plans(tiers, file_policy)
 
     def key_store() -> ApiKeyStore:

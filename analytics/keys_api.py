@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 import msgspec
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from ratewarden.enforcer.apikeys import ApiKeyRecord, ApiKeyStore
 
-from .audit import Actor, AuditLog
+from .audit import AuditLog, Who
 from .fielderrors import UNPROCESSABLE, invalid
 
 __all__ = ["KeyInfo", "CreatedKey", "keys_router"]
@@ -98,7 +98,7 @@ def keys_router(store: Callable[[], ApiKeyStore], audit: AuditLog, tier_names: C
         return record
 
     @router.post("", status_code=201)
-    def create_key(request: KeyRequest, who: Actor) -> CreatedKey:
+    def create_key(request: KeyRequest, who: Who = Depends(audit.who)) -> CreatedKey:
         """Issue a key: the secret is in this answer only; Redis keeps a keyed hash."""
         keys = store()
         known_tier(request.tier)
@@ -119,7 +119,7 @@ def keys_router(store: Callable[[], ApiKeyStore], audit: AuditLog, tier_names: C
         return info(keys, existing(keys, key_id))
 
     @router.patch("/{key_id}")
-    def change_key(key_id: KeyId, change: KeyChange, who: Actor) -> KeyInfo:
+    def change_key(key_id: KeyId, change: KeyChange, who: Who = Depends(audit.who)) -> KeyInfo:
         """Change a key's owner, tier or note; enforcers use the new tier within a second."""
         keys = store()
         before = existing(keys, key_id)
@@ -136,7 +136,7 @@ def keys_router(store: Callable[[], ApiKeyStore], audit: AuditLog, tier_names: C
         return info(keys, after)
 
     @router.post("/{key_id}/rotate")
-    def rotate_key(key_id: KeyId, who: Actor, rotation: Rotation | None = None) -> CreatedKey:
+    def rotate_key(key_id: KeyId, who: Who = Depends(audit.who), rotation: Rotation | None = None) -> CreatedKey:
         """A new secret for the key (same id, owner, tier and counters); the old one keeps working
         for the grace period, then every enforcer refuses it. The new secret is in this answer only."""
         keys = store()
@@ -152,7 +152,7 @@ def keys_router(store: Callable[[], ApiKeyStore], audit: AuditLog, tier_names: C
         return CreatedKey(api_key=api_key, record=info(keys, record))
 
     @router.delete("/{key_id}", status_code=204)
-    def revoke_key(key_id: KeyId, who: Actor) -> None:
+    def revoke_key(key_id: KeyId, who: Who = Depends(audit.who)) -> None:
         """Revoke a key (and a rotated-out secret of it): refused by every enforcer within a second."""
         keys = store()
         before = existing(keys, key_id)

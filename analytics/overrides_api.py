@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from ratewarden.enforcer.overrides import Override, OverrideStore
 
-from .audit import Actor, AuditLog
+from .audit import AuditLog, Who
 from .fielderrors import UNPROCESSABLE, invalid
 
 __all__ = ["ClientId", "overrides_router", "PENALTY_SOURCE"]
@@ -37,7 +37,7 @@ def overrides_router(store: OverrideStore, audit: AuditLog) -> APIRouter:
         return store.list(include_expired)
 
     @router.put("/{client_id}")
-    def put_override(client_id: ClientId, override: Override, who: Actor) -> Override:
+    def put_override(client_id: ClientId, override: Override, who: Who = Depends(audit.who)) -> Override:
         """Create or replace a client's override (tier, rules, quotas, block or allow, expiry)."""
         if override.client_id != client_id:
             raise invalid(["body", "client_id"], "must match the path")
@@ -47,7 +47,7 @@ def overrides_router(store: OverrideStore, audit: AuditLog) -> APIRouter:
         return override
 
     @router.delete("/{client_id}", status_code=204)
-    def delete_override(client_id: ClientId, who: Actor) -> None:
+    def delete_override(client_id: ClientId, who: Who = Depends(audit.who)) -> None:
         """Clear a client's override or penalty: every enforcer within a second."""
         before = store.get(client_id)
         if not store.clear(client_id):
@@ -55,7 +55,7 @@ def overrides_router(store: OverrideStore, audit: AuditLog) -> APIRouter:
         audit.record(who, "override.clear", client_id, dump(before), None)
 
     @router.post("/clear-penalties")
-    def clear_penalties(who: Actor) -> Cleared:
+    def clear_penalties(who: Who = Depends(audit.who)) -> Cleared:
         """Clear every active penalty the stream set (operators' overrides stay), in one call."""
         cleared = []
         for override in store.list():

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field, ValidationError
 
 from ratewarden.enforcer.policy import Capacity, Policy, Tier
 from ratewarden.enforcer.tiers import TierStore, with_live_tiers
 
-from .audit import Actor, AuditLog
+from .audit import AuditLog, Who
 from .fielderrors import UNPROCESSABLE, invalid
 
 __all__ = ["PlanInfo", "TiersView", "plans_router", "Plans"]
@@ -130,7 +130,7 @@ def plans_router(plans: Plans, audit: AuditLog) -> APIRouter:
         return plans.info(name, found(name), live)
 
     @router.put("/{name}")
-    def put_tier(name: TierName, tier: Tier, who: Actor) -> PlanInfo:
+    def put_tier(name: TierName, tier: Tier, who: Who = Depends(audit.who)) -> PlanInfo:
         """Create or replace a tier's rules, quotas and fail mode at run time (every enforcer within a
         second). With ``shadow: true`` it is reported only until switched to enforcing (POST .../mode)."""
         before = plans.get(name)
@@ -139,7 +139,7 @@ def plans_router(plans: Plans, audit: AuditLog) -> APIRouter:
         return plans.info(name, tier, plans.effective()[1])
 
     @router.post("/{name}/mode")
-    def set_mode(name: TierName, mode: Mode, who: Actor) -> PlanInfo:
+    def set_mode(name: TierName, mode: Mode, who: Who = Depends(audit.who)) -> PlanInfo:
         """Switch a tier between shadow (reported, never denying) and enforcing."""
         before = found(name)
         after = before.model_copy(update={"shadow": mode.shadow})
@@ -148,7 +148,7 @@ def plans_router(plans: Plans, audit: AuditLog) -> APIRouter:
         return plans.info(name, after, plans.effective()[1])
 
     @router.delete("/{name}", status_code=204)
-    def delete_tier(name: TierName, who: Actor) -> None:
+    def delete_tier(name: TierName, who: Who = Depends(audit.who)) -> None:
         """Drop a run-time tier: the policy file's version applies again (or the tier is gone)."""
         before = plans.get(name)
         if not plans.store.clear(name):

@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from ratewarden.enforcer.policy import Rule
 
-from .audit import Actor, AuditLog
+from .audit import AuditLog, Who
 from .client import ClickHouse
 from .fielderrors import UNPROCESSABLE
 from .plans import PlanInfo, Plans
@@ -109,7 +109,7 @@ def recommend_router(clickhouse: ClickHouse, db: str, plans: Plans, audit: Audit
         return Recommendations(start=start, end=end, proposals=[ProposalView(**p.as_dict()) for p in found])
 
     @router.post("/stage")
-    def stage_proposal(request: StageRequest, who: Actor) -> Staged:
+    def stage_proposal(request: StageRequest, who: Who = Depends(audit.who)) -> Staged:
         """Add the proposal to its tier as a shadow rule, at run time: enforcers report what it would
         deny (``GET /api/v1/shadow``) without denying, confirming or refuting the estimate."""
         staged = stage(plans, audit, clickhouse, who, request.tier, request.limit, *window_of(request.range),

@@ -18,7 +18,7 @@ from redis.cluster import RedisCluster
 
 from ratewarden.enforcer.policy import Rule, Tier
 
-from .audit import AuditLog
+from .audit import AuditLog, Who
 from .client import ClickHouse
 from .plans import Plans
 from .queries import _range, _rows
@@ -29,7 +29,7 @@ __all__ = ["STAGED_HASH", "stage", "findings"]
 STAGED_HASH = "rw:{ctl}:staged"
 
 
-def stage(plans: Plans, audit: AuditLog, clickhouse: ClickHouse, actor: str, tier_name: str, limit: int,
+def stage(plans: Plans, audit: AuditLog, clickhouse: ClickHouse, who: Who | str, tier_name: str, limit: int,
           start: dt.datetime, end: dt.datetime, name: str | None = None,
           db: str = "ratewarden") -> tuple[Rule, Tier] | None:
     """Add ``limit`` to tier ``tier_name`` as a shadow rule at run time, recording what it would have
@@ -41,10 +41,11 @@ def stage(plans: Plans, audit: AuditLog, clickhouse: ClickHouse, actor: str, tie
     after = with_rule(tier, rule)
     estimate = would_deny(clickhouse, tier_name, limit, start, end, alerted_clients(clickhouse, start, end, db), db)
     plans.set(tier_name, after)
+    actor = who.actor if isinstance(who, Who) else who
     record = {"tier": tier_name, "rule": rule.name, "limit": limit, "staged_at": time.time(), "actor": actor,
               "estimate": {"start": start.isoformat(), "end": end.isoformat(), **estimate}}
     plans.store.client.hset(STAGED_HASH, f"{tier_name}/{rule.name}", json.dumps(record))
-    audit.record(actor, "recommendation.stage", tier_name, tier.model_dump(mode="json"),
+    audit.record(who, "recommendation.stage", tier_name, tier.model_dump(mode="json"),
                  {**after.model_dump(mode="json"), "estimate": record["estimate"]})
     return rule, after
 

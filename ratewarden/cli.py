@@ -301,6 +301,8 @@ def dashboards_push(
 @app.command("admin-token")
 def admin_token(
     ttl: str = typer.Option("1h", help="how long the token is valid, e.g. 30m, 8h, 7d"),
+    name: str | None = typer.Option(None, help="who the token is for (letters, digits, _@:+-): the audit log "
+                                               "records changes made with it under this name"),
 ) -> None:
     """Print an admin API token that expires after TTL, derived from RATEWARDEN_ADMIN_TOKEN
     (changing the admin token revokes every token derived from it)."""
@@ -319,7 +321,11 @@ def admin_token(
     except ValueError as exc:
         errors.print(f"[red]--ttl: {exc}[/red]")
         raise typer.Exit(2) from None
-    print(expiring_token(master, time.time() + seconds))
+    try:
+        print(expiring_token(master, time.time() + seconds, name))
+    except ValueError as exc:
+        errors.print(f"[red]--name: {exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 class RedisChoice(StrEnum):

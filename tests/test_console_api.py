@@ -20,11 +20,13 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from typer.testing import CliRunner
 
 from ratewarden.analytics.admin import AdminSettings, create_admin_app
 from ratewarden.analytics.migrations import migrate
 from ratewarden.analytics.overrides_api import PENALTY_SOURCE
 from ratewarden.analytics.ranges import window_of
+from ratewarden.cli import app as cli
 from ratewarden.enforcer import Enforcer, EnforcerSettings, load_policy
 from ratewarden.enforcer.events import RequestEvent
 from ratewarden.enforcer.loader import PolicyError, policy_from_mapping
@@ -328,6 +330,24 @@ def test_a_tier_own_capacity_shares_in_a_policy_file() -> None:
     mapping["tiers"]["free"] = {"capacity_shares": {"items": 0.9, "search": 0.1}}
     with pytest.raises(PolicyError, match="unknown capacities \\['search'\\]"):
         policy_from_mapping(mapping)
+
+
+def test_a_named_token_is_the_verified_principal_of_its_changes(admin: TestClient,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATEWARDEN_ADMIN_TOKEN", TOKEN)
+    issued = CliRunner().invoke(cli, ["admin-token", "--ttl", "5m", "--name", "bob@ops"])
+    assert issued.exit_code == 0, issued.output
+    bob = {"authorization": f"Bearer {issued.output.strip()}"}
+    assert admin.put("/api/v1/overrides/u:carol", headers=bob, json={"client_id": "u:carol", "block": True}
+                     ).status_code == 200
+    assert admin.delete("/api/v1/overrides/u:carol", headers={**bob, "x-ratewarden-actor": "dave"}).status_code == 204
+    assert admin.put("/api/v1/overrides/u:carol", headers=ALICE, json={"client_id": "u:carol"}).status_code == 200
+    assert [(e["actor"], e["principal"]) for e in audit(admin, target="u:carol")] == [
+        ("alice@example.com", "admin-token"), ("dave", "bob@ops"), ("bob@ops", "bob@ops")]
+    _, expiry, _, signature = issued.output.strip().split(".")
+    forged = {"authorization": f"Bearer rwat.{expiry}.eve.{signature}"}
+    assert admin.put("/api/v1/overrides/u:carol", headers=forged, json={"client_id": "u:carol"}).status_code == 401
+    assert CliRunner().invoke(cli, ["admin-token", "--name", "has.dot"]).exit_code == 2
 
 
 def test_penalties_cleared_in_one_call_and_audited(admin: TestClient, redis_sync: redis.Redis) -> None:
