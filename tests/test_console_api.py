@@ -348,6 +348,8 @@ def test_a_named_token_is_the_verified_principal_of_its_changes(admin: TestClien
     forged = {"authorization": f"Bearer rwat.{expiry}.eve.{signature}"}
     assert admin.put("/api/v1/overrides/u:carol", headers=forged, json={"client_id": "u:carol"}).status_code == 401
     assert CliRunner().invoke(cli, ["admin-token", "--name", "has.dot"]).exit_code == 2
+    superscript = {"authorization": "Bearer rwat.\u00b2.x".encode("latin-1")}  # a Unicode digit as the expiry
+    assert admin.get("/api/v1/audit", headers=superscript).status_code == 401  # not a 500
 
 
 def test_penalties_cleared_in_one_call_and_audited(admin: TestClient, redis_sync: redis.Redis) -> None:
