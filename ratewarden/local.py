@@ -322,30 +322,14 @@ class KafkaServer(ManagedProcess):
         return f"{self.host}:{self.port}"
 
 
-async def acreate_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create ``topics`` (name -> partitions) on ``bootstrap`` if they do not exist yet."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        await admin.close()
-
-
 def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """:func:`acreate_topics` for code without an event loop."""
+    """Create ``topics`` (name -> partitions) on ``bootstrap`` if they do not exist yet, as the
+    worker does (one replica: the local broker is one node)."""
     import asyncio
 
-    asyncio.run(acreate_topics(bootstrap, topics))
+    from ratewarden.stream.topics import ensure_topics
+
+    asyncio.run(ensure_topics(bootstrap, topics))
 
 
 def kafka_bootstrap(topics: dict[str, int] | None = None) -> tuple[str, KafkaServer | None]:
