@@ -275,7 +275,8 @@ def run_demo(duration_s: float, report: Path | None, console: Console, keep: boo
             report.write_text(json.dumps(result, indent=2, default=str))
             console.print(f"report written to {report}")
         if keep:
-            console.print("[green]--keep[/green]: the stack stays up; Ctrl-C stops it")
+            console.print(f"[green]--keep[/green]: the stack stays up, the console at {stack.urls['console']}"
+                          " (sign in with the admin token above); Ctrl-C stops it")
             stop_requested().wait()
         return result
     finally:

@@ -43,8 +43,9 @@ export async function render(main, name) {
 
   async function showEditor(which) {
     if (!which) return clear(editor);
-    const plan = which === "new" ? null : await api(`/tiers/${enc(which)}`);
-    clear(editor, planEditor(plan, async (saved) => { await refresh(); await showEditor(saved); }));
+    const [plan, view] = await Promise.all([which === "new" ? null : api(`/tiers/${enc(which)}`), api("/tiers")]);
+    const capacities = [...new Set(view.plans.flatMap((p) => Object.keys(p.capacity_shares)))].sort();
+    clear(editor, planEditor(plan, capacities, async (saved) => { await refresh(); await showEditor(saved); }));
   }
 
   await refresh();
@@ -63,7 +64,7 @@ function quotaSummary(q) {
 const asNumber = (text) => (text.trim() === "" ? null : /^-?\d+(\.\d+)?$/.test(text.trim()) ? Number(text.trim()) : text.trim());
 const items = (text) => text.split(/[,\n]/).map((s) => s.trim()).filter(Boolean);
 
-function planEditor(plan, saved) {
+function planEditor(plan, capacities, saved) {
   const isNew = plan === null;
   const tier = plan ? plan.tier : { rules: [], quotas: {}, fail_mode: "open", shadow: true };
   const name = h("input", { required: true, size: 20, pattern: "[A-Za-z0-9_.\\-]{1,64}", autocomplete: "off" });
@@ -118,12 +119,37 @@ function planEditor(plan, saved) {
   }
   tier.rules.forEach(addRule);
 
+  // capacity name -> share input; shares the user leaves as they are keep the tier's own setting
+  const effectiveShares = plan ? plan.capacity_shares : {};
+  const shareInputs = capacities.map((c) => {
+    const i = h("input", { inputmode: "decimal", size: 6, placeholder: "none" });
+    i.value = effectiveShares[c] ?? "";
+    return [c, i];
+  });
+  const otherName = h("input", { size: 12, placeholder: "capacity name" });
+  const otherShare = h("input", { inputmode: "decimal", size: 6, placeholder: "0–1" });
+  const sharesBox = h("div", { class: "grid", "data-loc": "capacity_shares" },
+    shareInputs.map(([c, i]) => field(`capacity_shares.${c}`, `share of ${c} (0–1]`, i)),
+    field("capacity_shares.__other", "another capacity", otherName), field("capacity_shares.__other_share", "its share", otherShare));
+  function capacityShares() {
+    const chosen = {};
+    for (const [c, i] of shareInputs) if (i.value.trim() !== "") chosen[c] = asNumber(i.value);
+    const name = otherName.value.trim();
+    if (name) chosen[name] = asNumber(otherShare.value);
+    const same = !name && Object.keys(chosen).length === Object.keys(effectiveShares).length
+      && Object.entries(chosen).every(([c, v]) => v === effectiveShares[c]);
+    return same ? tier.capacity_shares ?? null : chosen;
+  }
+
   const form = h("form", { id: "plan-form", "aria-label": isNew ? "new plan" : `edit ${plan.name}`, novalidate: true },
     h("div", { class: "grid" }, field("name", "tier name", name), field("fail_mode", "when Redis is away", failMode),
       field("shadow", "shadow: report only, never deny (switch to enforcing later)", shadow),
       field("quotas.daily", "daily quota (cost units)", daily), field("quotas.monthly", "monthly quota", monthly),
       field("quotas.billing_anchor_day", "billing month starts on day", anchor)),
     h("h4", {}, "Rules"), rulesError, rules,
+    h("h4", {}, "Capacity shares"), h("p", { class: "muted" },
+      "This tier's share of each shared capacity of the policy file; empty: no share; left as shown: as the file says."),
+    h("span", { class: "field-error", "data-error-for": "capacity_shares", role: "alert" }), sharesBox,
     h("div", { class: "actions" },
       h("button", { type: "button", id: "add-rule", onclick: () => addRule(null).controls.name.focus() }, "Add rule"),
       h("button", { type: "submit" }, isNew ? "Create plan" : "Apply changes")),
@@ -136,7 +162,7 @@ function planEditor(plan, saved) {
     if (!tierName) return showFieldErrors(form, [{ loc: ["name"], msg: "a plan needs a name" }], rest);
     const quotas = { ...tier.quotas };
     for (const [key, input] of [["daily", daily], ["monthly", monthly], ["billing_anchor_day", anchor]]) quotas[key] = asNumber(input.value);
-    const body = { ...stripNulls(tier), shadow: shadow.checked, fail_mode: failMode.value, quotas: stripNulls(quotas),
+    const body = { ...stripNulls(tier), capacity_shares: capacityShares(), shadow: shadow.checked, fail_mode: failMode.value, quotas: stripNulls(quotas),
       rules: rows.map(({ original, controls: c }) => stripNulls({
         ...original, name: c.name.value.trim(), algorithm: c.algorithm.value, limit: asNumber(c.limit.value),
         period: asNumber(c.period.value), burst: asNumber(c.burst.value), scope: items(c.scope.value),
@@ -155,20 +181,13 @@ function planEditor(plan, saved) {
   });
   notice.id = "plan-notice";
 
-  const shares = plan ? Object.entries(plan.capacity_shares) : [];
-  return [
-    card(isNew ? "New plan" : `Edit plan ${plan.name}`, { wide: true, id: "plan-editor" },
-      isNew ? null : h("p", { class: "muted" }, `origin: ${plan.origin}; mode: ${plan.shadow ? "shadow" : "enforcing"}`),
-      !isNew && plan.shadow ? h("p", {}, h("button", { type: "button", id: "enforce", onclick: async () => {
-        await api(`/tiers/${enc(plan.name)}/mode`, { method: "POST", body: { shadow: false } });
-        await saved(plan.name);
-      } }, `Switch ${plan.name} to enforcing`)) : null,
-      form),
-    card("Capacity shares", { wide: true },
-      h("p", { class: "muted" }, "Shares of shared capacity are set in the policy file (read only here)."),
-      shares.length ? table([{ label: "capacity" }, { label: "share", num: true }], shares.map(([c, s]) => [c, `${Math.round(s * 100)}%`]))
-        : h("p", { class: "empty" }, "this tier has no capacity share")),
-  ];
+  return card(isNew ? "New plan" : `Edit plan ${plan.name}`, { wide: true, id: "plan-editor" },
+    isNew ? null : h("p", { class: "muted" }, `origin: ${plan.origin}; mode: ${plan.shadow ? "shadow" : "enforcing"}`),
+    !isNew && plan.shadow ? h("p", {}, h("button", { type: "button", id: "enforce", onclick: async () => {
+      await api(`/tiers/${enc(plan.name)}/mode`, { method: "POST", body: { shadow: false } });
+      await saved(plan.name);
+    } }, `Switch ${plan.name} to enforcing`)) : null,
+    form);
 }
 
 function stripNulls(object) {
