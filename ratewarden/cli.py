@@ -260,16 +260,20 @@ def recommend(
     tier: list[str] = typer.Option([], "--tier", help="only this tier (repeatable)"),
     stage: bool = typer.Option(False, "--stage", help="add each proposal to its tier as a shadow rule"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    admin_url: str | None = typer.Option(None, envvar="RATEWARDEN_ADMIN_URL", help=(
+        "ask this admin API (e.g. http://127.0.0.1:8090, with RATEWARDEN_ADMIN_TOKEN) instead of reading "
+        "ClickHouse and writing Redis here: the way with embedded chDB, which the stream worker holds")),
 ) -> None:
     """Propose per-tier limits from ClickHouse usage, with the requests and clients each would have denied.
 
     Reads RATEWARDEN_CLICKHOUSE_URL; --stage writes to RATEWARDEN_REDIS_URL (the policy file from
-    RATEWARDEN_POLICY_FILE), where enforcers pick it up within a second.
+    RATEWARDEN_POLICY_FILE), where enforcers pick it up within a second. With --admin-url, both
+    go through that admin API.
     """
     require("analytics", "fastapi", "clickhouse_connect", feature="ratewarden recommend")
     from ratewarden.analytics.recommend_cli import run
 
-    raise typer.Exit(run(period, percentile, headroom, tier, stage, as_json, console, errors))
+    raise typer.Exit(run(period, percentile, headroom, tier, stage, as_json, admin_url, console, errors))
 
 
 dashboards_app = typer.Typer(help="Grafana dashboards.", no_args_is_help=True)

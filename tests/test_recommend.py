@@ -22,6 +22,9 @@ from ratewarden.analytics.migrations import migrate
 from ratewarden.cli import app as cli
 from ratewarden.enforcer import Enforcer, EnforcerSettings, load_policy
 from ratewarden.examples.demo_fastapi.app import POLICY_FILE, create_app
+from ratewarden.local import free_port
+
+from .helpers import wait_until
 
 TOKEN = "admin-token-for-recommend-0123456789"
 SECRET = "recommend-secret-0123456789abcdef"
@@ -187,3 +190,36 @@ def test_the_cli_prints_the_same_proposals(clickhouse: Any, admin: TestClient, r
     rules = admin.get("/api/v1/tiers/paid", headers=AUTH).json()["tier"]["rules"]
     assert rules[-1]["name"] == api[0]["rule_name"] and rules[-1]["shadow"] is True
     assert CliRunner().invoke(cli, ["recommend", "--range", "2h"]).exit_code == 2
+
+
+def test_the_cli_asks_a_running_admin_api_when_given_its_url(admin_app: FastAPI, admin: TestClient,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """With embedded chDB the stream worker holds ClickHouse: the CLI goes through its admin API."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(admin_app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 10.0, "the admin API listening")
+        monkeypatch.setenv("RATEWARDEN_ADMIN_TOKEN", TOKEN)
+        monkeypatch.setenv("RATEWARDEN_CLICKHOUSE_URL", "http://127.0.0.1:9")  # nothing there: never read
+        args = ["recommend", "--range", "24h", "--tier", "free", "--json", "--stage",
+                "--admin-url", f"http://127.0.0.1:{port}"]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        printed, _, staged = result.output.rpartition("}")
+        [proposal] = json.loads(printed + "}")["proposals"]
+        api = admin.get("/api/v1/recommendations", headers=AUTH, params={"range": "24h", "tier": "free"}).json()
+        assert [proposal] == api["proposals"] and f"staged {proposal['rule_name']} on tier free" in staged
+        [entry] = admin.get("/api/v1/audit", headers=AUTH, params={"action": "recommendation.stage"}).json()
+        assert entry["actor"].startswith("cli:") and entry["principal"] == "admin-token"
+        monkeypatch.setenv("RATEWARDEN_ADMIN_TOKEN", "not-the-admin-token-0123")
+        refused = CliRunner().invoke(cli, args)
+        assert refused.exit_code == 1 and "HTTP 401" in refused.output
+    finally:
+        server.should_exit = True
+        thread.join(10)
