@@ -36,7 +36,7 @@ def _settings(redis_url: str, bootstrap: str, topic: str, tmp_path: Path, **extr
 def _wait_settled(publisher: EventPublisher, events: int) -> None:
     """Until every event is spilled or dropped: nothing is left in flight to a dead broker.
 
-    Restarting the in-memory test broker while aiokafka still retries a batch loses that
+    Restarting the in-memory test broker while librdkafka still retries a batch loses that
     batch on the broker side after it was acknowledged (a Tansu memory-storage quirk; a
     real Kafka's acknowledgement is durable), so the tests restart only once all is settled.
     """
