@@ -337,6 +337,11 @@ def test_a_client_page_shows_the_totals_clickhouse_holds(console: Console, stack
 
 
 def test_recommendations_are_staged_as_shadow_rules(console: Console, stack: Stack) -> None:
+    with httpx.Client(base_url=stack.urls["demo API"], headers={"x-forwarded-for": "203.0.113.202"}) as http, \
+            _admin(stack) as admin:
+        assert all(http.get("/v1/items").status_code == 200 for _ in range(10))
+        wait_until(lambda: any(c["client_id"] == "ip:203.0.113.202" for c in admin.get("/usage/top").json()), 60,
+                   "traffic to learn from in ClickHouse")
     console.sign_in()
     console.find("#nav")
     console.open("recommendations")
@@ -347,6 +352,7 @@ def test_recommendations_are_staged_as_shadow_rules(console: Console, stack: Sta
     console.click('[data-stage="anonymous"]')
     staged = console.text_in("#staged", "shadow rule")
     rule = staged.split("Staged ", 1)[1].split(" ", 1)[0]
+    assert "shadow" in console.text_in("#findings", rule)  # its estimate, beside what enforcers find from now on
     with _admin(stack) as admin:
         plan = admin.get("/tiers/anonymous").json()
         assert any(r["name"] == rule and r["shadow"] for r in plan["tier"]["rules"]), plan

@@ -17,8 +17,22 @@ export async function render(main) {
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Propose")), rest);
   const results = h("div");
   const staged = h("div", { role: "status", id: "staged" });
+  const findings = h("div");
   main.append(h("h2", {}, "Recommendations"), card("Learn limits from usage", { wide: true }, form, staged),
-              card("Proposals", { wide: true, id: "proposals-card" }, results));
+              card("Proposals", { wide: true, id: "proposals-card" }, results),
+              card("Staged rules: the estimate beside what the enforcers found since", { wide: true, id: "findings-card" }, findings));
+
+  async function showFindings() {
+    const rows = await api("/recommendations/staged");
+    clear(findings, table(
+      [{ label: "tier" }, { label: "rule" }, { label: "staged" }, { label: "by" }, { label: "estimated denials / h", num: true },
+       { label: "found since / h", num: true }, { label: "found since (requests / clients)", num: true }, { label: "now" }],
+      rows.map((f) => [h("a", { href: `#/plans/${encodeURIComponent(f.tier)}` }, f.tier), f.rule, fmt.time(f.staged_at), f.actor,
+        f.estimate.per_hour.toFixed(1), f.observed.per_hour.toFixed(1),
+        `${fmt.int(f.observed.would_deny_requests)} / ${fmt.int(f.observed.would_deny_clients)}`,
+        f.still_shadow ? h("span", { class: "badge shadow" }, "shadow") : h("span", { class: "badge enforcing" }, "enforcing or removed")]),
+      { id: "findings", empty: "nothing staged yet" }));
+  }
 
   async function refresh() {
     clear(rest);
@@ -41,15 +55,16 @@ export async function render(main) {
         h("button", { type: "button", "data-stage": p.tier, onclick: async (event) => {
           event.target.disabled = true;
           try {
-            const result = await api("/recommendations/stage", { method: "POST", body: { tier: p.tier, limit: p.limit, name: p.rule_name } });
+            const result = await api("/recommendations/stage", { method: "POST", body: { tier: p.tier, limit: p.limit, name: p.rule_name, range: range.value } });
             clear(staged, h("p", { class: "notice" }, `Staged ${result.rule.name} on ${p.tier} as a shadow rule: enforcers report what it `
               + "would deny (Overview: shadow rules) and deny nothing. ", h("a", { href: `#/plans/${encodeURIComponent(p.tier)}` },
               `Open plan ${p.tier}`), " to make it enforcing."));
+            await showFindings();
           } catch (error) { clear(staged, h("p", { class: "error" }, error.message)); event.target.disabled = false; }
         } }, `Stage ${p.rule_name} as shadow`)]),
       { id: "proposals", empty: "no proposals: no usage in this range" }));
   }
   form.addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
-  await refresh();
+  await Promise.all([refresh(), showFindings()]);
   return null;
 }
