@@ -158,7 +158,9 @@ def insights_router(clickhouse: ClickHouse, db: str, plans: Plans, overrides: Ov
         plan = plans.get(tier) if tier else None
         if plan is not None and override is not None:
             plan = override.custom_tier(plan) or plan
-        quota = queries.quota_consumption(clickhouse, client_id, stop.date(),
+        # the range's last bucket may end after `end` (tomorrow, even): quotas are counted on `end`'s day
+        day = queries.as_utc(end).date() if end is not None else dt.datetime.now(dt.UTC).date()
+        quota = queries.quota_consumption(clickhouse, client_id, day,
                                           plan.quotas.billing_anchor_day if plan else None, db=db)
         denials = insights.denials(clickhouse, "client_id", client_id, start, stop, bucket, db=db)
         points = insights.series(clickhouse, "client_id", client_id, start, stop, bucket, db=db)

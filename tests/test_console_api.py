@@ -398,6 +398,11 @@ def test_a_client_and_an_endpoint_over_an_hour(admin: TestClient, seeded: list[R
     assert body["tier"] == mine[0].tier and body["quota"]["day_used"] == sum(e.cost for e in mine if e.allowed)
     assert body["quota"]["day_limit"] == load_policy(POLICY_FILE).tiers[mine[0].tier].quotas.daily
     assert [(a["alert_type"], a["evidence"]) for a in body["alerts"]] == [("retry_storm", {"retries": 40})]
+    day = dt.datetime.fromtimestamp(mine[0].decided_at_us / 1e6, dt.UTC).date()
+    late = admin.get(f"/api/v1/clients/{client_id}", headers=AUTH,  # its last 6-hour bucket ends tomorrow
+                     params={"range": "30d", "end": f"{day}T23:00:00Z"}).json()
+    assert late["window"]["end"].startswith(str(day + dt.timedelta(days=1))) and len(late["series"]) == 120
+    assert (late["quota"]["day"], late["quota"]["day_used"]) == (str(day), body["quota"]["day_used"])
     assert [(p["penalty_id"], p["action"]) for p in body["penalties"]] == [("p1", "throttle")]
 
     route = "GET /v1/items/{item_id}"  # the route the simulated retry storm was denied on
