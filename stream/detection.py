@@ -8,7 +8,7 @@ and its memory of which windows it has already examined. Each is an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 import msgspec
@@ -16,32 +16,20 @@ import msgspec
 from .alerts import AlertBook, AlertRecord
 from .detectors import Detector, registered
 from .settings import StreamSettings
-from .state import ExpiringState
+from .state import ExpiringState, StoredMapping
 from .windows import ClientSummary, Summary, summary_key
 
 __all__ = ["Detection", "RecordCodec", "Screen", "state_tables"]
 
 
-class RecordCodec(MutableMapping[str, AlertRecord]):
+class RecordCodec(StoredMapping[AlertRecord]):
     """Alert records stored as JSON-able dicts in another mapping (a Faust table)."""
-
-    def __init__(self, store: MutableMapping[str, Any]) -> None:
-        self.store = store
 
     def __getitem__(self, key: str) -> AlertRecord:
         return msgspec.convert(self.store[key], AlertRecord)
 
     def __setitem__(self, key: str, record: AlertRecord) -> None:
         self.store[key] = msgspec.to_builtins(record)
-
-    def __delitem__(self, key: str) -> None:
-        del self.store[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.store)
-
-    def __len__(self) -> int:
-        return len(self.store)
 
 
 def state_tables(settings: StreamSettings) -> list[str]:

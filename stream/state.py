@@ -13,33 +13,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["ExpiringState", "TICK_KEY"]
+__all__ = ["ExpiringState", "StoredMapping", "TICK_KEY"]
 
 TICK_KEY = b"\x00ratewarden-tick"  # no summary key starts with NUL
 
+V = TypeVar("V")
 
-class ExpiringState(MutableMapping[str, Any]):
-    """Values stored in ``store`` as ``[partition, written_at, value]``; :meth:`sweep` drops those of
-    one partition written more than ``ttl_s`` before a given time.
 
-    ``partition`` names the partition being handled (the current Faust event's; 0 for a plain
-    dict), ``clock`` the time entries are stamped with (wall time: sweeps compare it with theirs).
-    """
+class StoredMapping(MutableMapping[str, V]):
+    """A mapping whose entries live in ``store`` (a dict, or a Faust table) in another form:
+    subclasses convert them in ``__getitem__`` and ``__setitem__``."""
 
-    def __init__(self, store: MutableMapping[str, Any], ttl_s: float,
-                 partition: Callable[[], int] = lambda: 0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: MutableMapping[str, Any]) -> None:
         self.store = store
-        self.ttl_s = ttl_s
-        self.partition = partition
-        self.clock = clock
-
-    def __getitem__(self, key: str) -> Any:
-        return self.store[key][2]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.store[key] = [self.partition(), self.clock(), value]
 
     def __delitem__(self, key: str) -> None:
         del self.store[key]
@@ -49,6 +37,28 @@ class ExpiringState(MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.store)
+
+
+class ExpiringState(StoredMapping[Any]):
+    """Values stored in ``store`` as ``[partition, written_at, value]``; :meth:`sweep` drops those of
+    one partition written more than ``ttl_s`` before a given time.
+
+    ``partition`` names the partition being handled (the current Faust event's; 0 for a plain
+    dict), ``clock`` the time entries are stamped with (wall time: sweeps compare it with theirs).
+    """
+
+    def __init__(self, store: MutableMapping[str, Any], ttl_s: float,
+                 partition: Callable[[], int] = lambda: 0, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(store)
+        self.ttl_s = ttl_s
+        self.partition = partition
+        self.clock = clock
+
+    def __getitem__(self, key: str) -> Any:
+        return self.store[key][2]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.store[key] = [self.partition(), self.clock(), value]
 
     def sweep(self, partition: int, now: float) -> dict[str, Any]:
         """Remove the entries of ``partition`` last written ``ttl_s`` or more before ``now``; returns them."""
