@@ -47,11 +47,15 @@ class Pipeline(Service):
         self.clickhouse = clickhouse
         self.producer: AIOKafkaProducer | None = None
         self.processor: RequestProcessor | None = None
+        self._processing: asyncio.Future[None] | None = None
         self.penalties = PenaltyBox(settings)
         self.deliverer = AlertDeliverer(settings)
         self.purger = OverridePurger(lambda: self.penalties.store, settings.override_purge_interval_s)
-        self._unwritten_alerts: list[AlertRecord] = []
-        self._unwritten_penalties: list[Penalty] = []
+        # rows ClickHouse has not taken yet, the latest copy of each: an alert by dedup key and life (its
+        # table keeps the highest version), a penalty by id; so an outage holds one row per alert, not per version
+        self._unwritten_alerts: dict[tuple[str, float], AlertRecord] = {}
+        self._unwritten_penalties: dict[str, Penalty] = {}
+        self._writing = asyncio.Lock()  # the detect agent and the retry timer both write
 
     async def on_start(self) -> None:
         s = self.settings
@@ -66,14 +70,18 @@ class Pipeline(Service):
         if s.worker_metrics_address:
             metrics.serve(s.worker_metrics_address)
         self.processor = RequestProcessor(s, self.clickhouse, self.producer)
-        self.add_future(self.processor.run())
+        self._processing = self.add_future(self.processor.run())
         await self.add_runtime_dependency(self.purger)
         self.ready.set()
 
     async def on_stop(self) -> None:
-        if self.processor is not None:
+        """Let stage one end with its last flush (usage written, offsets committed) before the
+        service cancels its futures, then stop deliveries in flight."""
+        if self.processor is not None and self._processing is not None:
             self.processor.stop()
-            await asyncio.sleep(0)
+            s = self.settings
+            # the loop notices within one fetch (flush_interval_s); the flush's Kafka steps are bounded
+            await asyncio.wait([self._processing], timeout=s.flush_interval_s + 2 * s.kafka_timeout_s)
         await self.deliverer.close()
 
     async def on_shutdown(self) -> None:
@@ -86,7 +94,7 @@ class Pipeline(Service):
                  overrides_purged=self.purger.purged)
 
     async def record_alerts(self, found: list[tuple[AlertRecord, bool]]) -> list[tuple[AlertRecord, Penalty | None]]:
-        """Store every alert version; penalise for the new ones. Returns what to publish."""
+        """Store the alerts' new versions in ClickHouse; penalise for the new ones. Returns what to publish."""
         to_publish = []
         penalties = []
         for record, deliver in found:
@@ -103,8 +111,10 @@ class Pipeline(Service):
                     metrics.PENALTIES.labels(penalty.action).inc()
                     penalties.append(penalty)
                 to_publish.append((record, penalty))
-        self._unwritten_alerts += [record for record, _ in found]
-        self._unwritten_penalties += penalties
+        for record, _ in found:
+            self._unwritten_alerts[record.dedup_key, record.first_seen] = record
+        for penalty in penalties:
+            self._unwritten_penalties[penalty.penalty_id] = penalty
         await self.write_alerts()
         return to_publish
 
@@ -113,16 +123,23 @@ class Pipeline(Service):
         await self.write_alerts()
 
     async def write_alerts(self) -> None:
-        """Write the alert versions and penalties not yet in ClickHouse; kept for the next try if it is away."""
-        if not (self._unwritten_alerts or self._unwritten_penalties) or self.clickhouse is None:
-            return
-        db = self.settings.clickhouse_database
-        try:
-            if self._unwritten_alerts:
-                await asyncio.to_thread(write_alerts, self.clickhouse, self._unwritten_alerts, db)
-                self._unwritten_alerts = []
-            if self._unwritten_penalties:
-                await asyncio.to_thread(write_penalties, self.clickhouse, self._unwritten_penalties, db)
-                self._unwritten_penalties = []
-        except Exception as exc:  # noqa: BLE001 - ClickHouse away: the timer tries again
-            log.warning("alert_write_failed", error=type(exc).__name__, waiting=len(self._unwritten_alerts))
+        """Write the alerts (the latest version of each) and penalties not yet in ClickHouse; what it
+        cannot write waits for the next try."""
+        async with self._writing:
+            if self.clickhouse is None:
+                return
+            db = self.settings.clickhouse_database
+            alerts, self._unwritten_alerts = self._unwritten_alerts, {}
+            penalties, self._unwritten_penalties = self._unwritten_penalties, {}
+            try:
+                if alerts:
+                    await asyncio.to_thread(write_alerts, self.clickhouse, list(alerts.values()), db)
+                    alerts = {}
+                if penalties:
+                    await asyncio.to_thread(write_penalties, self.clickhouse, list(penalties.values()), db)
+                    penalties = {}
+            except Exception as exc:  # noqa: BLE001 - ClickHouse away: the timer tries again
+                log.warning("alert_write_failed", error=type(exc).__name__, waiting=len(alerts))
+            finally:  # what was not written goes back, under what came meanwhile (newer copies win)
+                self._unwritten_alerts = {**alerts, **self._unwritten_alerts}
+                self._unwritten_penalties = {**penalties, **self._unwritten_penalties}
