@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .model import dashboard, placed
 from .prometheus import METRICS_UID, metrics_dashboard
 
 __all__ = ["Panel", "DASHBOARDS", "ALL_UIDS", "dashboard_json", "write_all", "JSON_DIR", "DATASOURCE", "FOLDER"]
@@ -34,6 +35,8 @@ _USAGE = "ratewarden.usage_minute"
 
 @dataclass(frozen=True)
 class Panel:
+    """A panel on ClickHouse: its SQL (with the plugin's macros) and the columns it returns."""
+
     title: str
     kind: str  # timeseries | table | stat | bargauge
     sql: str
@@ -43,6 +46,7 @@ class Panel:
 
     @property
     def format(self) -> int:
+        """The plugin's query format for this kind of panel."""
         return TIME_SERIES if self.kind == "timeseries" else TABLE
 
 
@@ -159,24 +163,17 @@ def dashboard_json(uid: str) -> dict[str, Any]:
     if uid == METRICS_UID:
         return metrics_dashboard()
     title, panels = DASHBOARDS[uid]
-    out, x, y = [], 0, 0
-    for number, panel in enumerate(panels, start=1):
-        if x + panel.width > 24:
-            x, y = 0, y + 8
-        out.append({
-            "id": number, "title": panel.title, "type": panel.kind, "datasource": DATASOURCE,
-            "gridPos": {"x": x, "y": y, "w": panel.width, "h": panel.height},
-            "description": "columns: " + ", ".join(panel.columns),
-            "targets": [{"refId": "A", "datasource": DATASOURCE, "editorType": "sql", "queryType": "sql",
-                         "format": panel.format, "rawSql": panel.sql.strip()}],
-        })
-        x += panel.width
-    return {"uid": uid, "title": title, "tags": ["ratewarden"], "timezone": "utc", "schemaVersion": 39,
-            "refresh": "10s", "time": {"from": "now-1h", "to": "now"}, "panels": out,
-            "templating": {"list": VARIABLES}, "editable": True}
+    out = [{
+        "id": number, "title": panel.title, "type": panel.kind, "datasource": DATASOURCE, "gridPos": position,
+        "description": "columns: " + ", ".join(panel.columns),
+        "targets": [{"refId": "A", "datasource": DATASOURCE, "editorType": "sql", "queryType": "sql",
+                     "format": panel.format, "rawSql": panel.sql.strip()}],
+    } for number, panel, position in placed(panels)]
+    return dashboard(uid, title, out, refresh="10s", variables=VARIABLES)
 
 
 def write_all(directory: Path = JSON_DIR) -> list[Path]:
+    """Write every dashboard's JSON to ``directory`` (``<uid without ratewarden->.json``); returns the files."""
     directory.mkdir(exist_ok=True)
     written = []
     for uid in ALL_UIDS:

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .model import dashboard, placed
+
 __all__ = ["PROMETHEUS", "PromPanel", "METRICS_PANELS", "METRICS_UID", "metrics_dashboard", "metric_names"]
 
 PROMETHEUS = {"type": "prometheus", "uid": "ratewarden-prometheus"}
@@ -22,6 +24,8 @@ _LATENCY = f"sum by (le, tier) (rate(ratewarden_decision_duration_seconds_bucket
 
 @dataclass(frozen=True)
 class PromPanel:
+    """A time-series panel of PromQL expressions, each with its legend."""
+
     title: str
     source: Literal["api", "worker"]  # the process whose /metrics the expressions read
     targets: tuple[tuple[str, str], ...]  # (PromQL, legend)
@@ -78,19 +82,11 @@ def metric_names(expression: str) -> set[str]:
 
 def metrics_dashboard() -> dict[str, Any]:
     """The Grafana dashboard model of the Prometheus metrics."""
-    panels, x, y = [], 0, 0
-    for number, panel in enumerate(METRICS_PANELS, start=1):
-        if x + panel.width > 24:
-            x, y = 0, y + panel.height
-        panels.append({
-            "id": number, "title": panel.title, "type": "timeseries", "datasource": PROMETHEUS,
-            "gridPos": {"x": x, "y": y, "w": panel.width, "h": panel.height},
-            "description": f"from the {panel.source} process's /metrics",
-            "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
-            "targets": [{"refId": chr(ord("A") + i), "datasource": PROMETHEUS, "expr": expr, "legendFormat": legend}
-                        for i, (expr, legend) in enumerate(panel.targets)],
-        })
-        x += panel.width
-    return {"uid": METRICS_UID, "title": "ratewarden: processes (Prometheus)", "tags": ["ratewarden"],
-            "timezone": "utc", "schemaVersion": 39, "refresh": "30s", "time": {"from": "now-1h", "to": "now"},
-            "panels": panels, "templating": {"list": []}, "editable": True}
+    panels = [{
+        "id": number, "title": panel.title, "type": "timeseries", "datasource": PROMETHEUS, "gridPos": position,
+        "description": f"from the {panel.source} process's /metrics",
+        "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+        "targets": [{"refId": chr(ord("A") + i), "datasource": PROMETHEUS, "expr": expr, "legendFormat": legend}
+                    for i, (expr, legend) in enumerate(panel.targets)],
+    } for number, panel, position in placed(METRICS_PANELS)]
+    return dashboard(METRICS_UID, "ratewarden: processes (Prometheus)", panels, refresh="30s")

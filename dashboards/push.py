@@ -1,6 +1,7 @@
-"""``ratewarden dashboards push``: upload the dashboards (and the datasource) to a Grafana
-through grafana-client, idempotently: the folder is created once, each dashboard is
-upserted with ``overwrite``, the datasource is created or updated by its uid."""
+"""``ratewarden dashboards push``: upload the dashboards (and the ClickHouse datasource) to a
+Grafana through grafana-client, idempotently: the folder is created once, each dashboard is
+upserted with ``overwrite``, the datasource is created or updated by its uid. The Prometheus
+dashboard expects a Prometheus datasource of uid ``ratewarden-prometheus``, which it does not make."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ __all__ = ["push", "PushReport", "datasource_model"]
 
 @dataclass
 class PushReport:
+    """What a push did: whether it made the folder, what it did to the datasource, the dashboards it wrote."""
+
     folder_created: bool = False
     datasource: str = ""  # created | updated | skipped
     dashboards: list[str] = field(default_factory=list)
