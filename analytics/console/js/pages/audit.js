@@ -18,8 +18,9 @@ export async function render(main) {
   async function load(before) {
     const page = await api("/audit", { query: { limit: PAGE, before, target: target.value.trim(), action: action.value.trim() } });
     entries = before ? entries.concat(page) : page;
-    clear(results, table([{ label: "when" }, { label: "who" }, { label: "action" }, { label: "target" }, { label: "change" }],
-      entries.map((e) => [fmt.time(e.at), e.actor, h("code", {}, e.action), e.target, change(e)]), { id: "audit", empty: "no changes recorded" }));
+    clear(results, table([{ label: "when" }, { label: "who (verified token)" }, { label: "action" }, { label: "target" }, { label: "change" }],
+      entries.map((e) => [fmt.time(e.at), e.principal && e.principal !== e.actor ? `${e.actor} (token: ${e.principal})` : e.actor,
+                          h("code", {}, e.action), e.target, change(e)]), { id: "audit", empty: "no changes recorded" }));
     clear(more, page.length === PAGE ? h("button", { type: "button", onclick: () => load(entries[entries.length - 1].id) }, "Older") : null);
   }
   form.addEventListener("submit", (event) => { event.preventDefault(); load(); });
@@ -34,9 +35,25 @@ function change(entry) {
   const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])]
     .filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
   const summary = entry.before === null ? "created" : entry.after === null ? "removed"
-    : keys.map((k) => `${k}: ${short(before[k])} → ${short(after[k])}`).join("; ") || "no field changed";
+    : keys.map((k) => describe(k, before[k], after[k])).join("; ") || "no field changed";
   return h("details", {}, h("summary", {}, summary),
     h("pre", { class: "mono" }, `before: ${JSON.stringify(entry.before, null, 1)}\nafter: ${JSON.stringify(entry.after, null, 1)}`));
+}
+
+// One field's change: lists of named things (rules) by name, whole objects as added or removed.
+function describe(key, was, now) {
+  const named = (v) => Array.isArray(v) && v.every((x) => x && typeof x === "object" && "name" in x);
+  if (named(was) && named(now)) {
+    const old = new Map(was.map((x) => [x.name, JSON.stringify(x)]));
+    const next = new Map(now.map((x) => [x.name, JSON.stringify(x)]));
+    const parts = [...next.keys()].filter((n) => !old.has(n)).map((n) => `+${n}`)
+      .concat([...old.keys()].filter((n) => !next.has(n)).map((n) => `−${n}`))
+      .concat([...next.keys()].filter((n) => old.has(n) && old.get(n) !== next.get(n)).map((n) => `~${n}`));
+    return `${key}: ${parts.join(", ") || "reordered"}`;
+  }
+  if (was === undefined && now && typeof now === "object") return `${key} added`;
+  if (now === undefined && was && typeof was === "object") return `${key} removed`;
+  return `${key}: ${short(was)} → ${short(now)}`;
 }
 
 const short = (v) => { const s = JSON.stringify(v); return s === undefined ? "–" : s.length > 60 ? s.slice(0, 57) + "…" : s; };

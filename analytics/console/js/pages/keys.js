@@ -104,16 +104,17 @@ export async function render(main) {
       [{ label: "id" }, { label: "owner" }, { label: "tier" }, { label: "note" }, { label: "prefix" }, { label: "status" },
        { label: "created" }, { label: "rotated-out secret" }, { label: "actions" }],
       keys.sort((a, b) => b.created_at - a.created_at).map((k) => [
-        clientLink(`k:${k.id}`), k.owner, k.tier ?? "(default)", k.note || "", h("code", {}, `${k.prefix}…`),
+        h("a", { href: `#/clients/${enc(`k:${k.id}`)}`, title: `client k:${k.id}` }, k.id), k.owner, k.tier ?? "(default)", k.note || "", h("code", {}, `${k.prefix}…`),
         h("span", { class: `badge ${k.status}` }, k.status), fmt.time(k.created_at),
         k.previous ? `${k.previous.prefix}… until ${fmt.time(k.previous.expires_at)}` : "",
         k.status === "revoked" ? "" : h("div", { class: "actions" },
-          h("button", { type: "button", "data-edit": k.id, onclick: () => editForm(k) }, `Change or rotate ${k.id}`),
+          h("button", { type: "button", "data-edit": k.id, "aria-label": `change or rotate ${k.id}`,
+                     onclick: () => editForm(k) }, "Change or rotate"),
           h("button", { type: "button", class: "danger", "data-revoke": k.id, onclick: async () => {
             if (!confirm(`Revoke ${k.id} (${k.owner})? Every enforcer refuses it within a second.`)) return;
             await api(`/keys/${enc(k.id)}`, { method: "DELETE" });
             await refresh();
-          } }, `Revoke ${k.id}`)),
+          }, "aria-label": `revoke ${k.id}` }, "Revoke")),
       ]), { id: "keys", empty: "no keys yet" }));
   }
 

@@ -111,7 +111,7 @@ export function describe(o) {
   if (o.allow) return "allowed (no limits)";
   const parts = [];
   if (o.tier) parts.push(`tier ${o.tier}`);
-  if (o.rules && o.rules.length) parts.push(`${o.rules.length} rules`);
+  if (o.rules && o.rules.length) parts.push(o.rules.map((r) => `${r.name} ${r.limit}/${r.period} s`).join(", "));
   if (o.quotas) parts.push("quotas");
   return parts.join(", ") || "override";
 }

@@ -147,12 +147,12 @@ function planEditor(plan, capacities, saved) {
       field("quotas.daily", "daily quota (cost units)", daily), field("quotas.monthly", "monthly quota", monthly),
       field("quotas.billing_anchor_day", "billing month starts on day", anchor)),
     h("h4", {}, "Rules"), rulesError, rules,
+    h("div", { class: "actions" },
+      h("button", { type: "button", id: "add-rule", onclick: () => addRule(null).controls.name.focus() }, "Add rule")),
     h("h4", {}, "Capacity shares"), h("p", { class: "muted" },
       "This tier's share of each shared capacity of the policy file; empty: no share; left as shown: as the file says."),
     h("span", { class: "field-error", "data-error-for": "capacity_shares", role: "alert" }), sharesBox,
-    h("div", { class: "actions" },
-      h("button", { type: "button", id: "add-rule", onclick: () => addRule(null).controls.name.focus() }, "Add rule"),
-      h("button", { type: "submit" }, isNew ? "Create plan" : "Apply changes")),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, isNew ? "Create plan" : "Apply changes")),
     rest, notice);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
