@@ -49,6 +49,7 @@ class Screen:
         self.stateless = [d for d in registered(settings.detectors) if not d.stateful]
 
     def wanted(self, summary: Summary) -> bool:
+        """Whether ``summary`` goes to the detectors."""
         if isinstance(summary, ClientSummary) and summary.window_s == self.window_s:
             return True
         return any(isinstance(summary, d.summary_type) and d.check(summary, {}) for d in self.stateless)

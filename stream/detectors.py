@@ -62,7 +62,8 @@ class Detector(ABC, Generic[S]):
     stateful: ClassVar[bool] = False
 
     @abstractmethod
-    def check(self, w: S, state: MutableMapping[str, Any], /) -> Alert | None: ...
+    def check(self, w: S, state: MutableMapping[str, Any], /) -> Alert | None:
+        """The alert window ``w`` raises, or None; ``state`` is this detector's own (empty unless stateful)."""
 
 
 def registered(detectors: BaseModel) -> list[Detector[Any]]:

@@ -47,6 +47,8 @@ DELAY_SAMPLE = 100
 
 @dataclass
 class ProcessorStats:
+    """Totals since the processor started (logged in ``progress`` lines and at stop)."""
+
     events: int = 0
     duplicates: int = 0
     dead_letters: int = 0
@@ -108,6 +110,7 @@ class RequestProcessor:
                  written_through={p: self.sink.written_through(p) for p in partitions})
 
     async def revoked(self, partitions: list[int]) -> None:
+        """Hand ``partitions`` over: write and commit what is safe to, then forget their windows."""
         mine = [p for p in partitions if p in self._partitions]
         if not mine:
             return
@@ -242,6 +245,7 @@ class RequestProcessor:
     # -- loop -------------------------------------------------------------------------
 
     def consumer(self) -> AIOKafkaConsumer:
+        """A consumer of the request topic in the workers' group, committing only by hand."""
         s = self.settings
         return AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=f"{s.consumer_group}-requests",
                                 session_timeout_ms=int(s.rebalance_timeout_s * 1000),
@@ -311,4 +315,5 @@ class RequestProcessor:
                  clickhouse_down=self.clickhouse_outage.down)
 
     def stop(self) -> None:
+        """Ask :meth:`run` to end after its current fetch, with a last flush."""
         self._stopping.set()
