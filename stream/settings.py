@@ -171,6 +171,13 @@ class StreamSettings(BaseSettings):
     worker_web_port: int = Field(0, ge=0, le=65535, description="Faust's web port (0: off)")
     data_dir: str = Field("var/stream", description="Faust's local state directory")
 
+    @model_validator(mode="after")
+    def _short_window_fits_its_hops(self) -> StreamSettings:
+        if self.short_window_s % self.short_hop_s:  # checked here, not when the first partition comes
+            raise ValueError(f"RATEWARDEN_SHORT_WINDOW_S ({self.short_window_s:g}) must be a multiple of "
+                             f"RATEWARDEN_SHORT_HOP_S ({self.short_hop_s:g})")
+        return self
+
     @field_validator("worker_metrics_address")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
