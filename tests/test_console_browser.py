@@ -21,6 +21,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
@@ -160,6 +161,10 @@ def test_sign_in_and_the_overview_shows_live_traffic_and_sets_an_override(consol
         assert int(traffic.get_attribute("data-points") or 0) >= 60  # every minute of the hour, on a time axis
         assert int(traffic.get_attribute("data-total-requests") or 0) >= 20
         console.find("#traffic .u-legend")  # uPlot drew it, with its legend
+        plot = console.find("#traffic .u-over")
+        ActionChains(console.driver).move_to_element_with_offset(plot, plot.size["width"] // 2 - 2, 0).perform()
+        tip = console.find("#traffic .chart-tip")  # the tooltip at the cursor: the minute and each series' value
+        assert " UTC" in tip.text and "requests: " in tip.text and "denied: " in tip.text, tip.text
         assert "requests" in console.find("#traffic figcaption").text
         assert "anonymous" in console.find("#tiers-chart .u-legend").text
         assert f"ip:{ATTACKER}" in console.text_in("#top", f"ip:{ATTACKER}")
@@ -329,6 +334,10 @@ def test_a_client_page_shows_the_totals_clickhouse_holds(console: Console, stack
         console.find("#latency .u-legend")
         assert "2xx" in console.find("#statuses .u-legend").text
         console.shot("client")
+        # live: the page follows new traffic by itself
+        assert all(http.get("/v1/items/8").status_code in (200, 429) for _ in range(3))
+        WebDriverWait(console.driver, 40).until(lambda d: d.find_element(
+            By.CSS_SELECTOR, "#totals [data-total=requests] .value").text == str(held["requests"] + 3))
 
         console.open(f"endpoints/{quote('GET /v1/search', safe='')}")
         assert int(console.find("#totals [data-total=requests] .value").text.replace(",", "")) >= 25
