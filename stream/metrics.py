@@ -6,6 +6,8 @@ from http.server import HTTPServer
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+_SETTING = "RATEWARDEN_WORKER_METRICS_ADDRESS"
+
 EVENTS = Counter("ratewarden_stream_events", "Request records read from Kafka")
 DUPLICATES = Counter("ratewarden_stream_duplicates", "Events skipped as already written or seen")
 DEAD_LETTERS = Counter("ratewarden_stream_dead_letters", "Records sent to the dead-letter topic")
@@ -28,6 +30,9 @@ def serve(address: str) -> HTTPServer:
     as StreamSettings validated it). Returns the server (``shutdown()`` stops it)."""
     from .settings import listen_address
 
-    host, port = listen_address(address, "RATEWARDEN_WORKER_METRICS_ADDRESS")
-    server, _thread = start_http_server(port, addr=host)
+    host, port = listen_address(address, _SETTING)
+    try:
+        server, _thread = start_http_server(port, addr=host)
+    except OSError as exc:  # the port taken, or an address not on this host
+        raise OSError(exc.errno, f"{_SETTING}={address}: cannot listen there: {exc.strerror}") from exc
     return server

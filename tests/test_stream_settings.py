@@ -1,6 +1,9 @@
-"""StreamSettings refuses values the worker could not run with at start, naming the variable."""
+"""StreamSettings refuses values the worker could not run with at start, naming the variable; so does
+the metrics server for an address it cannot listen on."""
 
 from __future__ import annotations
+
+import socket
 
 import pytest
 from pydantic import ValidationError
@@ -27,3 +30,14 @@ def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
 def test_a_bad_metrics_address_is_refused_naming_the_setting(value: str) -> None:
     with pytest.raises(ValidationError, match="RATEWARDEN_WORKER_METRICS_ADDRESS="):
         StreamSettings(worker_metrics_address=value)
+
+
+def test_a_metrics_port_in_use_is_an_error_naming_the_setting() -> None:
+    from ratewarden.stream import metrics
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(OSError, match=f"RATEWARDEN_WORKER_METRICS_ADDRESS={address}: cannot listen there"):
+            metrics.serve(address)
