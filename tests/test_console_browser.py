@@ -370,3 +370,23 @@ def test_recommendations_are_staged_as_shadow_rules(console: Console, stack: Sta
         assert entry["actor"] == ACTOR and entry["target"] == "anonymous"
     console.open("plans")
     assert f"{rule}" in console.text_in("#plans", "(shadow)")
+
+
+def test_data_is_shown_as_text_never_run(console: Console, stack: Stack) -> None:
+    """Owners, notes and reasons come from whoever set them: the console shows them as text."""
+    owner, note = '<img src=x onerror="window.pwned=1">', '"><script>window.pwned=2</script>'
+    with _admin(stack) as admin:
+        key_id = admin.post("/keys", json={"owner": owner, "note": note}).json()["record"]["id"]
+        assert admin.put("/overrides/ip:203.0.113.203", json={
+            "client_id": "ip:203.0.113.203", "block": True, "reason": owner}).status_code == 200
+    console.sign_in()
+    console.find("#nav")
+    console.open("keys")
+    console.text_in("#keys", key_id)
+    assert owner in console.find("#keys").text and note in console.find("#keys").text
+    console.open("overview")
+    assert owner in console.text_in("#overrides", "ip:203.0.113.203")
+    console.open("audit")
+    console.text_in("#audit", key_id)
+    assert console.driver.find_elements(By.CSS_SELECTOR, "#main img, #main script") == []
+    assert console.driver.execute_script("return window.pwned") is None
