@@ -137,7 +137,8 @@ async def publish(bootstrap: str, topic: str, stream: Iterator[RequestEvent], ra
                 await loop.run_in_executor(None, producer.poll, 0.05)
         sent += 1
         if sent % 1000 == 0:
-            producer.poll(0)
+            producer.poll(0)  # serve delivery reports
+            await asyncio.sleep(0)  # and let whatever else runs on this loop (a worker, in tests) have a turn
         if rate_per_s and sent % 100 == 0:
             ahead = sent / rate_per_s - (loop.time() - started)
             if ahead > 0:
