@@ -23,6 +23,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -390,3 +391,24 @@ def test_data_is_shown_as_text_never_run(console: Console, stack: Stack) -> None
     console.text_in("#audit", key_id)
     assert console.driver.find_elements(By.CSS_SELECTOR, "#main img, #main script") == []
     assert console.driver.execute_script("return window.pwned") is None
+
+
+def test_the_console_works_from_the_keyboard(console: Console, stack: Stack) -> None:
+    console.driver.get(console.url)
+    console.find("#token").send_keys(TOKEN + Keys.ENTER)  # the sign-in form submits on Enter
+    console.find("#nav")
+    console.wait.until(lambda d: d.switch_to.active_element.get_attribute("id") == "main")  # focus to the page
+    console.driver.refresh()  # still signed in (the tab's session); focus at the top of the page
+    console.find("#nav")
+    console.driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)  # the skip link first
+    assert console.driver.switch_to.active_element.get_attribute("class") == "skip"
+    focused = []
+    for _ in range(8):
+        console.driver.switch_to.active_element.send_keys(Keys.TAB)
+        focused.append(console.driver.switch_to.active_element.text)
+        if focused[-1] == "Plans":
+            break
+    assert focused[-1] == "Plans", focused
+    console.driver.switch_to.active_element.send_keys(Keys.ENTER)
+    console.wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-page") == "plans")
+    console.find("#plans")

@@ -12,7 +12,7 @@ export async function render(main) {
   let tiers = [];
 
   function showSecret(what, apiKey, record) {
-    const code = h("code", { id: "new-secret" }, apiKey);
+    const code = h("code", { id: "new-secret", tabindex: -1 }, apiKey);
     clear(secretBox, h("div", { class: "secret", role: "alert" },
       h("p", {}, `${what} for ${record.owner} (${record.id}). Copy it now: it is shown once and never again.`),
       h("p", {}, code),
