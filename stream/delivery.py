@@ -35,8 +35,8 @@ from ratewarden.enforcer.logs import get_logger
 from ratewarden.enforcer.outage import OutageLog
 
 from . import metrics
+from .alert_messages import slack_message, webhook_body, webhook_headers, webhook_id
 from .settings import StreamSettings
-from .sinks import slack_message, webhook_body, webhook_headers, webhook_id
 
 __all__ = ["AlertDeliverer", "Failure"]
 

@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from ratewarden.stream.alert_messages import slack_escape, slack_message, webhook_body, webhook_headers, webhook_id
 from ratewarden.stream.settings import StreamSettings
-from ratewarden.stream.sinks import slack_escape, slack_message, webhook_body, webhook_headers, webhook_id
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 

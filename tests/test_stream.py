@@ -22,8 +22,8 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from ratewarden.local import free_port
+from ratewarden.stream.alert_messages import webhook_id
 from ratewarden.stream.simulate import EXPECTED_ALERT, events, publish, scenario
-from ratewarden.stream.sinks import webhook_id
 
 from .stream_support import (
     committed_and_ends,
