@@ -36,7 +36,9 @@ def test_the_wheel_installs_one_import_package_with_its_data(wheel: Path) -> Non
                  "ratewarden/analytics/console/js/app.js", "ratewarden/analytics/console/js/pages/keys.js",
                  "ratewarden/analytics/console/vendor/uplot/uPlot.iife.min.js",
                  "ratewarden/analytics/console/vendor/uplot/LICENSE",
-                 "ratewarden/dashboards/json/overview.json", "ratewarden/examples/policy.yaml",
+                 "ratewarden/dashboards/json/overview.json", "ratewarden/dashboards/json/metrics.json",
+                 "ratewarden/dashboards/provisioning/datasources/prometheus.yaml",
+                 "ratewarden/dashboards/provisioning/prometheus/prometheus.yml", "ratewarden/examples/policy.yaml",
                  "ratewarden/examples/demo_fastapi/app.py"):
         assert data in names, data
     assert not [name for name in names if "demo_django" in name or name.startswith("ratewarden/tests")]
