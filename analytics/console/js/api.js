@@ -5,10 +5,19 @@ const ACTOR = "rw-actor";
 
 export class ApiError extends Error {
   constructor(status, detail) {
-    super(typeof detail === "string" ? `${status}: ${detail}` : `${status}: ${JSON.stringify(detail)}`);
+    super(`${status}: ${describe(detail)}`);
     this.status = status;
     this.detail = detail; // a 422's detail: [{loc: ["body", "rules", 0, "limit"], msg}]
   }
+}
+
+// A 422's list as "path: message; ...", anything else as text.
+function describe(detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((e) => `${(e.loc || []).filter((p) => !["body", "path", "query"].includes(p)).join(".")}: ${e.msg}`).join("; ");
+  }
+  return JSON.stringify(detail);
 }
 
 export const session = {
