@@ -1,11 +1,12 @@
 """Publishing request events to Kafka without slowing requests or losing events silently.
 
-On the request path, ``publish`` encodes the event and hands it to librdkafka
-(confluent-kafka's ``Producer``): about a microsecond under the GIL, after which
-librdkafka's own threads batch, compress and send it, keyed by client id (murmur2, as
-Java and aiokafka partition, so one client's events stay in order in one partition
-whichever producer wrote them). A daemon thread serves librdkafka's delivery reports
-(one bound method, no per-event future), watches Kafka's health and replays the spill.
+The request path only appends the event to a bounded in-memory queue (or, when it is
+full, writes it to the spill). A daemon thread wakes every 50 ms, encodes what is queued
+and hands it to librdkafka (confluent-kafka's ``Producer``), whose own threads batch,
+compress and send it, keyed by client id (murmur2, as Java and aiokafka partition, so
+one client's events stay in order in one partition whichever producer wrote them). The
+same thread serves librdkafka's delivery reports (one bound method, no per-event
+future), watches Kafka's health and replays the spill.
 
 While Kafka is unreachable, events go to the spill (disk); once it answers again the
 spill is replayed oldest first and removed, and new events wait in a bounded queue
@@ -21,7 +22,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 from prometheus_client import Counter, Gauge
@@ -82,7 +83,6 @@ class EventPublisher:
         self.published = self.replayed = 0
         self._counted = 0  # of ``published``, what the Prometheus counter has
         self._producer: Producer | None = None
-        self._produce: Any = None  # the producer's bound produce(), once events may go straight to it
         self._failed: list[bytes] = []  # undelivered events, spilled after each round of delivery reports
         self._replay_pending = self._replay_failed = 0
         self._healthy = False
@@ -96,15 +96,7 @@ class EventPublisher:
     # -- request path ------------------------------------------------------
 
     def publish(self, event: RequestEvent) -> None:
-        """Hand ``event`` to Kafka's client, else queue or spill it (thread-safe, never blocks on Kafka)."""
-        produce = self._produce
-        if produce is not None:
-            try:
-                produce(self.topic, encode_event(event), event.client_id)
-                return
-            except BufferError:  # librdkafka's queue is full: Kafka is slow or away
-                self._spill_lines((encode_event(event),))
-                return
+        """Queue ``event``, or spill it when the queue is full (thread-safe, never blocks on Kafka)."""
         if len(self._queue) < self._bound and not self._stopped:
             self._queue.append(event)
         else:
@@ -189,13 +181,10 @@ class EventPublisher:
                         backoff = min(backoff * 2, _MAX_BACKOFF_S)
                         continue
                     backoff = 0.2
-                if self.spill.pending:
-                    self._produce = None  # new events wait behind the spill, which goes first
+                if self.spill.pending:  # new events wait in the queue behind the spill, which goes first
                     if not self._replay(producer):
                         continue
                 self._drain(producer)
-                if self._healthy:
-                    self._produce = producer.produce
                 self._wake.wait(_SERVE_INTERVAL_S)
                 self._serve(producer, 0)
         except Exception as exc:  # noqa: BLE001 - the sender must never die silently; what is left is spilled
@@ -236,7 +225,6 @@ class EventPublisher:
             self._mark_down(err)
 
     def _mark_down(self, err: KafkaError) -> None:
-        self._produce = None
         if self._healthy:
             log.warning("kafka_unavailable", error=err.name(), spill=str(self.spill.directory))
             self._reported_down = True
@@ -262,19 +250,19 @@ class EventPublisher:
 
     def _go_away(self, producer: Producer) -> None:
         """Kafka is away: events not yet sent go to the spill (nothing waits in memory meanwhile)."""
-        self._produce = None
         producer.purge(in_queue=True, in_flight=False, blocking=False)  # reported as failed: spilled below
         self._serve(producer, 0)
         self._spill_queue()
 
     def _drain(self, producer: Producer) -> None:
-        """Hand the queued events to librdkafka (the queue fills only while Kafka is away or a spill replays)."""
-        queue = self._queue
+        """Encode the queued events and hand them to librdkafka, in one tight loop: interleaved with
+        request handling the same calls cost the request loop several times as much (cold caches)."""
+        queue, produce, topic = self._queue, producer.produce, self.topic
         while queue and self._healthy:
             event = queue.popleft()
             try:
-                producer.produce(self.topic, encode_event(event), event.client_id)
-            except BufferError:
+                produce(topic, encode_event(event), event.client_id)
+            except BufferError:  # librdkafka holds publish_queue_size already: Kafka is slow
                 queue.appendleft(event)
                 self._serve(producer, _SERVE_INTERVAL_S)
 
@@ -315,7 +303,6 @@ class EventPublisher:
     def _shutdown(self, producer: Producer) -> None:
         """Flush within the flush timeout; what is still undelivered then goes to the spill."""
         self._stopped = True
-        self._produce = None
         if self._healthy:
             self._drain(producer)
             producer.flush(self.settings.publish_flush_timeout_s)
