@@ -292,12 +292,22 @@ def dashboards_push(
 ) -> None:
     """Upload the dashboards into the 'ratewarden' folder (idempotent: run it again any time)."""
     require("dashboards", "grafana_client", feature="ratewarden dashboards push")
+    from grafana_client.client import GrafanaException
+
     from ratewarden.dashboards.push import datasource_model, push
 
     datasource = (datasource_model(clickhouse_host, clickhouse_port, clickhouse_user, clickhouse_password)
                   if clickhouse_host else None)
     credential: str | tuple[str, str] = tuple(token.split(":", 1)) if ":" in token else token  # type: ignore[assignment]
-    report = push(url, credential, datasource)
+    try:
+        report = push(url, credential, datasource)
+    except (GrafanaException, OSError) as exc:  # OSError, or status 0: no HTTP answer (refused, timed out)
+        status = getattr(exc, "status_code", 0)
+        answer = f"answered HTTP {status}" if status else "could not be reached"
+        hint = ": check --token (GRAFANA_TOKEN)" if status in (401, 403) else ""
+        detail = exc.message if isinstance(exc, GrafanaException) else type(exc).__name__
+        errors.print(f"Grafana at {url} (--url, GRAFANA_URL) {answer}{hint}: {detail}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
     console.print(f"folder {'created' if report.folder_created else 'exists'}; datasource {report.datasource}; "
                   f"dashboards: {', '.join(report.dashboards)}")
 

@@ -18,12 +18,15 @@ from typing import Any
 
 import msgspec
 import pytest
+from typer.testing import CliRunner
 
 from ratewarden.analytics.migrations import migrate
+from ratewarden.cli import app as cli
 from ratewarden.dashboards.definitions import ALL_UIDS, DASHBOARDS, FOLDER, JSON_DIR, VARIABLES, dashboard_json
 from ratewarden.dashboards.macros import expand
 from ratewarden.dashboards.prometheus import METRICS_PANELS, METRICS_UID, PROMETHEUS, metric_names
 from ratewarden.dashboards.push import datasource_model, push
+from ratewarden.local import free_port
 from ratewarden.stream.alerts import AlertBook, write_alerts
 from ratewarden.stream.detectors import Alert
 from ratewarden.stream.penalties import Penalty, write_penalties
@@ -157,6 +160,7 @@ class FakeGrafana:
         self.folders: set[str] = set()
         self.datasources: dict[str, dict[str, Any]] = {}
         self.dashboards: dict[str, dict[str, Any]] = {}
+        self.token = "glsa_token"  # the one it accepts
         grafana = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -171,7 +175,11 @@ class FakeGrafana:
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
-                grafana.requests.append((self.command, self.path, body, self.headers.get("authorization", "")))
+                authorization = self.headers.get("authorization", "")
+                grafana.requests.append((self.command, self.path, body, authorization))
+                if authorization != f"Bearer {grafana.token}":
+                    self._answer(401, {"message": "invalid API key"})
+                    return
                 self._answer(*grafana.route(self.command, self.path, body))
 
             do_GET = do_POST = do_PUT = _handle
@@ -230,3 +238,13 @@ def test_push_creates_the_folder_once_upserts_dashboards_and_the_datasource(graf
     ds = grafana.datasources[datasource["uid"]]
     assert ds["type"] == "grafana-clickhouse-datasource" and ds["jsonData"]["host"] == "clickhouse"
     assert ds["secureJsonData"]["password"] == "s3cret"
+
+
+def test_push_with_a_refused_token_or_no_grafana_exits_1_naming_the_option(grafana: FakeGrafana) -> None:
+    refused = CliRunner().invoke(cli, ["dashboards", "push", "--url", grafana.url, "--token", "glsa_wrong"])
+    assert refused.exit_code == 1, refused.output
+    said = " ".join(refused.output.split())  # as one line, however the terminal wrapped it
+    assert f"Grafana at {grafana.url} (--url, GRAFANA_URL) answered HTTP 401: check --token (GRAFANA_TOKEN)" in said
+    assert "glsa_wrong" not in refused.output
+    nobody = CliRunner().invoke(cli, ["dashboards", "push", "--url", f"http://127.0.0.1:{free_port()}", "--token", "t"])
+    assert nobody.exit_code == 1 and "could not be reached" in nobody.output, nobody.output
