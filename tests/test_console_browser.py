@@ -217,9 +217,18 @@ def test_plans_and_keys_made_in_the_console_are_enforced_and_audited(console: Co
         console.shot("plans-errors")
         assert admin.get("/tiers/gold").status_code == 404
 
-        # fixed, applied as a shadow first (the box is ticked for a new plan)
+        # a share of a capacity the policy does not have: the message beside the capacity shares
         console.type("#plan-form [data-loc='quotas.daily']", "1000")
         console.type("#plan-form [data-loc='rules.0.limit']", "3")
+        console.type("#plan-form [data-loc='capacity_shares.__other']", "search")
+        console.type("#plan-form [data-loc='capacity_shares.__other_share']", "0.5")
+        console.find("#plan-form").submit()
+        console.text_in("#plan-form [data-error-for='capacity_shares']", "no capacity 'search'")
+        assert console.error("#plan-form", "rules.0.limit") == ""  # the fixed fields' errors are gone
+        assert admin.get("/tiers/gold").status_code == 404
+
+        # fixed, applied as a shadow first (the box is ticked for a new plan)
+        console.find("#plan-form [data-loc='capacity_shares.__other']").clear()
         assert console.field("#plan-form", "shadow").is_selected()
         console.find("#plan-form").submit()
         console.text_in("#plan-notice", "applied as a shadow")
