@@ -261,6 +261,16 @@ def test_plans_and_keys_made_in_the_console_are_enforced_and_audited(console: Co
         print(f"plan enforced {time.monotonic() - clicked:.3f} s after the click")
         console.text_in("#plans", "enforcing")
 
+        # edited while enforcing: a higher limit admits the key again within a second
+        console.wait.until(lambda d: not d.find_element(By.CSS_SELECTOR, "#plan-form [data-loc=shadow]").is_selected())
+        console.type("#plan-form [data-loc='rules.0.limit']", "100")
+        console.find("#plan-form").submit()
+        edited = time.monotonic()
+        took_edit = wait_until(lambda: policy(secret)[:2] == (200, "gold-per-min"), 1.0, "the edited plan")
+        print(f"edited plan in force {time.monotonic() - edited:.3f} s after the click")
+        console.text_in("#plan-notice", "enforcing")
+        assert "gold-per-min 100/1 min" in console.find("#plans").text
+
         # tier and note changed: the key gets the paid plan
         console.open("keys")
         console.click(f'[data-edit="{key_id}"]')
@@ -305,9 +315,11 @@ def test_plans_and_keys_made_in_the_console_are_enforced_and_audited(console: Co
             assert any(action in row and target in row and ACTOR in row for row in rows), (action, target, rows)
         logged = Counter((e["action"], e["target"]) for e in admin.get("/audit", params={"limit": 1000}).json()
                          if e["actor"] == ACTOR)
-        assert all(logged[e] == 1 for e in expected), logged  # the refused tier was not applied, not logged
+        assert logged[("tier.put", "gold")] == 2  # created, then edited; the refused versions not logged
+        assert all(logged[e] == 1 for e in expected[1:]), logged
         assert secret not in console.driver.page_source and new not in console.driver.page_source
-    print(f"plan enforced after {took_tier:.3f} s, revoked key refused after {took_revoke:.3f} s")
+    print(f"plan enforced after {took_tier:.3f} s, edited plan after {took_edit:.3f} s, "
+          f"revoked key refused after {took_revoke:.3f} s")
 
 
 def test_a_client_page_shows_the_totals_clickhouse_holds(console: Console, stack: Stack) -> None:
