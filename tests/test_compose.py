@@ -192,13 +192,16 @@ def test_images_and_the_grafana_plugin_are_pinned_to_a_release() -> None:
 
 
 def test_clickhouse_credentials_travel_beside_a_url_without_them() -> None:
-    env = COMPOSE["x-ratewarden-env"]
+    env = COMPOSE["x-clickhouse-env"]
     assert env["RATEWARDEN_CLICKHOUSE_URL"] == "http://clickhouse:8123"  # no user:password@ to escape
     assert env["RATEWARDEN_CLICKHOUSE_USER"] == SERVICES["clickhouse"]["environment"]["CLICKHOUSE_USER"]
     assert env["RATEWARDEN_CLICKHOUSE_PASSWORD"] == SERVICES["clickhouse"]["environment"]["CLICKHOUSE_PASSWORD"]
     assert not re.search(r"://[^/\s]*@", TEXT)  # no credentials in any URL
-    for name in ("migrate", "worker", "admin", "api"):
+    for name in ("migrate", "worker", "admin"):
         assert SERVICES[name]["environment"]["RATEWARDEN_CLICKHOUSE_PASSWORD"].startswith("${CLICKHOUSE_PASSWORD:?")
+        assert SERVICES[name]["environment"]["RATEWARDEN_KAFKA_BOOTSTRAP"] == "kafka:9092"  # both anchors merged
+    # the demo API faces clients and never reads ClickHouse: it holds none of its credentials
+    assert not [key for key in SERVICES["api"]["environment"] if "CLICKHOUSE" in key]
 
 
 def test_the_topic_replication_factor_is_a_setting_defaulting_to_the_one_broker() -> None:
