@@ -433,3 +433,23 @@ def test_the_console_works_from_the_keyboard(console: Console, stack: Stack) -> 
     console.driver.switch_to.active_element.send_keys(Keys.ENTER)
     console.wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-page") == "plans")
     console.find("#plans")
+
+
+def test_a_penalty_is_cleared_from_the_client_page_in_one_click(console: Console, stack: Stack) -> None:
+    client = "ip:203.0.113.204"
+    with httpx.Client(base_url=stack.urls["demo API"], headers={"x-forwarded-for": client[3:]}, timeout=10) as http, \
+            _admin(stack) as admin:
+        penalty = {"client_id": client, "block": True, "source": "stream:scraping", "reason": "scraping: block"}
+        assert admin.put(f"/overrides/{client}", json=penalty).status_code == 200  # as the stream sets them
+        wait_until(lambda: http.get("/v1/items").status_code == 429, 1.0, "the penalty in force")
+        console.sign_in()
+        console.find("#nav")
+        console.open(f"clients/{quote(client, safe='')}")
+        assert "stream:scraping" in console.find("#override").text
+        console.click("#clear-override")
+        clicked = time.monotonic()
+        wait_until(lambda: http.get("/v1/items").status_code == 200, 1.0, "the cleared penalty")
+        print(f"penalty cleared from the client page: admitted {time.monotonic() - clicked:.3f} s after the click")
+        console.text_in("#override", "none")
+        [entry] = admin.get("/audit", params={"target": client, "action": "override.clear"}).json()
+        assert entry["actor"] == ACTOR and entry["before"]["source"] == "stream:scraping"
