@@ -53,7 +53,8 @@ class EnforcerSettings(BaseSettings):
     kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers; unset: no events are published")
     kafka_topic: str = Field("ratewarden.requests", description="topic request events go to")
     publish_queue_size: int = Field(
-        10_000, ge=1, description="events held in memory (librdkafka's queue) before spilling to disk")
+        10_000, ge=1, description="events queued in memory before spilling to disk (librdkafka holds at most as "
+                                  "many again)")
     publish_linger_ms: float = Field(20.0, ge=0, description="wait this long to fill a batch")
     publish_max_batch: int = Field(2_000, ge=1, description="events per batch")
     publish_compression: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(
