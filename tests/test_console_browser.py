@@ -360,6 +360,12 @@ def test_a_client_page_shows_the_totals_clickhouse_holds(console: Console, stack
         assert all(http.get("/v1/items/8").status_code in (200, 429) for _ in range(3))
         WebDriverWait(console.driver, 40).until(lambda d: d.find_element(
             By.CSS_SELECTOR, "#totals [data-total=requests] .value").text == str(held["requests"] + 3))
+        for range_, points in (("24h", 96), ("7d", 168), ("30d", 120)):  # 15 min, 1 h, 6 h a point
+            console.click(f'#range [data-range="{range_}"]')
+            console.wait.until(lambda d, r=range_: d.find_element(By.ID, "main").get_attribute("data-range") == r)
+            chart = console.find("#traffic figure.chart")
+            assert int(chart.get_attribute("data-points") or 0) == points, range_
+            assert int(chart.get_attribute("data-total-requests") or 0) == held["requests"] + 3, range_
 
         console.open(f"endpoints/{quote('GET /v1/search', safe='')}")
         assert int(console.find("#totals [data-total=requests] .value").text.replace(",", "")) >= 25
