@@ -172,11 +172,13 @@ def test_sign_in_and_the_overview_shows_live_traffic_and_sets_an_override(consol
         assert "GET /v1/items" in console.find("#endpoints").text
 
         # live: more traffic appears without reloading the page
-        before = int(console.find("#traffic figure.chart").get_attribute("data-total-requests") or 0)
+        chart = console.find("#traffic figure.chart")
+        before = int(chart.get_attribute("data-total-requests") or 0)
         assert all(http.get("/v1/items").status_code == 200 for _ in range(5))
         WebDriverWait(console.driver, 30).until(lambda d: int(d.find_element(
             By.CSS_SELECTOR, "#traffic figure.chart").get_attribute("data-total-requests") or 0) >= before + 5)
         assert "live" in console.find("#status").text
+        assert console.find("#traffic figure.chart") == chart  # updated in place, not drawn again
 
         console.type("#override-form [data-loc=client_id]", f"ip:{ATTACKER}")
         console.type("#override-form [data-loc=expires_at]", "5")

@@ -32,22 +32,47 @@ function formatValue(v, unit) {
   return unit === "ms" ? fmt.ms(v) : `${fmt.int(v)} ${unit}`;
 }
 
-// timeChart({title, unit, times: [unix s], series: [{label, values, color?, dash?}], step?})
-// -> an element holding the chart; data-points and data-total-<label> are there for tests and scripts.
-export function timeChart({ title, unit, times, series, stepLabel, height = 220 }) {
-  const box = h("figure", { class: "chart", "aria-label": title, "data-points": times.length });
-  const caption = h("figcaption", { class: "muted" }, `${title} (${unit}${stepLabel ? ` per ${stepLabel}` : ""}, UTC)`);
+const kept = new Map(); // key -> a drawn chart, updated in place by the next timeChart() of that key
+
+function describe(box, caption, { title, unit, times, series, stepLabel }) {
+  box.setAttribute("data-points", String(times.length));
+  box.setAttribute("aria-label", title);
+  caption.textContent = `${title} (${unit}${stepLabel ? ` per ${stepLabel}` : ""}, UTC)`;
   series.forEach((s) => box.setAttribute(`data-total-${s.label.replace(/[^a-z0-9]+/gi, "-").toLowerCase()}`,
                                           String(s.values.reduce((a, b) => a + (Number(b) || 0), 0))));
+}
+
+const columns = (times, series) => [times, ...series.map((s) => s.values.map((v) => v === null ? null : Number(v)))];
+
+// timeChart({key?, title, unit, times: [unix s], series: [{label, values, color?, dash?}], stepLabel?})
+// -> an element holding the chart; data-points and data-total-<label> are there for tests and scripts.
+// With a `key`, a chart of that key still on the page with the same series is updated in place and
+// returned (live pages keep their charts, cursor and tooltip instead of redrawing them).
+export function timeChart(spec) {
+  const { key, unit, times, series, height = 220 } = spec;
+  const labels = `${unit}|${series.map((s) => s.label).join("|")}`;
+  const old = key ? kept.get(key) : null;
+  if (old && old.labels === labels && old.plot && old.box.isConnected && times.length) {
+    old.state.times = times;
+    old.plot.setData(columns(times, series));
+    describe(old.box, old.caption, spec);
+    return old.box;
+  }
+  const box = h("figure", { class: "chart" });
+  const caption = h("figcaption", { class: "muted" });
+  describe(box, caption, spec);
   box.append(caption);
+  const state = { times };
+  const entry = { box, caption, labels, state, plot: null };
+  let frames = 0;
   const draw = () => {
-    if (!box.isConnected) return requestAnimationFrame(draw);
+    if (!box.isConnected) { if (++frames < 120) requestAnimationFrame(draw); return; } // never shown: drop it
     const width = Math.max(280, box.clientWidth - 4);
     const opts = {
       width, height, tzDate: utc, plugins: [tooltip(unit)],
       cursor: { focus: { prox: 16 } },
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
-      axes: [{ label: "time (UTC)", labelSize: 20, size: 40, values: (u, ticks) => ticks.map((ts) => tick(ts, times)) },
+      axes: [{ label: "time (UTC)", labelSize: 20, size: 40, values: (u, ticks) => ticks.map((ts) => tick(ts, state.times)) },
              { label: unit, labelSize: 20, size: 60, values: (u, vals) => vals.map((v) => unit === "ms" ? v.toFixed(1) : fmt.int(v)) }],
       legend: { live: true },
       series: [{ label: "time", value: (u, ts) => ts === null ? "–" : fmt.time(ts) },
@@ -55,9 +80,14 @@ export function timeChart({ title, unit, times, series, stepLabel, height = 220 
                                           dash: s.dash, points: { show: times.length <= 40 },
                                           value: (u, v) => formatValue(v, unit) }))],
     };
-    const plot = new window.uPlot(opts, [times, ...series.map((s) => s.values.map((v) => v === null ? null : Number(v)))], box);
+    const plot = entry.plot = new window.uPlot(opts, columns(times, series), box);
+    if (key) kept.set(key, entry);
     const resize = new ResizeObserver(() => {
-      if (!box.isConnected) { resize.disconnect(); plot.destroy(); return; }
+      if (!box.isConnected) {
+        resize.disconnect(); plot.destroy();
+        if (key && kept.get(key) === entry) kept.delete(key);
+        return;
+      }
       const w = Math.max(280, box.clientWidth - 4);
       if (Math.abs(w - plot.width) > 2) plot.setSize({ width: w, height });
     });

@@ -38,7 +38,7 @@ export async function render(main, clientId) {
           await api(`/overrides/${enc(clientId)}`, { method: "DELETE" }); await refresh(); } },
           (o.source || "").startsWith("stream:") ? "Clear this penalty" : "Clear this override")]
         : h("p", { class: "empty" }, "none: the tier's limits apply")),
-      ...seriesCards(view),
+      ...seriesCards(view, `client:${clientId}`),
       card("Alerts", { wide: true, id: "alerts" }, table(
         [{ label: "last seen" }, { label: "type" }, { label: "severity" }, { label: "occurrences", num: true }, { label: "suggested action" }],
         view.alerts.map((a) => [fmt.time(a.last_seen), a.alert_type, h("span", { class: a.severity }, a.severity),

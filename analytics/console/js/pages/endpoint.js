@@ -21,7 +21,7 @@ export async function render(main, route) {
   async function refresh() {
     const view = await api("/endpoints/detail", { query: { route, range } });
     clear(head, rangeSwitch(range, (r) => { range = r; sessionStorage.setItem("rw-client-range", r); refresh(); }), windowLine(view));
-    clear(body, card("Totals in this range", { wide: true }, totals(view.series)), ...seriesCards(view),
+    clear(body, card("Totals in this range", { wide: true }, totals(view.series)), ...seriesCards(view, `endpoint:${route}`),
       card("Top clients on this route", { wide: true, id: "top" }, table(
         [{ label: "client" }, { label: "tier" }, { label: "requests", num: true }, { label: "denied", num: true }],
         view.top_clients.map((c) => [clientLink(c.client_id), c.tier, fmt.int(c.requests), fmt.int(c.denied)]))));

@@ -59,12 +59,12 @@ export async function render(main) {
     const tierTimes = filled([], end - 3600, end, 60, []).times;
     clear(data,
       card("Requests over time", { wide: true, id: "traffic" },
-        timeChart({ title: `all clients, last ${range}`, unit: "requests", stepLabel: step, times: traffic.times,
+        timeChart({ key: "overview-traffic", title: `all clients, last ${range}`, unit: "requests", stepLabel: step, times: traffic.times,
                     series: [{ label: "requests", values: traffic.values.requests },
                              { label: "admitted", values: traffic.values.admitted },
                              { label: "denied", values: traffic.values.denied, dash: [6, 4] }] })),
       card("Requests per minute by tier (last hour)", { wide: true, id: "tiers-chart" },
-        timeChart({ title: "per tier", unit: "requests", stepLabel: "minute", times: tierTimes, series: perTier })),
+        timeChart({ key: "overview-tiers", title: "per tier", unit: "requests", stepLabel: "minute", times: tierTimes, series: perTier })),
       card("Top clients (24 h)", { id: "top" }, table(
         [{ label: "client" }, { label: "tier" }, { label: "requests", num: true }, { label: "denied", num: true }],
         top.map((c) => [clientLink(c.client_id), c.tier, fmt.int(c.requests), fmt.int(c.denied)]))),

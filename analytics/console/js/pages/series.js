@@ -14,7 +14,8 @@ export function totals(series) {
            figure("denied", "denied"), figure("cost", "cost units"));
 }
 
-export function seriesCards(view) {
+// `key`: the page's own prefix, so its charts are updated in place by a live refresh
+export function seriesCards(view, key) {
   const times = view.series.map((p) => unix(p.t));
   const step = STEP[view.window.bucket_s] || `${view.window.bucket_s} s`;
   const column = (key) => view.series.map((p) => p[key]);
@@ -28,17 +29,17 @@ export function seriesCards(view) {
   }
   const classes = ["1xx", "2xx", "3xx", "4xx", "5xx"].filter((c) => view.series.some((p) => p.status_classes[c]));
   return [
-    card("Traffic", { wide: true, id: "traffic" }, timeChart({ title: "requests", unit: "requests", stepLabel: step, times,
+    card("Traffic", { wide: true, id: "traffic" }, timeChart({ key: `${key}:traffic`, title: "requests", unit: "requests", stepLabel: step, times,
       series: [{ label: "requests", values: column("requests") }, { label: "admitted", values: column("admitted") },
                { label: "denied", values: column("denied"), dash: [6, 4] }] })),
     card("Denials by rule and kind", { id: "denials" },
-      kinds.length ? timeChart({ title: "denied requests", unit: "requests", stepLabel: step, times, series: denialSeries })
+      kinds.length ? timeChart({ key: `${key}:denials`, title: "denied requests", unit: "requests", stepLabel: step, times, series: denialSeries })
         : h("p", { class: "empty" }, "no denials in this range"),
       table([{ label: "rule" }, { label: "kind" }, { label: "denied", num: true }],
         view.denial_totals.map((d) => [d.rule || "(unknown)", d.kind || "", fmt.int(d.requests)]), { id: "denial-totals", empty: "" })),
-    card("Latency", { id: "latency" }, timeChart({ title: "latency", unit: "ms", stepLabel: step, times,
+    card("Latency", { id: "latency" }, timeChart({ key: `${key}:latency`, title: "latency", unit: "ms", stepLabel: step, times,
       series: [{ label: "mean", values: column("mean_latency_ms") }, { label: "max", values: column("max_latency_ms"), dash: [4, 3] }] })),
-    card("Status classes", { id: "statuses" }, timeChart({ title: "responses", unit: "requests", stepLabel: step, times,
+    card("Status classes", { id: "statuses" }, timeChart({ key: `${key}:statuses`, title: "responses", unit: "requests", stepLabel: step, times,
       series: (classes.length ? classes : ["2xx"]).map((c) => ({ label: c, values: view.series.map((p) => p.status_classes[c] || 0),
         color: { "1xx": "#6b7280", "2xx": "#059669", "3xx": "#2563eb", "4xx": "#d97706", "5xx": "#dc2626" }[c] })) })),
   ];
