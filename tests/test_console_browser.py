@@ -461,3 +461,26 @@ def test_a_penalty_is_cleared_from_the_client_page_in_one_click(console: Console
         console.text_in("#override", "none")
         [entry] = admin.get("/audit", params={"target": client, "action": "override.clear"}).json()
         assert entry["actor"] == ACTOR and entry["before"]["source"] == "stream:scraping"
+
+
+@pytest.mark.parametrize("tier", ["free", "trusted"])  # anonymous gets a staged rule above
+def test_a_plan_applied_unchanged_from_the_editor_is_the_same_plan(console: Console, stack: Stack, tier: str) -> None:
+    """The editor loses nothing (algorithms, bursts, scopes, quotas); dropping the run-time copy
+    brings back the file's."""
+    with _admin(stack) as admin:
+        before = admin.get(f"/tiers/{tier}").json()
+        assert before["origin"] == "file"
+        console.sign_in()
+        console.find("#nav")
+        console.open(f"plans/{tier}")
+        assert not console.field("#plan-form", "shadow").is_selected()
+        console.find("#plan-form").submit()
+        console.text_in("#plan-notice", "enforcing")
+        after = admin.get(f"/tiers/{tier}").json()
+        assert after["origin"] == "runtime over file" and after["tier"] == before["tier"]
+        console.click(f'[data-drop="{tier}"]')
+        console.accept_confirm()
+        console.wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f'[data-drop="{tier}"]'))
+        assert admin.get(f"/tiers/{tier}").json()["origin"] == "file"
+        actions = [e["action"] for e in admin.get("/audit", params={"target": tier}).json()[:2]]
+        assert actions == ["tier.delete", "tier.put"]
