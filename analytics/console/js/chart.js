@@ -73,7 +73,7 @@ export function timeChart(spec) {
       cursor: { focus: { prox: 16 } },
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [{ label: "time (UTC)", labelSize: 20, size: 40, values: (u, ticks) => ticks.map((ts) => tick(ts, state.times)) },
-             { label: unit, labelSize: 20, size: 60, values: (u, vals) => vals.map((v) => unit === "ms" ? v.toFixed(1) : fmt.int(v)) }],
+             { label: unit, labelSize: 20, size: 60, values: (u, vals) => vals.map((v) => unit === "ms" ? v.toFixed(v < 1 && v > 0 ? 2 : 1) : fmt.int(v)) }],
       legend: { live: true },
       series: [{ label: "time", value: (u, ts) => ts === null ? "–" : fmt.time(ts) },
                ...series.map((s, i) => ({ label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: 2,
