@@ -32,6 +32,8 @@ function formatValue(v, unit) {
   return unit === "ms" ? fmt.ms(v) : `${fmt.int(v)} ${unit}`;
 }
 
+// y ticks of counts: whole numbers only (1, 2, 5, 10, 20, 50, ...)
+const COUNTS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8].map((p) => m * p)).sort((a, b) => a - b);
 const kept = new Map(); // key -> a drawn chart, updated in place by the next timeChart() of that key
 
 function describe(box, caption, { title, unit, times, series, stepLabel }) {
@@ -73,7 +75,7 @@ export function timeChart(spec) {
       cursor: { focus: { prox: 16 } },
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [{ label: "time (UTC)", labelSize: 20, size: 40, values: (u, ticks) => ticks.map((ts) => tick(ts, state.times)) },
-             { label: unit, labelSize: 20, size: 60, values: (u, vals) => vals.map((v) => unit === "ms" ? v.toFixed(v < 1 && v > 0 ? 2 : 1) : fmt.int(v)) }],
+             { label: unit, labelSize: 20, size: 60, ...(unit === "ms" ? {} : { incrs: COUNTS }), values: (u, vals) => vals.map((v) => unit === "ms" ? v.toFixed(v < 1 && v > 0 ? 2 : 1) : fmt.int(v)) }],
       legend: { live: true },
       series: [{ label: "time", value: (u, ts) => ts === null ? "–" : fmt.time(ts) },
                ...series.map((s, i) => ({ label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: 2,
