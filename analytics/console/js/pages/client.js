@@ -21,7 +21,15 @@ export async function render(main, clientId) {
   main.append(h("h2", {}, `Client ${clientId}`), head, body, overrideCard);
 
   async function refresh() {
-    const view = await api(`/clients/${enc(clientId)}`, { query: { range } });
+    let view;
+    try {
+      view = await api(`/clients/${enc(clientId)}`, { query: { range } });
+    } catch (error) {
+      if (error.status === 404 && clientId.includes("/")) {
+        throw new Error(`the admin API does not route client ids holding "/" (IPv6 clients are ip:<prefix>/<length>): ${error.message}`);
+      }
+      throw error;
+    }
     main.dataset.client = clientId;
     main.dataset.range = range;
     clear(head, rangeSwitch(range, (r) => { range = r; sessionStorage.setItem("rw-client-range", r); refresh(); }),
