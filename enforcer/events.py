@@ -77,9 +77,10 @@ def _clean(text: str | None, limit: int) -> str | None:
 
 
 def make_event(decision: Decision, identity: Identity, *, method: str, path: str, user_agent: str | None,
-               status: int, latency_ms: float, service: str, instance: str) -> RequestEvent:
-    """The event for a finished request."""
-    now_us = int(time.time() * 1_000_000)
+               status: int, latency_ms: float, service: str, instance: str,
+               host_time_us: int | None = None) -> RequestEvent:
+    """The event for a finished request (``host_time_us``: when it ended, if not now)."""
+    now_us = host_time_us or int(time.time() * 1_000_000)
     return RequestEvent(
         event_id=f"{_id_prefix}-{next(_ids):x}",
         decided_at_us=decision.now_us or now_us,

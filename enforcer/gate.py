@@ -27,7 +27,6 @@ from typing import Any, NamedTuple
 
 from .decision import Decision
 from .engine import EnforcerCore
-from .events import make_event
 from .headers import Headers, rate_limit_headers
 from .identity import Identity, bearer_token
 from .logs import get_logger
@@ -155,6 +154,5 @@ class Gate:
         Nothing for exempt routes, decisions without a caller, or without a publisher."""
         if self.publisher is None or decision.identity is None or decision.exempt:
             return
-        self.publisher.publish(make_event(
-            decision, decision.identity, method=method, path=path, user_agent=user_agent, status=status,
-            latency_ms=(time.perf_counter() - started) * 1000, service=self._service, instance=self._instance))
+        self.publisher.publish_decision(decision, method, path, user_agent, status,
+                                        (time.perf_counter() - started) * 1000, self._service, self._instance)

@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from ratewarden.enforcer import Enforcer, EnforcerSettings, SyncEnforcer, policy_from_mapping
-from ratewarden.enforcer.events import RequestEvent
+from ratewarden.enforcer.decision import Decision
+from ratewarden.enforcer.events import RequestEvent, make_event
 
 POLICY: dict[str, Any] = {
     "tiers": {
@@ -54,6 +55,12 @@ class RecordingPublisher:
 
     def publish(self, event: RequestEvent) -> None:
         self.events.append(event)
+
+    def publish_decision(self, decision: Decision, method: str, path: str, user_agent: str | None, status: int,
+                         latency_ms: float, service: str, instance: str) -> None:
+        assert decision.identity is not None
+        self.publish(make_event(decision, decision.identity, method=method, path=path, user_agent=user_agent,
+                                status=status, latency_ms=latency_ms, service=service, instance=instance))
 
     async def start(self) -> None: ...
 
