@@ -161,7 +161,7 @@ def create_admin_app(settings: AdminSettings, clickhouse: ClickHouse,
         """Per-route usage (default: the last hour)."""
         return query(queries.endpoint_usage, *_window(start, end, dt.timedelta(hours=1)))
 
-    @api.get("/usage/quota/{client_id}", tags=["usage"])
+    @api.get("/usage/quota/{client_id:path}", tags=["usage"])
     def quota(client_id: ClientId, day: dt.date | None = None,
               anchor_day: Annotated[int | None, Query(ge=1, le=31)] = None) -> dict[str, Any]:
         """Quota consumption of one client for the day and the (calendar or billing) month."""

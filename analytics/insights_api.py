@@ -143,7 +143,7 @@ def insights_router(clickhouse: ClickHouse, db: str, plans: Plans, overrides: Ov
         start, stop = window_of(name, end)
         return Window(range=name, start=start, end=stop, bucket_s=BUCKET_S[name]), start, stop
 
-    @router.get("/clients/{client_id}")
+    @router.get("/clients/{client_id:path}")
     def client_view(client_id: ClientId, range: Range = "24h", end: End = None) -> ClientView:
         """One client over a range: series, denials by rule and kind, quota use today and this
         (billing) month, alerts, penalties, its override and its key."""

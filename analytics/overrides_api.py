@@ -36,7 +36,7 @@ def overrides_router(store: OverrideStore, audit: AuditLog) -> APIRouter:
         """Active overrides (operators') and penalties (``source`` stream:<detector>)."""
         return store.list(include_expired)
 
-    @router.put("/{client_id}")
+    @router.put("/{client_id:path}")
     def put_override(client_id: ClientId, override: Override, who: Who = Depends(audit.who)) -> Override:
         """Create or replace a client's override (tier, rules, quotas, block or allow, expiry)."""
         if override.client_id != client_id:
@@ -46,7 +46,7 @@ def overrides_router(store: OverrideStore, audit: AuditLog) -> APIRouter:
         audit.record(who, "override.put", client_id, dump(before), dump(override))
         return override
 
-    @router.delete("/{client_id}", status_code=204)
+    @router.delete("/{client_id:path}", status_code=204)
     def delete_override(client_id: ClientId, who: Who = Depends(audit.who)) -> None:
         """Clear a client's override or penalty: every enforcer within a second."""
         before = store.get(client_id)

@@ -116,6 +116,20 @@ def test_an_override_made_through_the_api_is_honoured_within_a_second(admin: Tes
     print(f"\noverride honoured after {took:.3f} s")
 
 
+def test_an_ipv6_client_is_reachable_by_its_id(admin: TestClient) -> None:
+    """IPv6 callers are grouped by prefix, so their ids hold a '/': every route taking a client id takes it."""
+    client_id = "ip:2001:db8::/64"
+    quoted = client_id.replace("/", "%2F")
+    response = admin.put(f"/api/v1/overrides/{quoted}", headers=AUTH,
+                         json={"client_id": client_id, "block": True, "reason": "ipv6 test"})
+    assert response.status_code == 200, response.text
+    assert [o["client_id"] for o in admin.get("/api/v1/overrides", headers=AUTH).json()] == [client_id]
+    assert admin.get(f"/api/v1/clients/{quoted}", headers=AUTH).status_code == 200
+    assert admin.get(f"/api/v1/usage/quota/{quoted}", headers=AUTH).status_code == 200
+    assert admin.delete(f"/api/v1/overrides/{quoted}", headers=AUTH).status_code == 204
+    assert admin.get("/api/v1/overrides", headers=AUTH).json() == []
+
+
 def test_a_key_issued_then_revoked_through_the_api(admin: TestClient, redis_url: str) -> None:
     created = admin.post("/api/v1/keys", headers=AUTH, json={"owner": "acme", "tier": "paid"})
     assert created.status_code == 201
