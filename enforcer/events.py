@@ -18,7 +18,8 @@ import msgspec
 from .decision import Decision
 from .identity import Identity
 
-__all__ = ["RequestEvent", "SCHEMA_VERSION", "make_event", "encode_event", "decode_event", "json_schema"]
+__all__ = ["RequestEvent", "SCHEMA_VERSION", "make_event", "encode_event", "encode_request", "decode_event",
+           "json_schema"]
 
 SCHEMA_VERSION = 2  # 2: shadow_denied (version 1 events decode too)
 MAX_PATH, MAX_USER_AGENT = 512, 256
@@ -76,38 +77,38 @@ def _clean(text: str | None, limit: int) -> str | None:
     return text
 
 
+def _values(decision: Decision, identity: Identity, method: str, path: str, user_agent: str | None, status: int,
+            latency_ms: float, service: str, instance: str, host_time_us: int | None) -> tuple:
+    """A finished request's event as its field values, in :class:`RequestEvent`'s field order."""
+    now_us = host_time_us or int(time.time() * 1_000_000)
+    return (SCHEMA_VERSION, f"{_id_prefix}-{next(_ids):x}", decision.now_us or now_us, now_us, service, instance,
+            identity.client_id, identity.key_id, identity.user, identity.ip, decision.tier, method, decision.route,
+            _clean(path, MAX_PATH) or "", _clean(user_agent, MAX_USER_AGENT), decision.cost, decision.allowed,
+            decision.rule, decision.kind, decision.remaining, round(decision.retry_after_s, 3), decision.degraded,
+            decision.local, decision.shadow_denied, status, round(latency_ms, 3))
+
+
+_FIELDS = RequestEvent.__struct_fields__
+# RequestEvent's fields in its order, built positionally (a sixth of the keyword construction's
+# cost): it encodes to the very bytes of the RequestEvent with the same values (a test checks)
+_Wire = msgspec.defstruct("_Wire", [(name, object) for name in _FIELDS], frozen=True, gc=False)
+
+
 def make_event(decision: Decision, identity: Identity, *, method: str, path: str, user_agent: str | None,
                status: int, latency_ms: float, service: str, instance: str,
                host_time_us: int | None = None) -> RequestEvent:
     """The event for a finished request (``host_time_us``: when it ended, if not now)."""
-    now_us = host_time_us or int(time.time() * 1_000_000)
-    return RequestEvent(
-        event_id=f"{_id_prefix}-{next(_ids):x}",
-        decided_at_us=decision.now_us or now_us,
-        host_time_us=now_us,
-        service=service,
-        instance=instance,
-        client_id=identity.client_id,
-        key_id=identity.key_id,
-        user=identity.user,
-        ip=identity.ip,
-        tier=decision.tier,
-        method=method,
-        route=decision.route,
-        path=_clean(path, MAX_PATH) or "",
-        user_agent=_clean(user_agent, MAX_USER_AGENT),
-        cost=decision.cost,
-        allowed=decision.allowed,
-        rule=decision.rule,
-        kind=decision.kind,
-        remaining=decision.remaining,
-        retry_after_s=round(decision.retry_after_s, 3),
-        degraded=decision.degraded,
-        local=decision.local,
-        shadow_denied=decision.shadow_denied,
-        status=status,
-        latency_ms=round(latency_ms, 3),
-    )
+    values = _values(decision, identity, method, path, user_agent, status, latency_ms, service, instance,
+                     host_time_us)
+    return RequestEvent(**dict(zip(_FIELDS, values, strict=True)))
+
+
+def encode_request(decision: Decision, identity: Identity, method: str, path: str, user_agent: str | None,
+                   status: int, latency_ms: float, service: str, instance: str, host_time_us: int | None = None
+                   ) -> bytes:
+    """``encode_event(make_event(...))`` without building the event (what the publisher sends)."""
+    return _encoder.encode(_Wire(*_values(decision, identity, method, path, user_agent, status, latency_ms,
+                                          service, instance, host_time_us)))
 
 
 def encode_event(event: RequestEvent) -> bytes:

@@ -31,7 +31,7 @@ from prometheus_client import Counter, Gauge
 from ratewarden.extras import require
 
 from .decision import Decision
-from .events import RequestEvent, encode_event, make_event
+from .events import RequestEvent, encode_event, encode_request
 from .logs import get_logger
 from .settings import EnforcerSettings
 from .spill import Spill
@@ -58,13 +58,15 @@ _SERVE_INTERVAL_S = 0.05  # delivery reports are served in batches this far apar
 _Pending = tuple[Decision, str, str, str | None, int, float, str, str, int]
 
 
-def _event_of(item: RequestEvent | _Pending) -> RequestEvent:
+def _encoded(item: RequestEvent | _Pending) -> tuple[bytes, str]:
+    """A queued item's Kafka value (the event's JSON) and key (its client id)."""
     if isinstance(item, RequestEvent):
-        return item
+        return encode_event(item), item.client_id
     decision, method, path, user_agent, status, latency_ms, service, instance, host_time_us = item
-    assert decision.identity is not None  # publish_decision takes only decisions made for a caller
-    return make_event(decision, decision.identity, method=method, path=path, user_agent=user_agent, status=status,
-                      latency_ms=latency_ms, service=service, instance=instance, host_time_us=host_time_us)
+    identity = decision.identity
+    assert identity is not None  # publish_decision takes only decisions made for a caller
+    return encode_request(decision, identity, method, path, user_agent, status, latency_ms, service, instance,
+                          host_time_us), identity.client_id
 
 
 class _Keyed(msgspec.Struct):
@@ -126,7 +128,7 @@ class EventPublisher:
         if len(self._queue) < self._bound and not self._stopped:
             self._queue.append(item)
         else:
-            self._spill_lines((encode_event(_event_of(item)),))
+            self._spill_lines((_encoded(item)[0],))
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -286,11 +288,11 @@ class EventPublisher:
         queue, produce, topic = self._queue, producer.produce, self.topic
         while queue and self._healthy:
             item = queue.popleft()
-            event = _event_of(item)
+            value, key = _encoded(item)
             try:
-                produce(topic, encode_event(event), event.client_id)
+                produce(topic, value, key)
             except BufferError:  # librdkafka holds publish_queue_size already: Kafka is slow
-                queue.appendleft(event)
+                queue.appendleft(item)  # built again next time: one more event id, never a duplicate one
                 self._serve(producer, _SERVE_INTERVAL_S)
 
     def _replay(self, producer: Producer) -> bool:
@@ -354,6 +356,6 @@ class EventPublisher:
     def _spill_queue(self) -> None:
         batch = []
         while self._queue:
-            batch.append(encode_event(_event_of(self._queue.popleft())))
+            batch.append(_encoded(self._queue.popleft())[0])
         if batch:
             self._spill_lines(batch)

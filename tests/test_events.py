@@ -14,8 +14,10 @@ from fastapi.testclient import TestClient
 
 from ratewarden.enforcer import Enforcer, EnforcerSettings, load_policy
 from ratewarden.enforcer.asgi import RatewardenMiddleware
+from ratewarden.enforcer.decision import Decision
 from ratewarden.enforcer.django import reset_enforcer
-from ratewarden.enforcer.events import SCHEMA_FILE, decode_event, json_schema
+from ratewarden.enforcer.events import SCHEMA_FILE, decode_event, encode_event, encode_request, json_schema, make_event
+from ratewarden.enforcer.identity import Identity
 from ratewarden.enforcer.publisher import EventPublisher
 from ratewarden.examples.demo_fastapi.app import POLICY_FILE, create_app
 from ratewarden.local import KafkaServer, create_topics
@@ -211,3 +213,25 @@ def test_a_version_1_event_still_decodes() -> None:
           "local": False, "status": 200, "latency_ms": 1.5}
     event = decode_event(json.dumps(v1).encode())
     assert event.schema == 1 and event.shadow_denied is None and event.client_id == "ip:192.0.2.1"
+
+
+def test_the_publishers_encoding_is_the_events_own() -> None:
+    """What the publisher sends (``encode_request``, built positionally) is, field for field and in
+    the same order, ``encode_event(make_event(...))``: only the event id, unique per event, differs."""
+    cases = [
+        (Decision(True, "paid", "GET /v1/items/{item_id}", "k:key_1", rule="per-minute", remaining=41,
+                  retry_after_s=0.0, now_us=1_795_474_800_123_456, shadow_denied="strict"),
+         Identity("k:key_1", "paid", "203.0.113.9", key_id="key_1", user="alice"), "/v1/items/7", "sdk/1 é"),
+        (Decision(False, "anonymous", "POST /v1/login", "ip:2001:db8::", rule="per-ip", kind="rate",
+                  retry_after_s=12.3456, degraded=True, local=True),
+         Identity("ip:2001:db8::", "anonymous", "2001:db8::1"), "/v1/login/" + "p" * 600, None),
+    ]
+    for decision, identity, path, user_agent in cases:
+        facts = {"method": "GET", "path": path, "user_agent": user_agent, "status": 429, "latency_ms": 1.23456,
+                 "service": "api", "instance": "i-1", "host_time_us": 1_795_474_800_200_000}
+        sent = json.loads(encode_request(decision, identity, *facts.values()))
+        built = json.loads(encode_event(make_event(decision, identity, **facts)))
+        assert list(sent) == list(built)
+        assert sent["event_id"] != built["event_id"]
+        assert {**sent, "event_id": ""} == {**built, "event_id": ""}
+        assert decode_event(encode_request(decision, identity, *facts.values())).client_id == identity.client_id
