@@ -16,11 +16,10 @@ from typing import Any
 
 from .engine import Enforcer
 from .gate import Gate, Resolver, publisher_for
-from .logs import get_logger
 from .plan import RouteLimits
 from .publisher import EventPublisher
-from .route_limits import limit, limits_of, merge_limits
-from .routes import UNMATCHED_ROUTE, PolicyRoutes, brace_template, route_label
+from .route_limits import LimitsByObject, limit, limits_of, merge_limits
+from .routes import PolicyRoutes, Resolved, ResolvedPaths, brace_template, route_label
 
 __all__ = ["RatewardenMiddleware", "limit", "on_shutdown", "RouteResolver", "freeze_startup_heap"]
 
@@ -30,11 +29,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-log = get_logger("ratewarden.enforcer")
-_MAX_CACHED_PATHS = 10_000
 _MAX_WRAPPERS = 32  # how deep to look through middleware for the app's router
-Resolved = tuple[str, RouteLimits | None]
-_UNMATCHED: Resolved = (UNMATCHED_ROUTE, None)
 
 
 class RouteResolver:
@@ -51,43 +46,35 @@ class RouteResolver:
     def __init__(self, app: ASGIApp, policy_routes: PolicyRoutes) -> None:
         self.app = app
         self.policy_routes = policy_routes
-        self._paths: dict[tuple[str, str], Resolved] = {}
-        self._routes: dict[int, tuple[object, RouteLimits | None]] = {}  # id(route) -> (route, its limits)
+        self._paths = ResolvedPaths()
+        self._limits_of_route = LimitsByObject(_collect_limits)
         # (id(Litestar handler), method, template) -> (handler, resolved)
         self._handlers: dict[tuple[int, str, object], tuple[object, Resolved]] = {}
         self._router: object = None
         self._looked_for_router = False
-        self._failures = 0
 
     def resolve(self, scope: Scope) -> Resolved:
-        key = (scope["method"], scope["path"])
-        found = self._paths.get(key)
+        """The route label of ``scope``'s request and its route's limits (cached per method and path)."""
+        method, path = scope["method"], scope["path"]
+        found = self._paths.get(method, path)
         if found is None:
             handler = scope.get("route_handler")
             if handler is not None:  # inside a Litestar app: it has routed the request already
-                found = self._of_handler(handler, scope)
+                found = self._paths.find(method, path, self._of_handler, handler, scope)
             else:
-                found = self._guarded(self._find, scope)
-            if len(self._paths) >= _MAX_CACHED_PATHS:
-                self._paths.clear()
-            self._paths[key] = found
+                found = self._paths.find(method, path, self._find, scope)
         return found
 
     def _of_handler(self, handler: object, scope: Scope) -> Resolved:
         handler_key = (id(handler), scope["method"], scope.get("path_template"))
         entry = self._handlers.get(handler_key)
         if entry is None or entry[0] is not handler:  # the entry keeps its handler alive
-            entry = self._handlers[handler_key] = (handler, self._guarded(self._litestar_handler, scope, handler))
+            try:
+                resolved = self._litestar_handler(scope, handler)
+            except Exception as exc:  # noqa: BLE001 - a framework's lookup failing must not fail the request
+                resolved = self._paths.failed(exc)
+            entry = self._handlers[handler_key] = (handler, resolved)
         return entry[1]
-
-    def _guarded(self, find: Callable[..., Resolved], *args: Any) -> Resolved:
-        try:
-            return find(*args)
-        except Exception as exc:  # noqa: BLE001 - a framework's lookup failing must not fail the request
-            self._failures += 1
-            if self._failures <= 10:
-                log.warning("route_lookup_failed", error=type(exc).__name__, detail=str(exc)[:200])
-            return _UNMATCHED
 
     def _find(self, scope: Scope) -> Resolved:
         router = self._router_of(scope)
@@ -144,13 +131,6 @@ class RouteResolver:
         except Exception:  # noqa: BLE001 - Litestar raises NotFound and MethodNotAllowed for unrouted requests
             return None
         return self._litestar_handler({**scope, "path_template": template}, handler)
-
-    def _limits_of_route(self, route: Any) -> RouteLimits | None:
-        # by identity: FastAPI's routes compare by value and do not hash; the entry keeps its route alive
-        entry = self._routes.get(id(route))
-        if entry is None or entry[0] is not route:
-            entry = self._routes[id(route)] = (route, _collect_limits(route))
-        return entry[1]
 
 
 def _collect_limits(route: Any) -> RouteLimits | None:
@@ -262,12 +242,16 @@ def on_shutdown(enforcer: Enforcer) -> Callable[[], Awaitable[None]]:
                  on_shutdown=[on_shutdown(enforcer)])
     """
     async def close() -> None:
-        await enforcer.aclose()
-        publisher = publisher_for(enforcer)
-        if publisher is not None:
-            await publisher.aclose()
+        await _stop(enforcer, publisher_for(enforcer))
 
     return close
+
+
+async def _stop(enforcer: Enforcer, publisher: EventPublisher | None) -> None:
+    """Close ``enforcer``, then flush and stop ``publisher``."""
+    await enforcer.aclose()
+    if publisher is not None:
+        await publisher.aclose()
 
 
 class RatewardenMiddleware:
@@ -311,9 +295,7 @@ class RatewardenMiddleware:
             if message["type"] == "lifespan.startup":
                 await self._start()
             elif message["type"] == "lifespan.shutdown":
-                await self.enforcer.aclose()
-                if self.publisher is not None:
-                    await self.publisher.aclose()
+                await _stop(self.enforcer, self.publisher)
             return message
 
         return wrapped

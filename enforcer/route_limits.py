@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from .plan import KeyFunction, RouteLimits
 from .policy import Rule, rules_from
 
-__all__ = ["LIMITS_ATTR", "ROUTE_SCOPE", "limit", "route_limits", "limits_of", "merge_limits"]
+__all__ = ["LIMITS_ATTR", "ROUTE_SCOPE", "LimitsByObject", "limit", "route_limits", "limits_of", "merge_limits"]
 
 LIMITS_ATTR = "__ratewarden_limits__"
 ROUTE_SCOPE = ("client", "endpoint")  # a route's rule counts per caller and route unless it names its scope
@@ -88,3 +88,19 @@ def merge_limits(found: Iterable[RouteLimits | None]) -> RouteLimits | None:
         any(limits.exempt for limits in present),
         key=next((limits.key for limits in present if limits.key is not None), None),
     )
+
+
+class LimitsByObject:
+    """The limits of a route object (a route, a URL rule, a view), collected once per object by
+    ``collect``. Keyed by identity, as FastAPI's routes compare by value and do not hash; each entry
+    keeps its object alive, so its id is never another object's."""
+
+    def __init__(self, collect: Callable[[Any], RouteLimits | None]) -> None:
+        self._collect = collect
+        self._entries: dict[int, tuple[object, RouteLimits | None]] = {}
+
+    def __call__(self, obj: object) -> RouteLimits | None:
+        entry = self._entries.get(id(obj))
+        if entry is None or entry[0] is not obj:
+            entry = self._entries[id(obj)] = (obj, self._collect(obj))
+        return entry[1]

@@ -5,16 +5,26 @@ patterns when the framework tells nothing."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
-from .plan import UNMATCHED_ROUTE
+from .logs import get_logger
+from .plan import UNMATCHED_ROUTE, RouteLimits
 from .policy import Policy
 
-__all__ = ["UNMATCHED_ROUTE", "route_label", "brace_template", "PolicyRoutes"]
+__all__ = ["UNMATCHED_ROUTE", "UNMATCHED", "MAX_CACHED_PATHS", "Resolved", "ResolvedPaths", "route_label",
+           "brace_template", "PolicyRoutes"]
+
+Resolved = tuple[str, RouteLimits | None]
+"""A request's route label and the limits attached to its route (None: none)."""
+UNMATCHED: Resolved = (UNMATCHED_ROUTE, None)
+MAX_CACHED_PATHS = 10_000  # distinct (method, path) pairs remembered before the cache starts afresh
 
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # <int:item_id> (Django, Werkzeug/Flask) -> {item_id}
 _TYPED_PARAM = re.compile(r"\{([^{}:]+):[^{}]*\}")  # {item_id:int} (Starlette, Litestar) -> {item_id}
 _PARAM = re.compile(r"\\\{[^{}]*\\\}")
-_MAX_CACHED_PATHS = 10_000
+_MAX_LOGGED_FAILURES = 10
+log = get_logger("ratewarden.enforcer")
 
 
 def route_label(method: str, template: str | None) -> str:
@@ -65,7 +75,39 @@ class PolicyRoutes:
             if pattern_method in ("*", method) and regex.fullmatch(path):
                 found = template
                 break
-        if len(self._cache) >= _MAX_CACHED_PATHS:
+        if len(self._cache) >= MAX_CACHED_PATHS:
             self._cache.clear()
         self._cache[key] = found
         return found
+
+
+class ResolvedPaths:
+    """An adapter's routes found per (method, path), bounded by ``MAX_CACHED_PATHS``; a lookup that
+    raises is the unmatched route (the first ten failures logged), so finding a route never fails
+    a request."""
+
+    def __init__(self) -> None:
+        self._paths: dict[tuple[str, str], Resolved] = {}
+        self._failures = 0
+
+    def get(self, method: str, path: str) -> Resolved | None:
+        """What was found for ``method`` and ``path`` before, else None."""
+        return self._paths.get((method, path))
+
+    def find(self, method: str, path: str, lookup: Callable[..., Resolved], *args: Any) -> Resolved:
+        """``lookup(*args)`` (the unmatched route if it raises), remembered for ``method`` and ``path``."""
+        try:
+            found = lookup(*args)
+        except Exception as exc:  # noqa: BLE001 - a framework's lookup failing must not fail the request
+            found = self.failed(exc)
+        if len(self._paths) >= MAX_CACHED_PATHS:
+            self._paths.clear()
+        self._paths[method, path] = found
+        return found
+
+    def failed(self, exc: Exception) -> Resolved:
+        """Count (and log the first few of) lookups that raised; the unmatched route."""
+        self._failures += 1
+        if self._failures <= _MAX_LOGGED_FAILURES:
+            log.warning("route_lookup_failed", error=type(exc).__name__, detail=str(exc)[:200])
+        return UNMATCHED

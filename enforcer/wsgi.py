@@ -24,23 +24,18 @@ from typing import Any
 from .decision import Decision
 from .engine import SyncEnforcer
 from .gate import Gate, Resolver, publisher_for
-from .logs import get_logger
 from .plan import RouteLimits
 from .publisher import EventPublisher
-from .route_limits import limit, limits_of, merge_limits
-from .routes import UNMATCHED_ROUTE, PolicyRoutes, brace_template, route_label
+from .route_limits import LimitsByObject, limit, limits_of, merge_limits
+from .routes import PolicyRoutes, Resolved, ResolvedPaths, brace_template, route_label
 
 __all__ = ["RatewardenMiddleware", "limit", "DECISION_KEY"]
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
-Resolved = tuple[str, RouteLimits | None]
 
 DECISION_KEY = "ratewarden.decision"  # the request's Decision, in the environ, for the app to read
-log = get_logger("ratewarden.enforcer")
-_MAX_CACHED_PATHS = 10_000
-_UNMATCHED: Resolved = (UNMATCHED_ROUTE, None)
 
 
 def _text(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
@@ -62,24 +57,15 @@ class RouteResolver:
     def __init__(self, app: WSGIApp, policy_routes: PolicyRoutes) -> None:
         self.flask = _flask_app(app)
         self.policy_routes = policy_routes
-        self._paths: dict[tuple[str, str], Resolved] = {}
-        self._rules: dict[int, tuple[object, RouteLimits | None]] = {}
-        self._failures = 0
+        self._paths = ResolvedPaths()
+        self._limits_of_rule = LimitsByObject(self._view_limits)
 
     def resolve(self, environ: Environ) -> Resolved:
+        """The route label of ``environ``'s request and its route's limits (cached per method and path)."""
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
-        found = self._paths.get((method, path))
+        found = self._paths.get(method, path)
         if found is None:
-            try:
-                found = self._find(environ, method, path)
-            except Exception as exc:  # noqa: BLE001 - a framework's lookup failing must not fail the request
-                self._failures += 1
-                if self._failures <= 10:
-                    log.warning("route_lookup_failed", error=type(exc).__name__, detail=str(exc)[:200])
-                found = _UNMATCHED
-            if len(self._paths) >= _MAX_CACHED_PATHS:
-                self._paths.clear()
-            self._paths[(method, path)] = found
+            found = self._paths.find(method, path, self._find, environ, method, path)
         return found
 
     def _find(self, environ: Environ, method: str, path: str) -> Resolved:
@@ -96,11 +82,12 @@ class RouteResolver:
             rule, _ = flask.url_map.bind_to_environ(environ).match(method=method, return_rule=True)
         except Exception:  # noqa: BLE001 - Werkzeug raises NotFound, MethodNotAllowed, RequestRedirect
             return None
-        entry = self._rules.get(id(rule))
-        if entry is None or entry[0] is not rule:  # the entry keeps its rule alive
-            view = flask.view_functions.get(rule.endpoint)
-            entry = self._rules[id(rule)] = (rule, merge_limits(limits_of(view, getattr(view, "view_class", None))))
-        return route_label(method, brace_template(rule.rule)), entry[1]
+        return route_label(method, brace_template(rule.rule)), self._limits_of_rule(rule)
+
+    def _view_limits(self, rule: Any) -> RouteLimits | None:
+        """``@limit`` on the view of a URL rule, or on its class-based view's class."""
+        view = self.flask.view_functions.get(rule.endpoint)
+        return merge_limits(limits_of(view, getattr(view, "view_class", None)))
 
 
 def _flask_app(app: Any) -> Any:

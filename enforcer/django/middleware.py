@@ -14,14 +14,13 @@ from django.http import HttpRequest, HttpResponse
 
 from ..decision import Decision
 from ..plan import RouteLimits
-from ..route_limits import limits_of, merge_limits
+from ..route_limits import LimitsByObject, limits_of, merge_limits
 from ..routes import UNMATCHED_ROUTE
 from .conf import get_enforcer, get_gate, identify_request, route_of
 
 __all__ = ["RatewardenMiddleware", "denial_response", "add_headers", "DECISION_ATTR"]
 
 DECISION_ATTR = "ratewarden_decision"
-_view_limits: dict[int, tuple[object, RouteLimits | None]] = {}  # id(view) -> (view, its @limit limits)
 
 
 def _throttled_by_drf(view_func: Any) -> bool:
@@ -35,13 +34,13 @@ def _throttled_by_drf(view_func: Any) -> bool:
                for t in getattr(view_class, "throttle_classes", ()))
 
 
-def _limits_of_view(view_func: Any) -> RouteLimits | None:
-    """``@limit`` on a view function or on the class of a class-based view (once per view)."""
-    entry = _view_limits.get(id(view_func))
-    if entry is None or entry[0] is not view_func:  # the entry keeps its view alive
-        view_class = getattr(view_func, "view_class", None) or getattr(view_func, "cls", None)
-        entry = _view_limits[id(view_func)] = (view_func, merge_limits(limits_of(view_func, view_class)))
-    return entry[1]
+def _view_limits(view_func: Any) -> RouteLimits | None:
+    """``@limit`` on a view function or on the class of a class-based view."""
+    view_class = getattr(view_func, "view_class", None) or getattr(view_func, "cls", None)
+    return merge_limits(limits_of(view_func, view_class))
+
+
+_limits_of_view = LimitsByObject(_view_limits)  # once per view
 
 
 def denial_response(decision: Decision) -> HttpResponse:
