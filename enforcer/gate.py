@@ -142,8 +142,7 @@ class Gate:
     def denial(self, decision: Decision) -> Denial:
         """The 429 (or 503) answer to a denied request: RFC 9457 problem+json with the rate-limit headers."""
         body = problem_body(decision)
-        headers = [_PROBLEM_TYPE, (b"content-length", b"%d" % len(body)),
-                   *rate_limit_headers(decision, draft=self._draft, legacy=self._legacy, shadow=self._shadow)]
+        headers = [_PROBLEM_TYPE, (b"content-length", b"%d" % len(body)), *self.headers(decision)]
         return Denial(decision.status, headers, body)
 
     # -- the event -----------------------------------------------------------
