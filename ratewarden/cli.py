@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,6 +17,8 @@ from ratewarden.enforcer.policy import Quotas, Rule
 from ratewarden.extras import require
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from .stack import RedisKind
 
 app = typer.Typer(help="ratewarden: distributed rate limiting, usage analytics and abuse detection.",
@@ -191,8 +193,7 @@ def worker(
     try:
         settings = StreamSettings()
     except ValidationError as exc:
-        errors.print(f"[red]invalid stream settings:[/red] {exc}")
-        raise typer.Exit(2) from None
+        _invalid_settings("stream", exc)
     _configure_logging(loglevel)
     # Faust would set up logging of its own (colours, stdout): the records go to ours instead
     worker = Worker(create_app(settings), quiet=True, override_logging=False)
@@ -212,10 +213,17 @@ def _configure_logging(level: str | None = None) -> None:
         if level is not None:
             settings = LogSettings.model_validate({"log_format": settings.log_format, "log_level": level.lower()})
     except ValidationError as exc:
-        problems = "; ".join(f"RATEWARDEN_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors())
-        errors.print(f"[red]invalid logging settings:[/red] {problems}", soft_wrap=True)
-        raise typer.Exit(2) from None
+        _invalid_settings("logging", exc)
     configure_logging(settings)
+
+
+def _invalid_settings(what: str, exc: ValidationError) -> NoReturn:
+    """Exit 2 with each problem of ``exc`` (a ``RATEWARDEN_*`` settings object's) after the variable it is in."""
+    problems = "; ".join(
+        f"RATEWARDEN_{str(error['loc'][0]).upper()}: {error['msg']}" if error["loc"] else error["msg"]
+        for error in exc.errors())
+    errors.print(f"[red]invalid {what} settings:[/red] {problems}", soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 @app.command()
@@ -240,8 +248,7 @@ def admin(
     try:
         settings = AdminSettings()
     except ValidationError as exc:
-        errors.print(f"[red]invalid admin settings:[/red] {exc}")
-        raise typer.Exit(2) from None
+        _invalid_settings("admin", exc)
     _configure_logging()
     if settings.admin_token is None:
         settings.admin_token = SecretStr(secrets.token_urlsafe(24))

@@ -205,3 +205,22 @@ def test_every_event_name_is_snake_case_and_nothing_uses_structlog() -> None:
     print(f"\n{len(names)} log calls with a literal event name in {len(sources)} modules")
     assert len(names) > 20
     assert [(file, name) for file, name in names if not re.fullmatch(r"[a-z][a-z0-9_]*", name)] == []
+
+
+@pytest.mark.parametrize(("command", "env", "named"), [
+    (["admin"], {"RATEWARDEN_ADMIN_TOKEN": "x" * 24, "RATEWARDEN_AUDIT_MAX_ENTRIES": "5"},
+     "invalid admin settings: RATEWARDEN_AUDIT_MAX_ENTRIES: "),
+    (["admin"], {"RATEWARDEN_ADMIN_TOKEN": "x" * 24, "RATEWARDEN_LOG_LEVEL": "loud"},
+     "invalid logging settings: RATEWARDEN_LOG_LEVEL: "),
+])
+def test_a_bad_setting_of_a_cli_process_exits_2_naming_its_variable(
+        command: list[str], env: dict[str, str], named: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from ratewarden.cli import app as cli
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 2, result.output
+    assert named in " ".join(result.output.split()), result.output
