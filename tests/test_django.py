@@ -112,3 +112,18 @@ def test_rates_are_read_whole_not_by_first_letter() -> None:
 
     with pytest.raises(ImproperlyConfigured, match="month"):
         parse_rate("100/month")
+
+
+def test_route_of_names_the_url_pattern_the_root_included() -> None:
+    from types import SimpleNamespace
+
+    from ratewarden.enforcer.django.conf import route_of
+    from ratewarden.enforcer.routes import UNMATCHED_ROUTE
+
+    def request(route: str | None, matched: bool = True) -> object:
+        return SimpleNamespace(method="GET", resolver_match=SimpleNamespace(route=route) if matched else None)
+
+    assert route_of(request("v1/items/<int:item_id>")) == "GET /v1/items/{item_id}"
+    assert route_of(request("^v1/legacy/$")) == "GET /v1/legacy/"
+    assert route_of(request("")) == "GET /"  # path("", view): the root, as the ASGI adapter names it
+    assert route_of(request(None, matched=False)) == UNMATCHED_ROUTE

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import atexit
 import difflib
+import functools
 import inspect
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +24,7 @@ from ..loader import PolicyError, load_policy
 from ..logs import get_logger
 from ..policy import Policy, Tier
 from ..publisher import EventPublisher
-from ..routes import UNMATCHED_ROUTE
+from ..routes import UNMATCHED_ROUTE, brace_template
 from ..settings import EnforcerSettings
 
 __all__ = ["enforcer_settings", "get_enforcer", "get_gate", "get_publisher", "identify_request", "ratewarden_conf",
@@ -40,7 +40,6 @@ _gate: Gate | None = None
 _EMPTY_POLICY = Policy(tiers={"anonymous": Tier(), "free": Tier()})
 _lock = threading.Lock()
 RESOLVER_KEYS = ("USER_RESOLVER", "TIER_RESOLVER")  # functions of the request, not enforcer settings
-_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 def ratewarden_conf() -> Mapping[str, Any]:
@@ -176,13 +175,19 @@ def _on_setting_changed(setting: str, **_: object) -> None:
 
 
 def route_of(request: Any) -> str:
-    """``METHOD /template`` of the URL pattern that resolved ``request`` (``<int:id>`` becomes ``{id}``)."""
+    """``METHOD /template`` of the URL pattern that resolved ``request`` (``<int:id>`` becomes ``{id}``;
+    the root pattern ``""`` is ``/``), else the unmatched route."""
     match = getattr(request, "resolver_match", None)
-    template = match.route if match is not None and match.route else None
+    template = getattr(match, "route", None)
     if template is None:
         return UNMATCHED_ROUTE  # the one label every adapter gives requests no route matches
-    path = _CONVERTER.sub(r"{\1}", template).lstrip("^").rstrip("$")
-    return f"{request.method} /{path}"
+    return f"{request.method} {_template(template)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _template(route: str) -> str:
+    """A Django URL pattern in the policy's form, converted once per pattern (not per request)."""
+    return brace_template(route)
 
 
 def identify_request(enforcer: SyncEnforcer, request: Any) -> Identity:
