@@ -116,3 +116,13 @@ def test_manage_py_check_of_the_demo_project(broken_policy: Path) -> None:
     bad = manage_check(broken_policy)
     assert bad.returncode == 1
     assert "ratewarden.E004" in bad.stderr and f"{broken_policy}: tiers.anonymous.rules[0].limit" in bad.stderr
+
+
+def test_an_invalid_value_fails_at_run_time_naming_the_setting(settings) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from ratewarden.enforcer.django.conf import enforcer_settings
+
+    settings.RATEWARDEN = {**settings.RATEWARDEN, "IPV6_PREFIX": 7}
+    with pytest.raises(ImproperlyConfigured, match=r"^RATEWARDEN\['IPV6_PREFIX'\] \(or RATEWARDEN_IPV6_PREFIX\): "):
+        enforcer_settings()

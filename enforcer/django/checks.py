@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from ..loader import PolicyError, load_policy
 from ..settings import EnforcerSettings
-from .conf import ratewarden_conf, unknown_keys
+from .conf import ratewarden_conf, settings_problems, unknown_keys
 
 __all__ = ["check_ratewarden"]
 
@@ -42,12 +42,8 @@ def check_ratewarden(app_configs: Sequence[Any] | None = None, **kwargs: Any) ->
     try:  # the known keys (unknown ones were reported above)
         settings = EnforcerSettings(**{str(key).lower(): value for key, value in conf.items()})
     except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            field = ".".join(str(part) for part in error["loc"]).upper()
-            message = error["msg"].removeprefix("Value error, ")
-            errors.append(Error(f"RATEWARDEN[{field!r}] (or RATEWARDEN_{field}): {message}", id="ratewarden.E003",
-                                obj="settings.RATEWARDEN"))
-        return errors
+        return errors + [Error(problem, id="ratewarden.E003", obj="settings.RATEWARDEN")
+                         for problem in settings_problems(exc)]
     if settings.policy_file is not None:
         errors += _policy_errors(str(settings.policy_file))
     else:

@@ -28,7 +28,7 @@ from ..routes import UNMATCHED_ROUTE, brace_template
 from ..settings import EnforcerSettings
 
 __all__ = ["enforcer_settings", "get_enforcer", "get_gate", "get_publisher", "identify_request", "ratewarden_conf",
-           "reset_enforcer", "route_of", "unknown_keys"]
+           "reset_enforcer", "route_of", "settings_problems", "unknown_keys"]
 
 log = get_logger("ratewarden.enforcer")
 _enforcer: SyncEnforcer | None = None
@@ -73,7 +73,16 @@ def enforcer_settings() -> EnforcerSettings:
     try:
         return EnforcerSettings(**{str(key).lower(): value for key, value in conf.items()})
     except ValidationError as exc:
-        raise ImproperlyConfigured(f"settings.RATEWARDEN is invalid:\n{exc}") from None
+        raise ImproperlyConfigured("\n".join(settings_problems(exc))) from None
+
+
+def settings_problems(exc: ValidationError) -> list[str]:
+    """Each invalid value of ``settings.RATEWARDEN`` (or the environment), after the key it is in."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"RATEWARDEN[{field!r}] (or RATEWARDEN_{field}): {error['msg'].removeprefix('Value error, ')}")
+    return problems
 
 
 def get_enforcer(*, policy_required: bool = False) -> SyncEnforcer:
