@@ -41,9 +41,9 @@ from django.http import HttpRequest, HttpResponse
 from ..decision import Decision
 from ..plan import KeyFunction, RouteLimits
 from ..rates import parse_rates
-from ..route_limits import LIMITS_ATTR, limits_of, merge_limits, route_limits
-from .conf import get_enforcer, get_gate, identify_request, route_of
-from .middleware import DECISION_ATTR, add_headers, denial_response
+from ..route_limits import LIMITS_ATTR, merge_limits, route_limits
+from .conf import get_enforcer, identify_request, route_of
+from .middleware import DECISION_ATTR, after_response, denial_response, limits_of_view
 
 __all__ = ["LIMITED_ATTR", "ratelimit"]
 
@@ -171,9 +171,7 @@ class _Guard:
         """Whether the request's decision covered these rules: the middleware applies the marks it
         finds on the resolved view (not on a method wrapped by ``method_decorator``)."""
         match = getattr(request, "resolver_match", None)
-        func = match.func if match is not None else None
-        view_class = getattr(func, "view_class", None) or getattr(func, "cls", None)
-        found = merge_limits(limits_of(func, view_class))
+        found = limits_of_view(match.func) if match is not None else None
         return found is not None and self.rules <= {(rule.name, tuple(rule.scope)) for rule in found.rules}
 
     def _decide(self, request: HttpRequest, *, first: bool) -> Decision:
@@ -194,9 +192,5 @@ class _Guard:
 def _finish(request: HttpRequest, response: HttpResponse, decision: Decision) -> None:
     """What the middleware does after a response it decided: headers (where none are set yet),
     settlement and, for the request's own decision, its event."""
-    add_headers(response, decision)
-    get_enforcer().finish(decision, response.status_code)
-    if getattr(request, DECISION_ATTR, None) is decision:  # one event per request (the middleware sends its own)
-        get_gate().publish(decision, method=request.method or "GET", path=request.path,
-                           user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
-                           started=getattr(request, _STARTED_ATTR, time.perf_counter()))
+    own = getattr(request, DECISION_ATTR, None) is decision  # one event per request (the middleware sends its own)
+    after_response(request, response, decision, getattr(request, _STARTED_ATTR, time.perf_counter()) if own else None)

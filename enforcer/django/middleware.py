@@ -18,7 +18,8 @@ from ..route_limits import LimitsByObject, limits_of, merge_limits
 from ..routes import UNMATCHED_ROUTE
 from .conf import get_enforcer, get_gate, identify_request, route_of
 
-__all__ = ["RatewardenMiddleware", "denial_response", "add_headers", "DECISION_ATTR"]
+__all__ = ["RatewardenMiddleware", "denial_response", "add_headers", "after_response", "limits_of_view",
+           "DECISION_ATTR"]
 
 DECISION_ATTR = "ratewarden_decision"
 
@@ -40,7 +41,7 @@ def _view_limits(view_func: Any) -> RouteLimits | None:
     return merge_limits(limits_of(view_func, view_class))
 
 
-_limits_of_view = LimitsByObject(_view_limits)  # once per view
+limits_of_view = LimitsByObject(_view_limits)  # once per view
 
 
 def denial_response(decision: Decision) -> HttpResponse:
@@ -58,6 +59,17 @@ def add_headers(response: HttpResponse, decision: Decision) -> None:
         header = name.decode("latin-1")
         if header not in response:
             response[header] = value.decode("latin-1")
+
+
+def after_response(request: HttpRequest, response: HttpResponse, decision: Decision, started: float | None) -> None:
+    """What follows a response ``decision`` covered: its rate-limit headers (where none are set yet),
+    its settlement and, with ``started`` (``time.perf_counter()`` at the request's start), the event."""
+    add_headers(response, decision)
+    get_enforcer().finish(decision, response.status_code)
+    if started is not None:
+        get_gate().publish(decision, method=request.method or "GET", path=request.path,
+                           user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
+                           started=started)
 
 
 class RatewardenMiddleware:
@@ -82,19 +94,14 @@ class RatewardenMiddleware:
                 and response.get("Content-Type") != "application/problem+json":
             response = denial_response(decision)  # DRF's Throttled answer: the same problem+json body everywhere
         if decision is not None:
-            gate = get_gate()
-            add_headers(response, decision)
-            get_enforcer().finish(decision, response.status_code)
-            gate.publish(decision, method=request.method or "GET", path=request.path,
-                         user_agent=request.META.get("HTTP_USER_AGENT"), status=response.status_code,
-                         started=started)
+            after_response(request, response, decision, started)
         return response
 
     def process_view(self, request: HttpRequest, view_func: Any, view_args: Any,
                      view_kwargs: Any) -> HttpResponse | None:
         if _throttled_by_drf(view_func):
             return None
-        limits = _limits_of_view(view_func)
+        limits = limits_of_view(view_func)
         if limits is not None and limits.exempt:
             return None
         decision = self._decide(request, route_of(request), limits)
