@@ -16,6 +16,12 @@ from .logs import EventLogger, redact
 __all__ = ["OutageLog"]
 
 
+def _reason(error: BaseException | str) -> str:
+    """``error`` for a log line: at most 300 characters, URLs redacted. Built only for lines logged:
+    every request in flight when Redis goes away reports the failure."""
+    return redact((f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error)[:300])
+
+
 class OutageLog:
     """The logs of one reconnect loop talking to one server, and the loop's retry delays.
 
@@ -44,22 +50,22 @@ class OutageLog:
 
     @property
     def down(self) -> bool:
+        """Whether an outage is going on (a failure not yet followed by a success)."""
         return self._since is not None
 
     def failed(self, error: BaseException | str) -> None:
         """An attempt failed with ``error`` (an exception, or what went wrong in words)."""
         now = self._clock()
         self._failures += 1
-        reason = redact((f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error)[:300])
         if self._since is None:
             self._since, self._failures = now, 1
             self._repeat_s = self._first_repeat_s
             self._next_report = now + self._repeat_s
-            self._log.warning(f"{self._what}_unavailable", **self._context, error=reason)
+            self._log.warning(f"{self._what}_unavailable", **self._context, error=_reason(error))
         elif now >= self._next_report:
             self._repeat_s = min(2 * self._repeat_s, self._max_repeat_s)
             self._next_report = now + self._repeat_s
-            self._log.warning(f"{self._what}_still_unavailable", **self._context, error=reason,
+            self._log.warning(f"{self._what}_still_unavailable", **self._context, error=_reason(error),
                               down_s=round(now - self._since, 1), attempts=self._failures)
 
     def succeeded(self) -> None:
