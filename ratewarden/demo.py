@@ -64,6 +64,8 @@ class DemoClient:
 
 
 def demo_clients() -> list[DemoClient]:
+    """The demo's traffic: legitimate apps within their tiers' limits, and the abusive patterns the
+    detectors should flag."""
     return [
         # 2 requests/s of which one in three is a search (cost 5): 4.7 units/s, within free's 300 a minute
         DemoClient("free-app", "legit", "free", 2, paths=("/v1/items", "/v1/items/42", "/v1/search"), keys=1,

@@ -103,10 +103,12 @@ class ManagedProcess(ABC):
 
     @property
     def pid(self) -> int | None:
+        """The process id of the current run (None before the first start or after stop)."""
         return self._proc.pid if self._proc else None
 
     @property
     def running(self) -> bool:
+        """Whether the process has been started and has not ended."""
         return self._proc is not None and self._proc.poll() is None
 
     @property
@@ -120,6 +122,8 @@ class ManagedProcess(ABC):
         return self._proc.poll() if self._proc is not None else None
 
     def start(self) -> ManagedProcess:
+        """Start the process (output appended to its log) and wait until it is ready; a no-op if started.
+        :class:`LocalServerError` with the end of its log if it exits or is not ready in time."""
         if self._proc is not None:
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)  # a failed start removes a work dir of our own
@@ -153,6 +157,7 @@ class ManagedProcess(ABC):
         raise LocalServerError(f"{self.name} not ready after {self.ready_timeout_s}s; log:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines of its log ('(no log)' if it cannot be read)."""
         try:
             return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
@@ -189,6 +194,7 @@ class ManagedProcess(ABC):
             self._proc.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
+        """SIGCONT: a paused server answers again."""
         if self._proc is not None:
             self._proc.send_signal(signal.SIGCONT)
 
@@ -356,6 +362,7 @@ class StreamWorker(ManagedProcess):
 
     name = "stream-worker"
     ready_timeout_s = 120.0
+    env: dict[str, str]  # always its own copy: the stack sets the topic epoch in it before a restart
 
     def __init__(self, port: int | None = None, workdir: Path | None = None,
                  env: dict[str, str] | None = None) -> None:

@@ -158,6 +158,8 @@ class Stack:
         return process
 
     def start(self) -> Stack:
+        """Start every part not given by a ``RATEWARDEN_*`` URL, in dependency order, each ready
+        before the next; :class:`LocalServerError` names the part that did not come up."""
         data = self.data_dir.resolve()
         (data / "logs").mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.extra_env}
@@ -237,8 +239,8 @@ class Stack:
             # ClickHouse holds of the last life of the topic for this one's
             self.env["RATEWARDEN_KAFKA_TOPIC_EPOCH"] = epoch = _new_epoch()
             for worker in self.dependents(process):
-                assert worker.env is not None
-                worker.env["RATEWARDEN_KAFKA_TOPIC_EPOCH"] = epoch
+                if isinstance(worker, StreamWorker):
+                    worker.env["RATEWARDEN_KAFKA_TOPIC_EPOCH"] = epoch
 
     def dependents(self, process: ManagedProcess) -> list[ManagedProcess]:
         """What must be restarted once ``process`` is back: after an empty broker, the stream
@@ -250,10 +252,12 @@ class Stack:
 
     @property
     def admin_url(self) -> str:
+        """The admin API's base URL (the console is under it)."""
         return self.urls["console"].removesuffix("/console")
 
     @property
     def admin_token(self) -> str:
+        """The admin token the admin API was started with."""
         return self.env["RATEWARDEN_ADMIN_TOKEN"]
 
     def _wait(self, check: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:

@@ -66,9 +66,13 @@ class Restartable(Protocol):
 
     processes: list[ManagedProcess]
 
-    def restart(self, process: ManagedProcess) -> None: ...
+    def restart(self, process: ManagedProcess) -> None:
+        """Start ``process`` again and wait until it is ready (raises if it does not come back)."""
+        ...
 
-    def dependents(self, process: ManagedProcess) -> list[ManagedProcess]: ...
+    def dependents(self, process: ManagedProcess) -> list[ManagedProcess]:
+        """The processes to restart after ``process`` is back."""
+        ...
 
 
 def describe_exit(returncode: int | None) -> str:
