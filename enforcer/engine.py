@@ -24,6 +24,7 @@ from .apikeys import ApiKeyRecord
 from .cluster import AsyncClusterRunner
 from .cluster_sync import SyncClusterRunner
 from .connect import ControlClient, async_runner
+from .contract import DECIDE, SETTLE
 from .decision import Decision, Settlement
 from .fallback import FallbackLimiter
 from .identity import ClientIPResolver, Identity, bounded
@@ -164,7 +165,7 @@ class EnforcerCore:
             return prepared
         plan, keys, sent_at = prepared
         rid = self._rid_prefix + str(next(self._rids))
-        args = (b"d", self._now_arg(), self._offset_arg, plan.cost, rid, b"", *plan.script_args)
+        args = (DECIDE, self._now_arg(), self._offset_arg, plan.cost, rid, b"", *plan.script_args)
         return _ScriptCall(identity, plan, keys, args, rid, sent_at)
 
     def _now_arg(self) -> str:
@@ -204,7 +205,7 @@ class EnforcerCore:
         if not matched:
             return []
         plan = settle.plan
-        head = (b"s", self._now_arg(), self._offset_arg, plan.cost, settle.rid, settle.decided_at_us)
+        head = (SETTLE, self._now_arg(), self._offset_arg, plan.cost, settle.rid, settle.decided_at_us)
         nodes = self._split([settle.keys[i] for i in matched])
         groups = [[matched[i] for i in node] for node in nodes] if nodes else [matched]
         return [([settle.keys[i] for i in group], (*head, *plan.rule_args(group))) for group in groups]
@@ -219,7 +220,7 @@ class EnforcerCore:
             for i in node.leases:
                 send("ZREM", call.keys[i], call.rid)
             if node.refund:
-                args = (b"s", self._now_arg(), self._offset_arg, plan.cost, call.rid, node.decided_at_us,
+                args = (SETTLE, self._now_arg(), self._offset_arg, plan.cost, call.rid, node.decided_at_us,
                         *plan.refund_args(node.refund))
                 calls.append(([call.keys[i] for i in node.refund], args))
         if calls:
