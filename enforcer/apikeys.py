@@ -89,6 +89,7 @@ class ApiKeyStore:
                       key=lambda r: (r.created_at, r.id))
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
+        """The current record of ``key_id`` (revoked ones included), or None if unknown."""
         found = self._current(key_id)
         return found[1] if found else None
 
