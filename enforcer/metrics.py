@@ -59,15 +59,19 @@ class DecisionStats:
         self._tiers: dict[str, int] = {}  # tier -> its first slot
         self._shards: list[_Shard] = []
         self._local = threading.local()
-        self._lock = threading.Lock()  # taken once per thread, to add its shard
+        self._lock = threading.Lock()  # taken once per thread to add its shard, and to add tiers
         self.add(tiers)
         _everyone.add(self)
 
     def add(self, tiers: Iterable[str]) -> None:
-        """Give ``tiers`` labels of their own while there are fewer than ``MAX_TIER_LABELS``."""
-        for tier in tiers:
-            if tier not in self._tiers and len(self._tiers) < MAX_TIER_LABELS:
-                self._tiers[tier] = (len(self._tiers) + 1) * len(OUTCOMES)
+        """Give ``tiers`` labels of their own while there are fewer than ``MAX_TIER_LABELS``.
+
+        Locked: WSGI threads that see the same run-time tier change call it together, and two
+        tiers given the same slot would count as one."""
+        with self._lock:
+            for tier in tiers:
+                if tier not in self._tiers and len(self._tiers) < MAX_TIER_LABELS:
+                    self._tiers[tier] = (len(self._tiers) + 1) * len(OUTCOMES)
 
     def _shard(self) -> _Shard:
         shard = _Shard()
@@ -105,7 +109,7 @@ class DecisionStats:
         shadow denials. Every tier with a label of its own is there, counted or not."""
         with self._lock:
             shards = list(self._shards)
-        tiers = {OTHER_TIER: 0, **self._tiers}
+            tiers = {OTHER_TIER: 0, **self._tiers}
         totals: dict[tuple[str, str], tuple[list[int], float]] = {}
         for tier, first in tiers.items():
             for outcome, name in enumerate(OUTCOMES):
