@@ -279,7 +279,7 @@ class RatewardenMiddleware:
         self.publisher = self.gate.publisher
         self.routes = RouteResolver(app, PolicyRoutes(enforcer.file_policy))
         self._key_header = self.gate.key_header
-        self._client = self.gate.caller  # bound once: called on every request
+        self._gate_caller = self.gate.caller  # bound once: called on every request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -327,7 +327,7 @@ class RatewardenMiddleware:
             elif name == b"user-agent":
                 user_agent = value.decode("latin-1")
         client = scope.get("client")
-        ip, api_key = self._client(client[0] if client else None, xff, forwarded, api_key)
+        ip, api_key = self._gate_caller(client[0] if client else None, xff, forwarded, api_key)
         return ip, api_key, user_agent
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
