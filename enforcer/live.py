@@ -186,6 +186,7 @@ class LiveState(LiveCache):
         await self.reload()
 
     async def aclose(self) -> None:
+        """Stop following changes (waits at most two poll intervals for the task)."""
         # a flag as well as cancel(): redis-py's read timeouts can swallow a cancellation
         self._closing = True
         if self._task:
@@ -195,9 +196,11 @@ class LiveState(LiveCache):
 
     @property
     def client(self) -> aioredis.Redis:
+        """The client of the node holding run-time state (on a cluster, the one its slot map names now)."""
         return self.control.current()
 
     async def reload(self) -> None:
+        """Read the version, every override and every run-time tier in one transaction, and apply them."""
         pipe = self.client.pipeline(transaction=True)
         pipe.get(VERSION_KEY)
         pipe.hgetall(OVERRIDES_HASH)
@@ -257,23 +260,27 @@ class SyncLiveState(LiveCache):
         self._thread: threading.Thread | None = None
 
     def api_key(self, api_key: str) -> ApiKeyRecord | None:
+        """The live record of ``api_key``, or None if unknown or revoked (cached; one HGET on a miss)."""
         digest, record = self.known(api_key)
         if digest is None:
             return record
         return self.remember_key(digest, as_bytes(self.client.hget(KEYS_HASH, digest)))
 
     def start(self) -> None:
+        """Follow changes in a daemon thread, and load the current state (raises if Redis is down)."""
         self._thread = threading.Thread(target=self._follow, name="ratewarden-changes", daemon=True)
         self._thread.start()
         self.reload()
 
     def close(self) -> None:
+        """Stop following changes (waits at most two poll intervals and a second for the thread)."""
         self._closing = True
         if self._thread is not None:
             self._thread.join(2 * POLL_INTERVAL_S + 1)
             self._thread = None
 
     def reload(self) -> None:
+        """Read the version, every override and every run-time tier in one transaction, and apply them."""
         pipe = self.client.pipeline(transaction=True)
         pipe.get(VERSION_KEY)
         pipe.hgetall(OVERRIDES_HASH)
