@@ -116,6 +116,7 @@ class EnforcerCore:
 
     @property
     def clock_offset_s(self) -> float:
+        """Seconds added to the scripts' clock (tests only; setting it forgets local denials)."""
         return int(self._offset_arg) / 1_000_000
 
     @clock_offset_s.setter
@@ -374,6 +375,7 @@ class Enforcer(EnforcerCore):
             self._redis_failed(exc)  # the change feed keeps trying and loads state once Redis answers
 
     async def aclose(self) -> None:
+        """Stop following run-time changes and close every Redis connection."""
         await self.live.aclose()
         await self.runner.aclose()
         await self.control.aclose()
@@ -452,6 +454,7 @@ class SyncEnforcer(EnforcerCore):
         self._settler: threading.Thread | None = None
 
     def start(self) -> None:
+        """Load run-time state and follow changes in a thread (once). Tolerates Redis being down."""
         with self._lock:
             if self.started:
                 return
@@ -462,6 +465,7 @@ class SyncEnforcer(EnforcerCore):
                 self._redis_failed(exc)
 
     def close(self) -> None:
+        """Settle what is queued (waiting at most 2 s), stop following changes and close the Redis client."""
         with self._lock:
             settler, self._settler = self._settler, None
         if settler is not None:
