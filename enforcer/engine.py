@@ -159,7 +159,7 @@ class EnforcerCore:
     def _begin(self, identity: Identity, route: str, route_limits: RouteLimits | None) -> Decision | _ScriptCall:
         """A decision made without Redis, or the script call that will make it."""
         started = time.monotonic()
-        prepared = self._prepare(identity, route, route_limits)
+        prepared = self._prepare(identity, route, route_limits, started)
         if isinstance(prepared, Decision):
             if not prepared.allowed or prepared.degraded:  # what ratewarden_decisions_total counts
                 self.stats.observe(prepared, time.monotonic() - started)
@@ -255,9 +255,10 @@ class EnforcerCore:
                 self._plans = {}
                 self.stats.add(self.policy.tiers)
 
-    def _prepare(self, identity: Identity, route: str,
-                 route_limits: RouteLimits | None) -> Decision | tuple[Plan, list[str], float]:
-        """A decision made without Redis, or what to ask Redis: (plan, keys, time sent)."""
+    def _prepare(self, identity: Identity, route: str, route_limits: RouteLimits | None,
+                 sent_at: float) -> Decision | tuple[Plan, list[str], float]:
+        """A decision made without Redis, or what to ask Redis: (plan, keys, ``sent_at``, the monotonic
+        time the call goes out, which local denials are also judged at)."""
         live = self.live
         self._follow_live()
         override = live.override(identity.client_id) if live.overrides else None
@@ -270,7 +271,6 @@ class EnforcerCore:
         if not plan.rules:
             return Decision.unlimited(identity, route, plan.cost, plan.exempt)
         keys = plan.keys(identity)
-        sent_at = time.monotonic()
         if self._denied:
             denial = self._denied_locally(plan, keys, identity, sent_at)
             if denial is not None:
