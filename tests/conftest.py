@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -81,3 +82,12 @@ def topic(kafka_bootstrap_url: str) -> str:
     name = f"rw-test-{uuid.uuid4().hex[:12]}"
     create_topics(kafka_bootstrap_url, {name: 4})
     return name
+
+
+@pytest.fixture
+def admin(admin_app: Any, redis_sync: redis.Redis) -> Iterator[Any]:
+    """A test client of the module's ``admin_app`` fixture (the admin API), on an emptied Redis."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(admin_app) as client:
+        yield client

@@ -4,16 +4,13 @@ second, 422 (never 500) on bad input, and a property-based run over its OpenAPI 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 import pytest
-import redis
 import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
 
 from ratewarden.analytics.admin import AdminSettings, create_admin_app
 from ratewarden.analytics.migrations import migrate
@@ -22,6 +19,7 @@ from ratewarden.examples.demo_fastapi.app import POLICY_FILE, create_app
 from ratewarden.stream.simulate import events, scenario
 from ratewarden.stream.sink import UsageSink
 
+from .admin_support import server_errors
 from .helpers import wait_until
 
 TOKEN = "admin-token-for-tests-0123456789"
@@ -43,12 +41,6 @@ def admin_app(clickhouse: Any, redis_url: str) -> FastAPI:
     sink.flush()
     return create_admin_app(AdminSettings(admin_token=TOKEN, api_key_secret=SECRET, redis_url=redis_url,
                                           clickhouse_database=DB, policy_file=str(POLICY_FILE)), clickhouse)
-
-
-@pytest.fixture
-def admin(admin_app: FastAPI, redis_sync: redis.Redis) -> Iterator[TestClient]:
-    with TestClient(admin_app) as client:
-        yield client
 
 
 def demo(redis_url: str, ip: str) -> TestClient:
@@ -169,22 +161,7 @@ def test_malformed_input_is_a_422_naming_the_field(admin: TestClient, method: st
 
 def test_a_property_based_run_over_the_openapi_document_finds_no_500(admin: TestClient, admin_app: FastAPI) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", admin_app)
-    failures: list[str] = []
-    seen: set[str] = set()
-
-    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(case=schema.as_strategy())
-    def check(case: Any) -> None:
-        # the call goes through the app's own test client (httpx), not schemathesis' requests session
-        body = None if case.body is schemathesis.core.NOT_SET else case.body
-        response = admin.request(case.method, case.formatted_path, params=case.query or None,
-                                 json=body, headers={**(case.headers or {}), **AUTH})
-        seen.add(f"{case.method} {case.path}")
-        if response.status_code >= 500:
-            failures.append(f"{case.method} {case.formatted_path} {case.query} -> {response.status_code}: "
-                            f"{response.text[:200]}")
-
-    check()
+    failures, seen = server_errors(admin, schema, AUTH, max_examples=150)
     assert failures == []
     assert len(seen) >= 10, seen  # the run reached most operations
 

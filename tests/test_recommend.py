@@ -8,11 +8,9 @@ import json
 import math
 import random
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -75,12 +73,6 @@ def seeded(clickhouse: Any) -> list[list[Any]]:
 def admin_app(clickhouse: Any, redis_url: str, seeded: list[list[Any]]) -> FastAPI:
     return create_admin_app(AdminSettings(admin_token=TOKEN, api_key_secret=SECRET, redis_url=redis_url,
                                           clickhouse_database=DB, policy_file=str(POLICY_FILE)), clickhouse)
-
-
-@pytest.fixture
-def admin(admin_app: FastAPI, redis_sync: redis.Redis) -> Iterator[TestClient]:
-    with TestClient(admin_app) as client:
-        yield client
 
 
 def replay(rows: list[list[Any]], tier: str, limit: int, left_out: set[str]) -> dict[str, int]:
