@@ -33,6 +33,7 @@ from ratewarden.extras import require
 from .decision import Decision
 from .events import RequestEvent, encode_event, encode_request
 from .logs import get_logger
+from .outage import OutageLog
 from .settings import EnforcerSettings
 from .spill import Spill
 
@@ -42,6 +43,19 @@ if TYPE_CHECKING:
 __all__ = ["EventPublisher", "PublisherStats"]
 
 log = get_logger("ratewarden.publisher")
+
+
+class _EachFailedAttempt(logging.Filter):
+    """Drops librdkafka's line per failed connection attempt ("FAIL ...", several a second for as long
+    as Kafka is away): the publisher's outage log tells the outage once, naming the brokers and the
+    setting, and its end. librdkafka's other lines pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("FAIL ")
+
+
+_LIBRDKAFKA_LOG = logging.getLogger("ratewarden.publisher.librdkafka")
+_LIBRDKAFKA_LOG.addFilter(_EachFailedAttempt())
 
 _PUBLISHED = Counter("ratewarden_events_published", "Events delivered to Kafka")
 _SPILLED = Counter("ratewarden_events_spilled", "Events written to the spill while Kafka was unreachable")
@@ -104,7 +118,9 @@ class EventPublisher:
         self._failed: list[bytes] = []  # undelivered events, spilled after each round of delivery reports
         self._replay_pending = self._replay_failed = 0
         self._healthy = False
-        self._reported_down = False
+        # "kafka_unavailable" once per outage naming the brokers and their setting, then rarely
+        self.outage = OutageLog(log, "kafka", server=settings.kafka_bootstrap, setting="RATEWARDEN_KAFKA_BOOTSTRAP",
+                                spill=str(self.spill.directory))
         self._closing = False
         self._stopped = False
         self._wake = threading.Event()
@@ -192,7 +208,7 @@ class EventPublisher:
             "request.timeout.ms": int(min(5.0, s.publish_delivery_timeout_s) * 1000),
             "on_delivery": self._delivered,
             "error_cb": self._error,
-            "logger": logging.getLogger("ratewarden.publisher.librdkafka"),
+            "logger": _LIBRDKAFKA_LOG,
             "log.connection.close": False,
         })
 
@@ -253,9 +269,7 @@ class EventPublisher:
             self._mark_down(err)
 
     def _mark_down(self, err: KafkaError) -> None:
-        if self._healthy:
-            log.warning("kafka_unavailable", error=err.name(), spill=str(self.spill.directory))
-            self._reported_down = True
+        self.outage.failed(err.name())
         self._healthy = False
 
     def _probe(self, producer: Producer) -> bool:
@@ -268,12 +282,12 @@ class EventPublisher:
             if topic is None or topic.error is not None or not topic.partitions:
                 raise KafkaException(f"topic {self.topic} has no partitions")
         except KafkaException as exc:
-            if not self._reported_down:
-                log.warning("kafka_unavailable", error=str(exc.args[0]), spill=str(self.spill.directory))
-                self._reported_down = True
+            self.outage.failed(str(exc.args[0]))
             return False
-        log.info("kafka_connected", topic=self.topic)
-        self._healthy, self._reported_down = True, False
+        if not self.outage.down:
+            log.info("kafka_connected", topic=self.topic)
+        self.outage.succeeded()
+        self._healthy = True
         return True
 
     def _go_away(self, producer: Producer) -> None:

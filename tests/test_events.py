@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from django.test import Client
 from fastapi import FastAPI
@@ -117,7 +119,8 @@ def _app_publishing_to(broker: KafkaServer, redis_url: str, tmp_path: Path,
 
 
 def test_broker_outage_spills_and_replays_every_event(redis_sync: redis.Redis, redis_url: str,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ratewarden.publisher")
     with KafkaServer() as broker:
         create_topics(broker.url, {TOPIC: 4})
         app, publisher = _app_publishing_to(broker, redis_url, tmp_path, publish_queue_size=500)
@@ -139,6 +142,15 @@ def test_broker_outage_spills_and_replays_every_event(redis_sync: redis.Redis, r
         # the request path never waited on Kafka: server-side latency stays within the Redis budget
         assert latencies[int(len(latencies) * 0.999)] < EnforcerSettings().redis_budget_ms
         assert not any((tmp_path / "spill").glob("*.jsonl")) or stats.spilled == stats.replayed
+    # the outage is told once naming the brokers and their setting (not once per failed event or
+    # connection attempt), then rarely while it lasts (10 s, 20 s, 40 s ...), then its end
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("ratewarden.publisher")]
+    outage = [line for line in lines if line.startswith(("kafka_unavailable", "kafka_still_unavailable"))]
+    print(f"\nKafka outage: {len(outage)} lines of {len(lines)} from the publisher: {[o[:40] for o in outage]}")
+    assert outage[0].startswith("kafka_unavailable") and "RATEWARDEN_KAFKA_BOOTSTRAP" in outage[0]
+    assert broker.url in outage[0] and len(outage) <= 4
+    assert not any(line.startswith("FAIL ") for line in lines)  # librdkafka's line per connection attempt
+    assert any(line.startswith("kafka_recovered") for line in lines)
 
 
 def test_past_the_spill_cap_every_lost_event_is_counted(redis_sync: redis.Redis, redis_url: str,
